@@ -1,0 +1,2 @@
+export { CloseCode } from "./close-codes.js";
+export * from "./frames.js";
