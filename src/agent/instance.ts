@@ -1,0 +1,445 @@
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import type { AuthAction } from "../auth/policy.js";
+import { CloseCode } from "../protocol/close-codes.js";
+import { FrameType, parseClientFrame, type RpcRequestFrame } from "../protocol/frames.js";
+import type { AgentDatabase, SqlValue } from "../storage/agent-database.js";
+import type { Agent, AgentClass, AgentRuntime, ConnectionContext, Schedule } from "./agent.js";
+import { findCallable } from "./callable.js";
+import type { Connection, ServerConnection } from "./connection.js";
+import { StreamingResponse } from "./streaming-response.js";
+
+/** What an instance needs from the server hosting it. */
+export interface InstanceHost {
+  readonly env: unknown;
+  readonly logger: Logger;
+  /** The instance has nothing left to do: no connections, requests or running schedules. */
+  onIdle(instance: AgentInstance): void;
+  /** The instance's earliest schedule changed (`undefined`: none left). */
+  onNextWakeup(instance: AgentInstance, time: number | undefined): void;
+  /**
+   * May `connection` do `action` now? Returns a refusal message, after closing the
+   * connection itself when its credentials are gone (expired, revoked).
+   */
+  authorize(connection: ServerConnection, action: AuthAction): string | undefined;
+  /** An `outpost_auth` frame: verify the new token and answer the client. */
+  refresh(connection: ServerConnection, token: string): Promise<void>;
+}
+
+const STATE_KEY = "state";
+
+/**
+ * One live agent instance: the user's `Agent` object, its database, its connections and
+ * its schedule timer. Created and evicted by the server's registry.
+ */
+export class AgentInstance implements AgentRuntime {
+  readonly agentName: string;
+  readonly name: string;
+  readonly key: string;
+  readonly agent: Agent<unknown, unknown>;
+  readonly #db: AgentDatabase;
+  readonly #host: InstanceHost;
+  readonly #log: Logger;
+  readonly #connections = new Map<string, ServerConnection>();
+  #state: unknown;
+  #stateLoaded = false;
+  /** Requests, schedule runs and connections being set up. */
+  #inFlight = 0;
+  #scheduleTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: {
+    agentName: string;
+    name: string;
+    agentClass: AgentClass;
+    db: AgentDatabase;
+    host: InstanceHost;
+  }) {
+    this.agentName = options.agentName;
+    this.name = options.name;
+    this.key = `${options.agentName}/${options.name}`;
+    this.#db = options.db;
+    this.#host = options.host;
+    this.#log = options.host.logger.child({ agent: options.agentName, instance: options.name });
+    this.agent = new options.agentClass({ runtime: this }, options.host.env);
+  }
+
+  /** Runs `onStart`, then any schedule already due. */
+  async start(): Promise<void> {
+    await this.agent.onStart();
+    this.#armSchedules();
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  get idle(): boolean {
+    return this.#connections.size === 0 && this.#inFlight === 0;
+  }
+
+  // --- AgentRuntime (what `Agent` methods call) ---
+
+  readState(): unknown {
+    if (!this.#stateLoaded) {
+      this.#state = this.#db.readJson(STATE_KEY);
+      this.#stateLoaded = true;
+    }
+    return this.#state;
+  }
+
+  writeState(state: unknown): void {
+    this.agent.validateStateChange(state, "server");
+    this.#commitState(state, "server");
+  }
+
+  sql<Row>(strings: TemplateStringsArray, values: readonly SqlValue[]): Row[] {
+    return this.#db.sql<Row>(strings, values);
+  }
+
+  schedule(when: Date | number, callback: string, payload: unknown): Schedule {
+    if (typeof (this.agent as unknown as Record<string, unknown>)[callback] !== "function") {
+      throw new TypeError(`schedule(): ${callback} is not a method of this agent`);
+    }
+    let time: number;
+    if (when instanceof Date) time = when.getTime();
+    else if (typeof when === "number" && Number.isFinite(when) && when >= 0)
+      time = Date.now() + when * 1000;
+    else throw new TypeError("schedule(): `when` must be a Date or a number of seconds >= 0");
+    if (!Number.isFinite(time)) throw new TypeError("schedule(): invalid date");
+    const stored = { id: randomUUID(), callback, payload: payload ?? null, time };
+    this.#db.insertSchedule(stored);
+    this.#armSchedules();
+    return toSchedule(stored, when instanceof Date ? "scheduled" : "delayed");
+  }
+
+  getSchedules(): Schedule[] {
+    return this.#db.listSchedules().map((s) => toSchedule(s, "scheduled"));
+  }
+
+  getSchedule(id: string): Schedule | undefined {
+    const stored = this.#db.getSchedule(id);
+    return stored === undefined ? undefined : toSchedule(stored, "scheduled");
+  }
+
+  cancelSchedule(id: string): boolean {
+    const removed = this.#db.deleteSchedule(id);
+    if (removed) this.#armSchedules();
+    return removed;
+  }
+
+  broadcast(message: string | ArrayBuffer | ArrayBufferView, without?: readonly string[]): void {
+    for (const connection of this.#connections.values()) {
+      if (!connection.accepted) continue;
+      if (without?.includes(connection.id)) continue;
+      connection.send(message);
+    }
+  }
+
+  connections(): Iterable<Connection> {
+    return [...this.#connections.values()].filter((c) => c.accepted);
+  }
+
+  connection(id: string): Connection | undefined {
+    const connection = this.#connections.get(id);
+    return connection?.accepted ? connection : undefined;
+  }
+
+  reportError(connection: Connection | undefined, error: unknown): void {
+    this.#log.error({ err: error, connection: connection?.id }, "agent error");
+    try {
+      const result = this.agent.onError(connection, error);
+      if (result instanceof Promise)
+        result.catch((e) => this.#log.error({ err: e }, "onError threw"));
+    } catch (e) {
+      this.#log.error({ err: e }, "onError threw");
+    }
+  }
+
+  // --- connections ---
+
+  /** Take over an authenticated socket: onConnect, then identity and state. */
+  attach(connection: ServerConnection, request: Request): void {
+    this.#connections.set(connection.id, connection);
+    connection.enqueue(async () => {
+      const ctx: ConnectionContext = { request };
+      try {
+        connection.readonly = this.agent.shouldConnectionBeReadonly(connection, ctx) === true;
+        await this.agent.onConnect(connection, ctx);
+      } catch (error) {
+        this.reportError(connection, error);
+        connection.close(CloseCode.InternalError, "internal error");
+        return;
+      }
+      if (!connection.isOpen) return;
+      const state = this.readState() ?? this.agent.initialState;
+      connection.sendFrame({
+        type: FrameType.Identity,
+        agent: this.agentName,
+        name: this.name,
+        ...(state !== undefined && { stateFollows: true }),
+      });
+      if (state !== undefined) connection.sendFrame({ type: FrameType.State, state });
+      connection.accepted = true;
+    });
+  }
+
+  /** A frame arrived; it is handled after every earlier frame of the same connection. */
+  receive(connection: ServerConnection, data: Buffer, isBinary: boolean): void {
+    connection.enqueue(() => this.#handleFrame(connection, data, isBinary));
+  }
+
+  /** The socket closed: forget it now, tell the agent in frame order. */
+  detach(connection: ServerConnection, code: number, reason: string): void {
+    connection.clearExpiry();
+    this.#connections.delete(connection.id);
+    connection.enqueue(async () => {
+      try {
+        await this.agent.onClose(connection, code, reason, code !== 1006);
+      } catch (error) {
+        this.reportError(connection, error);
+      }
+      if (this.idle) this.#host.onIdle(this);
+    }, true);
+  }
+
+  #handleFrame(connection: ServerConnection, data: Buffer, isBinary: boolean): unknown {
+    if (!connection.isOpen) return undefined;
+    if (connection.session?.expiresAt !== undefined && Date.now() >= connection.session.expiresAt) {
+      connection.close(CloseCode.Unauthorized, "token expired");
+      return undefined;
+    }
+    if (isBinary) return this.#userMessage(connection, data);
+    const text = data.toString("utf8");
+    const parsed = parseClientFrame(text);
+    switch (parsed.kind) {
+      case "rpc":
+        return this.#rpc(connection, parsed.frame);
+      case "state":
+        return this.#clientState(connection, parsed.frame.state);
+      case "auth":
+        return this.#host.refresh(connection, parsed.frame.token);
+      case "invalid":
+        if (parsed.id !== undefined) {
+          connection.sendFrame({
+            type: FrameType.Rpc,
+            id: parsed.id,
+            success: false,
+            error: parsed.error,
+          });
+        } else {
+          connection.close(CloseCode.PolicyViolation, parsed.error);
+        }
+        return undefined;
+      default:
+        return this.#userMessage(connection, text);
+    }
+  }
+
+  async #userMessage(connection: ServerConnection, message: string | Buffer): Promise<void> {
+    try {
+      await this.agent.onMessage(connection, message);
+    } catch (error) {
+      this.reportError(connection, error);
+    }
+  }
+
+  async #rpc(connection: ServerConnection, frame: RpcRequestFrame): Promise<void> {
+    const { id, method, args } = frame;
+    const refusal = this.#host.authorize(connection, "rpc");
+    if (refusal !== undefined) {
+      connection.sendFrame({ type: FrameType.Rpc, id, success: false, error: refusal });
+      return;
+    }
+    const found = findCallable(this.agent, method);
+    if (found === undefined) {
+      connection.sendFrame({
+        type: FrameType.Rpc,
+        id,
+        success: false,
+        error: `Method ${method} is not callable`,
+      });
+      return;
+    }
+    if (found.metadata.streaming) {
+      // A stream may run for a long time: it starts in frame order, then runs alongside
+      // later frames instead of holding them.
+      const stream = new StreamingResponse(connection, id);
+      void (async () => {
+        try {
+          const result = await found.method.apply(this.agent, [stream, ...args]);
+          if (!stream.isClosed) stream.end(result);
+        } catch (error) {
+          this.reportError(connection, error);
+          if (!stream.isClosed) stream.error(publicMessage(error));
+        }
+      })();
+      return;
+    }
+    let result: unknown;
+    try {
+      result = await found.method.apply(this.agent, args);
+    } catch (error) {
+      this.reportError(connection, error);
+      connection.sendFrame({
+        type: FrameType.Rpc,
+        id,
+        success: false,
+        error: publicMessage(error),
+      });
+      return;
+    }
+    let text: string;
+    try {
+      text = JSON.stringify({ type: FrameType.Rpc, id, success: true, result, done: true });
+    } catch {
+      text = JSON.stringify({
+        type: FrameType.Rpc,
+        id,
+        success: false,
+        error: `Result of ${method} is not serializable`,
+      });
+    }
+    connection.send(text);
+  }
+
+  async #clientState(connection: ServerConnection, state: unknown): Promise<void> {
+    if (connection.readonly) {
+      connection.sendFrame({ type: FrameType.StateError, error: "Connection is readonly" });
+      return;
+    }
+    const refusal = this.#host.authorize(connection, "state:write");
+    if (refusal !== undefined) {
+      connection.sendFrame({ type: FrameType.StateError, error: refusal });
+      return;
+    }
+    try {
+      this.agent.validateStateChange(state, connection);
+    } catch (error) {
+      connection.sendFrame({
+        type: FrameType.StateError,
+        error: `State update rejected: ${publicMessage(error)}`,
+      });
+      return;
+    }
+    try {
+      this.#commitState(state, connection);
+    } catch (error) {
+      this.reportError(connection, error);
+      connection.sendFrame({ type: FrameType.StateError, error: "State could not be saved" });
+    }
+  }
+
+  #commitState(state: unknown, source: ServerConnection | "server"): void {
+    const json = JSON.stringify(state);
+    if (json === undefined) throw new TypeError("state must be JSON-serializable");
+    this.#db.writeJson(STATE_KEY, json);
+    this.#state = JSON.parse(json);
+    this.#stateLoaded = true;
+    const frame = `{"type":"${FrameType.State}","state":${json}}`;
+    for (const connection of this.#connections.values()) {
+      if (connection.accepted && connection !== source) connection.send(frame);
+    }
+    try {
+      const result = this.agent.onStateUpdate(this.#state, source);
+      if (result instanceof Promise) result.catch((error) => this.reportError(undefined, error));
+    } catch (error) {
+      this.reportError(undefined, error);
+    }
+  }
+
+  // --- requests and schedules ---
+
+  /** Run `work` counted as activity, so the instance is not evicted meanwhile. */
+  async track<T>(work: () => Promise<T>): Promise<T> {
+    this.#inFlight++;
+    try {
+      return await work();
+    } finally {
+      this.#inFlight--;
+      if (this.idle) this.#host.onIdle(this);
+    }
+  }
+
+  /** Plain HTTP to the agent's URL. */
+  fetch(request: Request): Promise<Response> {
+    return this.track(async () => await this.agent.onRequest(request));
+  }
+
+  #armSchedules(): void {
+    if (this.#closed) return;
+    if (this.#scheduleTimer !== undefined) clearTimeout(this.#scheduleTimer);
+    this.#scheduleTimer = undefined;
+    const next = this.#db.nextScheduleTime();
+    this.#host.onNextWakeup(this, next);
+    if (next === undefined) return;
+    const delay = Math.min(Math.max(0, next - Date.now()), 2 ** 31 - 1);
+    this.#scheduleTimer = setTimeout(() => void this.runDueSchedules(), delay);
+    this.#scheduleTimer.unref();
+  }
+
+  /** Run every schedule whose time has come, oldest first; each is removed once it ran. */
+  async runDueSchedules(): Promise<void> {
+    if (this.#closed) return;
+    await this.track(async () => {
+      const now = Date.now();
+      for (const due of this.#db.listSchedules()) {
+        if (due.time > now || this.#closed) break;
+        const method = (this.agent as unknown as Record<string, unknown>)[due.callback];
+        try {
+          if (typeof method !== "function") throw new Error(`${due.callback} is not a method`);
+          await method.call(this.agent, due.payload, toSchedule(due, "scheduled"));
+        } catch (error) {
+          this.reportError(undefined, error);
+        }
+        if (this.#closed) return;
+        this.#db.deleteSchedule(due.id);
+      }
+    });
+    this.#armSchedules();
+  }
+
+  /**
+   * Close every connection with `code`, then wait (at most `timeoutMs`) until every socket
+   * has closed and every handler, `onClose` included, has finished.
+   */
+  async drain(code: number, reason: string, timeoutMs: number): Promise<void> {
+    const connections = [...this.#connections.values()];
+    for (const connection of connections) connection.close(code, reason);
+    const deadline = Date.now() + timeoutMs;
+    const settled = () =>
+      this.#connections.size === 0 && this.#inFlight === 0 && connections.every((c) => !c.busy);
+    while (!settled() && Date.now() < deadline) {
+      await new Promise<void>((resolve) => setTimeout(resolve, 10));
+    }
+    for (const connection of this.#connections.values()) connection.terminate();
+  }
+
+  /** Stop timers and close the database. The instance cannot be used afterwards. */
+  close(): void {
+    this.#closed = true;
+    if (this.#scheduleTimer !== undefined) clearTimeout(this.#scheduleTimer);
+    this.#db.close();
+  }
+}
+
+function toSchedule(
+  stored: { id: string; callback: string; payload: unknown; time: number },
+  type: Schedule["type"],
+): Schedule {
+  return {
+    id: stored.id,
+    callback: stored.callback,
+    payload: stored.payload,
+    time: Math.floor(stored.time / 1000),
+    type,
+  };
+}
+
+/** The message a client may see for an error thrown by agent code: never a stack. */
+export function publicMessage(error: unknown): string {
+  if (error instanceof Error && typeof error.message === "string" && error.message.length > 0) {
+    return error.message.split("\n", 1)[0]!.slice(0, 500);
+  }
+  return "Internal error";
+}

@@ -1,0 +1,194 @@
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { AgentDatabase, type Durability } from "../storage/agent-database.js";
+import { WakeupIndex } from "../storage/wakeups.js";
+import type { AgentClass } from "./agent.js";
+import { AgentInstance, type InstanceHost } from "./instance.js";
+
+export interface RegistryOptions {
+  agents: ReadonlyMap<string, AgentClass>;
+  dataDir: string;
+  env: unknown;
+  logger: Logger;
+  durability: Durability;
+  /** Milliseconds an instance with nothing to do stays in memory. */
+  idleTimeout: number;
+  authorize: InstanceHost["authorize"];
+  refresh: InstanceHost["refresh"];
+}
+
+/**
+ * Exactly one live instance per (agent, name) in this process. `get` starts an instance
+ * once (concurrent callers share the same start) and resolves only after `onStart` has
+ * finished; a failed start is forgotten so the next `get` tries again. Idle instances are
+ * evicted and their databases closed; schedules wake them through the wakeup index.
+ */
+export class InstanceRegistry implements InstanceHost {
+  readonly env: unknown;
+  readonly logger: Logger;
+  readonly authorize: InstanceHost["authorize"];
+  readonly refresh: InstanceHost["refresh"];
+  readonly #options: RegistryOptions;
+  readonly #live = new Map<string, AgentInstance>();
+  readonly #starting = new Map<string, Promise<AgentInstance>>();
+  readonly #idleTimers = new Map<string, NodeJS.Timeout>();
+  readonly #wakeups: WakeupIndex;
+  #wakeupTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: RegistryOptions) {
+    this.#options = options;
+    this.env = options.env;
+    this.logger = options.logger;
+    this.authorize = options.authorize;
+    this.refresh = options.refresh;
+    this.#wakeups = new WakeupIndex(options.dataDir);
+    this.#armWakeups();
+  }
+
+  /** The live instance, without starting one. */
+  peek(agent: string, name: string): AgentInstance | undefined {
+    return this.#live.get(`${agent}/${name}`);
+  }
+
+  get instances(): Iterable<AgentInstance> {
+    return this.#live.values();
+  }
+
+  get size(): number {
+    return this.#live.size;
+  }
+
+  /** Get or start the instance; resolves after its `onStart` has finished. */
+  get(agent: string, name: string): Promise<AgentInstance> {
+    if (this.#closed) return Promise.reject(new Error("server is shutting down"));
+    const key = `${agent}/${name}`;
+    const live = this.#live.get(key);
+    if (live !== undefined) {
+      this.#cancelIdle(key);
+      return Promise.resolve(live);
+    }
+    let starting = this.#starting.get(key);
+    if (starting === undefined) {
+      starting = this.#start(agent, name, key);
+      this.#starting.set(key, starting);
+    }
+    return starting;
+  }
+
+  async #start(agent: string, name: string, key: string): Promise<AgentInstance> {
+    const agentClass = this.#options.agents.get(agent);
+    if (agentClass === undefined) throw new Error(`unknown agent ${agent}`);
+    const db = new AgentDatabase(this.databasePath(agent, name), this.#options.durability);
+    let instance: AgentInstance | undefined;
+    try {
+      instance = new AgentInstance({ agentName: agent, name, agentClass, db, host: this });
+      await instance.start();
+    } catch (error) {
+      this.#starting.delete(key);
+      instance?.close();
+      db.close();
+      this.logger.error({ err: error, agent, instance: name }, "agent failed to start");
+      throw error;
+    }
+    this.#starting.delete(key);
+    if (this.#closed) {
+      instance.close();
+      throw new Error("server is shutting down");
+    }
+    this.#live.set(key, instance);
+    this.logger.debug({ agent, instance: name }, "agent started");
+    return instance;
+  }
+
+  /** Where an instance's database lives: one file per instance, name made filesystem-safe. */
+  databasePath(agent: string, name: string): string {
+    const encoded = encodeURIComponent(name);
+    const file =
+      encoded.length <= 180
+        ? encoded
+        : `~${createHash("sha256").update(name).digest("hex").slice(0, 40)}`;
+    return join(this.#options.dataDir, agent, `${file}.sqlite`);
+  }
+
+  /** A caller got an instance but did not use it (e.g. the socket went away meanwhile). */
+  release(instance: AgentInstance): void {
+    if (instance.idle) this.onIdle(instance);
+  }
+
+  onIdle(instance: AgentInstance): void {
+    if (this.#closed || this.#live.get(instance.key) !== instance) return;
+    this.#cancelIdle(instance.key);
+    const timer = setTimeout(() => {
+      this.#idleTimers.delete(instance.key);
+      if (!instance.idle || this.#live.get(instance.key) !== instance) return;
+      this.#live.delete(instance.key);
+      instance.close();
+      this.logger.debug({ agent: instance.agentName, instance: instance.name }, "agent evicted");
+    }, this.#options.idleTimeout);
+    timer.unref();
+    this.#idleTimers.set(instance.key, timer);
+  }
+
+  #cancelIdle(key: string): void {
+    const timer = this.#idleTimers.get(key);
+    if (timer !== undefined) clearTimeout(timer);
+    this.#idleTimers.delete(key);
+  }
+
+  onNextWakeup(instance: AgentInstance, time: number | undefined): void {
+    if (this.#closed) return;
+    this.#wakeups.set(instance.agentName, instance.name, time);
+    this.#armWakeups();
+  }
+
+  /** One timer for the earliest schedule of any instance that is not in memory. */
+  #armWakeups(): void {
+    if (this.#wakeupTimer !== undefined) clearTimeout(this.#wakeupTimer);
+    this.#wakeupTimer = undefined;
+    const earliest = this.#wakeups.earliest();
+    if (earliest === undefined || this.#closed) return;
+    // A due row of a live instance is that instance's own timer's job; look again later.
+    const delay = Math.min(Math.max(earliest - Date.now(), 0), 2 ** 31 - 1);
+    this.#wakeupTimer = setTimeout(() => this.#wake(), Math.max(delay, 50));
+    this.#wakeupTimer.unref();
+  }
+
+  #wake(): void {
+    this.#wakeupTimer = undefined;
+    let pending = false;
+    for (const due of this.#wakeups.due(Date.now())) {
+      if (!this.#options.agents.has(due.agent)) continue;
+      if (this.#live.has(`${due.agent}/${due.name}`)) {
+        pending = true;
+        continue;
+      }
+      this.get(due.agent, due.name).then(
+        (instance) => this.release(instance),
+        () => {
+          // Logged by #start; the row stays and is retried on the next wake.
+        },
+      );
+      pending = true;
+    }
+    if (pending) {
+      this.#wakeupTimer = setTimeout(() => this.#armWakeups(), 1000);
+      this.#wakeupTimer.unref();
+    } else {
+      this.#armWakeups();
+    }
+  }
+
+  /** Evict everything and close every database. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#wakeupTimer !== undefined) clearTimeout(this.#wakeupTimer);
+    for (const timer of this.#idleTimers.values()) clearTimeout(timer);
+    this.#idleTimers.clear();
+    await Promise.allSettled(this.#starting.values());
+    for (const instance of this.#live.values()) instance.close();
+    this.#live.clear();
+    this.#wakeups.close();
+  }
+}

@@ -1,0 +1,5 @@
+export type { AgentServer, AgentServerOptions, AgentServerStats } from "./agent-server.js";
+export { createAgentServer } from "./agent-server.js";
+export type { LoggerSetting } from "./logger.js";
+export type { ServeHandle, ServeOptions } from "./serve.js";
+export { serve } from "./serve.js";
