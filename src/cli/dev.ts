@@ -1,0 +1,107 @@
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { Agent, type AgentClass } from "../agent/agent.js";
+import type { AuthPolicy } from "../auth/policy.js";
+import { agentNameToKebab } from "../protocol/frames.js";
+import { serve } from "../server/serve.js";
+import type { CommandIo } from "./io.js";
+
+const HELP = `Usage: outpost dev <module.ts|.js> [options]
+
+Serves every Agent subclass the module exports. TypeScript modules load directly.
+An exported \`auth\` (e.g. tokenAuth({ keys })) guards every connection; an exported
+\`env\` object becomes this.env (default: process.env).
+
+Options:
+  --port <n>        port to listen on (default 8787; 0 picks a free one)
+  --host <addr>     address to listen on (default 127.0.0.1)
+  --data-dir <dir>  where agent databases live (default .outpost)
+  --json            structured JSON logs instead of the readable ones
+  -h, --help        show this help
+`;
+
+/** `outpost dev <module>`: serve the agents a module exports. */
+export async function devCommand(argv: string[], io: CommandIo): Promise<number> {
+  let parsed: ReturnType<typeof parseDevArgs>;
+  try {
+    parsed = parseDevArgs(argv);
+  } catch (error) {
+    io.stderr(`${(error as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.stdout(HELP);
+    return 0;
+  }
+  const [modulePath] = positionals;
+  if (modulePath === undefined || positionals.length > 1) {
+    io.stderr(`outpost dev needs exactly one module\n\n${HELP}`);
+    return 2;
+  }
+  const port = Number(values.port ?? "8787");
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    io.stderr(`--port must be a number from 0 to 65535, not "${values.port}"\n`);
+    return 2;
+  }
+
+  const { register } = await import("tsx/esm/api");
+  register();
+  let loaded: Record<string, unknown>;
+  try {
+    loaded = await import(pathToFileURL(resolve(modulePath)).href);
+  } catch (error) {
+    io.stderr(`could not load ${modulePath}: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const agents = agentExports(loaded);
+  if (Object.keys(agents).length === 0) {
+    io.stderr(`${modulePath} exports no Agent subclass\n`);
+    return 1;
+  }
+
+  const server = await serve({
+    agents,
+    port,
+    hostname: values.host ?? "127.0.0.1",
+    dataDir: values["data-dir"] ?? ".outpost",
+    env: (loaded.env as Record<string, unknown> | undefined) ?? process.env,
+    auth: loaded.auth as AuthPolicy | Promise<AuthPolicy> | undefined,
+    logger: values.json ? { level: "info" } : { level: "info", pretty: true },
+  });
+  const wsUrl = server.url.replace(/^http/, "ws");
+  io.stdout(`Outpost dev server at ${server.url}\n`);
+  for (const name of Object.keys(agents)) {
+    io.stdout(`  ${name} → ${wsUrl}/agents/${agentNameToKebab(name)}/<name>\n`);
+  }
+  io.stdout(loaded.auth ? "  auth: on\n" : "  auth: off (export `auth` to require tokens)\n");
+  return new Promise<number>(() => {
+    // Runs until a signal closes the server (serve() exits the process then).
+  });
+}
+
+function parseDevArgs(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      port: { type: "string", short: "p" },
+      host: { type: "string" },
+      "data-dir": { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+}
+
+/** The module's exports that are Agent subclasses, by export name. */
+export function agentExports(module: Record<string, unknown>): Record<string, AgentClass> {
+  const agents: Record<string, AgentClass> = {};
+  for (const [name, value] of Object.entries(module)) {
+    if (typeof value === "function" && value.prototype instanceof Agent) {
+      agents[name] = value as AgentClass;
+    }
+  }
+  return agents;
+}
