@@ -3,6 +3,8 @@ export { Agent } from "./agent/agent.js";
 export type { CallableMetadata } from "./agent/callable.js";
 export { callable } from "./agent/callable.js";
 export type { Connection } from "./agent/connection.js";
+export type { CurrentAgent } from "./agent/context.js";
+export { getCurrentAgent } from "./agent/context.js";
 export { StreamingResponse } from "./agent/streaming-response.js";
 export type { AuthClaims, AuthPolicy, AuthSession } from "./auth/policy.js";
 export { CloseCode } from "./protocol/close-codes.js";

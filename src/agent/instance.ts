@@ -7,6 +7,7 @@ import type { AgentDatabase, SqlValue } from "../storage/agent-database.js";
 import type { Agent, AgentClass, AgentRuntime, ConnectionContext, Schedule } from "./agent.js";
 import { findCallable } from "./callable.js";
 import type { Connection, ServerConnection } from "./connection.js";
+import { runWithAgent } from "./context.js";
 import { StreamingResponse } from "./streaming-response.js";
 
 /** What an instance needs from the server hosting it. */
@@ -66,7 +67,7 @@ export class AgentInstance implements AgentRuntime {
 
   /** Runs `onStart`, then any schedule already due. */
   async start(): Promise<void> {
-    await this.agent.onStart();
+    await runWithAgent({ agent: this.agent, connection: undefined }, () => this.agent.onStart());
     this.#armSchedules();
   }
 
@@ -161,32 +162,40 @@ export class AgentInstance implements AgentRuntime {
   /** Take over an authenticated socket: onConnect, then identity and state. */
   attach(connection: ServerConnection, request: Request): void {
     this.#connections.set(connection.id, connection);
-    connection.enqueue(async () => {
-      const ctx: ConnectionContext = { request };
-      try {
-        connection.readonly = this.agent.shouldConnectionBeReadonly(connection, ctx) === true;
-        await this.agent.onConnect(connection, ctx);
-      } catch (error) {
-        this.reportError(connection, error);
-        connection.close(CloseCode.InternalError, "internal error");
-        return;
-      }
-      if (!connection.isOpen) return;
-      const state = this.readState() ?? this.agent.initialState;
-      connection.sendFrame({
-        type: FrameType.Identity,
-        agent: this.agentName,
-        name: this.name,
-        ...(state !== undefined && { stateFollows: true }),
-      });
-      if (state !== undefined) connection.sendFrame({ type: FrameType.State, state });
-      connection.accepted = true;
+    connection.enqueue(() =>
+      runWithAgent({ agent: this.agent, connection }, () => this.#connect(connection, request)),
+    );
+  }
+
+  async #connect(connection: ServerConnection, request: Request): Promise<void> {
+    const ctx: ConnectionContext = { request };
+    try {
+      connection.readonly = this.agent.shouldConnectionBeReadonly(connection, ctx) === true;
+      await this.agent.onConnect(connection, ctx);
+    } catch (error) {
+      this.reportError(connection, error);
+      connection.close(CloseCode.InternalError, "internal error");
+      return;
+    }
+    if (!connection.isOpen) return;
+    const state = this.readState() ?? this.agent.initialState;
+    connection.sendFrame({
+      type: FrameType.Identity,
+      agent: this.agentName,
+      name: this.name,
+      ...(state !== undefined && { stateFollows: true }),
     });
+    if (state !== undefined) connection.sendFrame({ type: FrameType.State, state });
+    connection.accepted = true;
   }
 
   /** A frame arrived; it is handled after every earlier frame of the same connection. */
   receive(connection: ServerConnection, data: Buffer, isBinary: boolean): void {
-    connection.enqueue(() => this.#handleFrame(connection, data, isBinary));
+    connection.enqueue(() =>
+      runWithAgent({ agent: this.agent, connection }, () =>
+        this.#handleFrame(connection, data, isBinary),
+      ),
+    );
   }
 
   /** The socket closed: forget it now, tell the agent in frame order. */
@@ -195,7 +204,9 @@ export class AgentInstance implements AgentRuntime {
     this.#connections.delete(connection.id);
     connection.enqueue(async () => {
       try {
-        await this.agent.onClose(connection, code, reason, code !== 1006);
+        await runWithAgent({ agent: this.agent, connection }, () =>
+          this.agent.onClose(connection, code, reason, code !== 1006),
+        );
       } catch (error) {
         this.reportError(connection, error);
       }
@@ -363,7 +374,11 @@ export class AgentInstance implements AgentRuntime {
 
   /** Plain HTTP to the agent's URL. */
   fetch(request: Request): Promise<Response> {
-    return this.track(async () => await this.agent.onRequest(request));
+    return this.track(async () =>
+      runWithAgent({ agent: this.agent, connection: undefined }, () =>
+        this.agent.onRequest(request),
+      ),
+    );
   }
 
   #armSchedules(): void {
@@ -388,7 +403,9 @@ export class AgentInstance implements AgentRuntime {
         const method = (this.agent as unknown as Record<string, unknown>)[due.callback];
         try {
           if (typeof method !== "function") throw new Error(`${due.callback} is not a method`);
-          await method.call(this.agent, due.payload, toSchedule(due, "scheduled"));
+          await runWithAgent({ agent: this.agent, connection: undefined }, () =>
+            method.call(this.agent, due.payload, toSchedule(due, "scheduled")),
+          );
         } catch (error) {
           this.reportError(undefined, error);
         }

@@ -1,0 +1,34 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Agent } from "./agent.js";
+import type { Connection } from "./connection.js";
+
+/** The agent (and connection, for frames) whose code is running now. */
+export interface CurrentAgent<A extends Agent<unknown, unknown> = Agent<unknown, unknown>> {
+  agent: A;
+  /** The calling connection, inside callables, `onMessage`, `onConnect` and `onClose`. */
+  connection: Connection | undefined;
+}
+
+const storage = new AsyncLocalStorage<CurrentAgent>();
+
+/** @internal Run `work` with `current` visible to `getCurrentAgent()`. */
+export function runWithAgent<T>(current: CurrentAgent, work: () => T): T {
+  return storage.run(current, work);
+}
+
+/**
+ * The agent and connection whose code is running, also from helpers deep in the call.
+ * Inside a callable, `getCurrentAgent().connection?.auth` holds the caller's verified claims.
+ *
+ * @example
+ * @callable()
+ * post(text: string) {
+ *   const { connection } = getCurrentAgent();
+ *   this.setState({ messages: [...this.state.messages, { from: connection?.auth?.sub, text }] });
+ * }
+ */
+export function getCurrentAgent<
+  A extends Agent<unknown, unknown> = Agent<unknown, unknown>,
+>(): Partial<CurrentAgent<A>> {
+  return (storage.getStore() as CurrentAgent<A> | undefined) ?? {};
+}
