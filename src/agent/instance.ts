@@ -160,15 +160,21 @@ export class AgentInstance implements AgentRuntime {
   // --- connections ---
 
   /** Take over an authenticated socket: onConnect, then identity and state. */
-  attach(connection: ServerConnection, request: Request): void {
+  attach(connection: ServerConnection, request: () => Request): void {
     this.#connections.set(connection.id, connection);
     connection.enqueue(() =>
       runWithAgent({ agent: this.agent, connection }, () => this.#connect(connection, request)),
     );
   }
 
-  async #connect(connection: ServerConnection, request: Request): Promise<void> {
-    const ctx: ConnectionContext = { request };
+  async #connect(connection: ServerConnection, makeRequest: () => Request): Promise<void> {
+    let request: Request | undefined;
+    const ctx: ConnectionContext = {
+      get request() {
+        request ??= makeRequest();
+        return request;
+      },
+    };
     try {
       connection.readonly = this.agent.shouldConnectionBeReadonly(connection, ctx) === true;
       await this.agent.onConnect(connection, ctx);

@@ -171,7 +171,12 @@ class OutpostServer implements AgentServer {
   readonly #auth: Promise<AuthPolicy | undefined>;
   #policy: AuthPolicy | undefined;
   readonly #connections = new Set<ServerConnection>();
-  readonly #requests = new WeakMap<ServerConnection, AuthRequest>();
+  /** What a refresh needs to re-ask the auth layer; kept small, one per connection. */
+  readonly #origins = new WeakMap<
+    ServerConnection,
+    { agent: string; name: string; href: string; origin: string | null }
+  >();
+  #limits!: { maxBufferedBytes: number; maxQueuedFrames: number };
   readonly #selectedProtocol = new WeakMap<IncomingMessage, string>();
   /** Upgrades accepted for an instance but not yet attached, for the connection limit. */
   readonly #pendingAccepts = new Map<string, number>();
@@ -194,6 +199,10 @@ class OutpostServer implements AgentServer {
       durability: options.durability ?? "process",
       shutdownTimeout: options.shutdownTimeout ?? DEFAULTS.shutdownTimeout,
       trustProxy: options.trustProxy ?? false,
+    };
+    this.#limits = {
+      maxBufferedBytes: this.#options.maxBufferedBytes,
+      maxQueuedFrames: this.#options.maxQueuedFrames,
     };
     const agents = agentUrlNames(options.agents);
     if (agents.size === 0) throw new Error("serve(): `agents` must name at least one Agent class");
@@ -380,7 +389,7 @@ class OutpostServer implements AgentServer {
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       this.#release(key);
-      this.#attach(ws, instance, authRequest, session, req);
+      this.#attach(ws, instance, authRequest, session);
     });
   }
 
@@ -415,7 +424,6 @@ class OutpostServer implements AgentServer {
     instance: AgentInstance,
     authRequest: AuthRequest,
     session: AuthSession | undefined,
-    req: IncomingMessage,
   ): void {
     const connection = new ServerConnection({
       id: randomUUID(),
@@ -423,15 +431,19 @@ class OutpostServer implements AgentServer {
       uri: redactUrl(authRequest.url),
       remoteAddress: authRequest.remoteAddress,
       session,
-      limits: {
-        maxBufferedBytes: this.#options.maxBufferedBytes,
-        maxQueuedFrames: this.#options.maxQueuedFrames,
-      },
+      limits: this.#limits,
       onTaskError: (error) => instance.reportError(connection, error),
     });
     this.#connections.add(connection);
-    this.#requests.set(connection, authRequest);
-    this.#armExpiry(connection);
+    if (session !== undefined) {
+      this.#origins.set(connection, {
+        agent: authRequest.agent,
+        name: authRequest.name,
+        href: authRequest.url.href,
+        origin: authRequest.headers.get("origin"),
+      });
+      this.#armExpiry(connection);
+    }
     ws.on("message", (data, isBinary) => instance.receive(connection, data as Buffer, isBinary));
     ws.on("error", (error) => {
       this.logger.debug({ err: error, connection: connection.id }, "socket error");
@@ -440,9 +452,27 @@ class OutpostServer implements AgentServer {
       this.#connections.delete(connection);
       instance.detach(connection, code, reason.toString());
     });
-    const request = new Request(authRequest.url, { headers: authRequest.headers });
-    void req;
-    instance.attach(connection, request);
+    // Most agents never read the upgrade request: build it only when asked.
+    instance.attach(
+      connection,
+      () => new Request(authRequest.url, { headers: authRequest.headers }),
+    );
+  }
+
+  /** The request a connection was authenticated with, rebuilt for a refresh. */
+  #authRequestOf(connection: ServerConnection): AuthRequest | undefined {
+    const saved = this.#origins.get(connection);
+    if (saved === undefined) return undefined;
+    const headers = new Headers();
+    if (saved.origin !== null) headers.set("origin", saved.origin);
+    return {
+      agent: saved.agent,
+      name: saved.name,
+      url: new URL(saved.href),
+      headers,
+      remoteAddress: connection.remoteAddress,
+      websocket: true,
+    };
   }
 
   #armExpiry(connection: ServerConnection): void {
@@ -464,12 +494,12 @@ class OutpostServer implements AgentServer {
       return undefined;
     } catch (error) {
       const refusal = toRefusal(error);
-      const request = this.#requests.get(connection);
+      const saved = this.#origins.get(connection);
       this.#recordRefusal(refusal, {
-        agent: request?.agent,
-        name: request?.name,
+        agent: saved?.agent,
+        name: saved?.name,
         remoteAddress: connection.remoteAddress,
-        origin: request?.headers.get("origin"),
+        origin: saved?.origin,
         url: connection.uri,
       });
       if (refusal.closeCode === CloseCode.Unauthorized || refusal.closeCode === CloseCode.Revoked) {
@@ -481,7 +511,7 @@ class OutpostServer implements AgentServer {
 
   async #refresh(connection: ServerConnection, token: string): Promise<void> {
     const policy = this.#policy;
-    const request = this.#requests.get(connection);
+    const request = this.#authRequestOf(connection);
     if (policy === undefined || connection.session === undefined || request === undefined) {
       connection.sendFrame({
         type: FrameType.AuthResult,
