@@ -10,6 +10,11 @@ export interface ServeOptions<Env = unknown> extends Omit<AgentServerOptions<Env
   hostname?: string;
   /** Close gracefully on SIGTERM and SIGINT. Default true. */
   handleSignals?: boolean;
+  /**
+   * Milliseconds a client has to send a complete request head (including a WebSocket
+   * upgrade) before its socket is dropped with 408. Default 10 s.
+   */
+  headersTimeout?: number;
 }
 
 /** A listening Outpost server. */
@@ -30,7 +35,15 @@ export interface ServeHandle extends AgentServer {
  */
 export async function serve<Env>(options: ServeOptions<Env>): Promise<ServeHandle> {
   const hostname = options.hostname ?? "127.0.0.1";
-  const http = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, (req, res) => {
+  const headersTimeout = options.headersTimeout ?? 10_000;
+  const timeouts = {
+    headersTimeout,
+    requestTimeout: Math.max(30_000, headersTimeout),
+    // Node checks these timeouts only every 30 s by default, so a stalled handshake could
+    // hold its socket for up to 40 s; check often enough that the timeout means what it says.
+    connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+  };
+  const http = createServer(timeouts, (req, res) => {
     outpost.handleRequest(req, res).then(
       (handled) => {
         if (!handled && !res.headersSent) {
