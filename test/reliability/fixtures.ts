@@ -42,6 +42,19 @@ export class Ledger extends Agent<unknown, unknown> {
   }
 
   @callable()
+  async wait(ms: number) {
+    await new Promise((resolve) => setTimeout(resolve, Math.min(ms, 10_000)));
+    return ms;
+  }
+
+  /** Replace the whole state: every other connection receives it (a broadcast). */
+  @callable()
+  publish(state: unknown) {
+    this.setState(state);
+    return true;
+  }
+
+  @callable()
   big(bytes: number) {
     return "x".repeat(Math.min(bytes, 4 * 1024 * 1024));
   }

@@ -200,10 +200,14 @@ export function rawSocketOf(ws: WebSocket): Socket {
   return (ws as unknown as { _socket: Socket })._socket;
 }
 
-/** Open a plain TCP connection (optionally from a given loopback address). */
+/**
+ * Open a plain TCP connection (optionally from a given loopback address). It reads and
+ * discards what the server sends, so the server closing it is seen as a close.
+ */
 export function tcp(port: number, localAddress?: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ port, host: "127.0.0.1", ...(localAddress && { localAddress }) });
+    socket.resume();
     socket.once("connect", () => {
       socket.off("error", reject);
       resolve(socket);
