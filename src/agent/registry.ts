@@ -71,8 +71,14 @@ export class InstanceRegistry implements InstanceHost {
     }
     let starting = this.#starting.get(key);
     if (starting === undefined) {
-      starting = this.#start(agent, name, key);
-      this.#starting.set(key, starting);
+      const attempt = this.#start(agent, name, key);
+      this.#starting.set(key, attempt);
+      // A start that fails synchronously (the database cannot be opened) rejects before
+      // the line above runs, so #start's own cleanup is too early: forget it here too.
+      attempt.catch(() => {
+        if (this.#starting.get(key) === attempt) this.#starting.delete(key);
+      });
+      starting = attempt;
     }
     return starting;
   }
@@ -80,15 +86,17 @@ export class InstanceRegistry implements InstanceHost {
   async #start(agent: string, name: string, key: string): Promise<AgentInstance> {
     const agentClass = this.#options.agents.get(agent);
     if (agentClass === undefined) throw new Error(`unknown agent ${agent}`);
-    const db = new AgentDatabase(this.databasePath(agent, name), this.#options.durability);
+    let db: AgentDatabase | undefined;
     let instance: AgentInstance | undefined;
     try {
+      // Inside the try: a database that cannot be opened must be retried like onStart.
+      db = new AgentDatabase(this.databasePath(agent, name), this.#options.durability);
       instance = new AgentInstance({ agentName: agent, name, agentClass, db, host: this });
       await instance.start();
     } catch (error) {
       this.#starting.delete(key);
       instance?.close();
-      db.close();
+      db?.close();
       this.logger.error({ err: error, agent, instance: name }, "agent failed to start");
       throw error;
     }
