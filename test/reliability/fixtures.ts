@@ -81,10 +81,10 @@ export class Ledger extends Agent<unknown, unknown> {
     return this.sql<{ integrity_check: string }>`PRAGMA integrity_check`[0]!.integrity_check;
   }
 
-  /** Cap the database at `pages` pages: SQLite then reports "database or disk is full". */
+  /** Cap the database near its current size: SQLite then reports "database or disk is full". */
   @callable()
-  capPages(pages: number) {
-    return this.sql<{ max_page_count: number }>`PRAGMA max_page_count = ${pages}`[0];
+  capPages() {
+    return this.sql<{ max_page_count: number }>`PRAGMA max_page_count = 40`[0];
   }
 
   /** Not decorated: a client must never reach it. */
@@ -97,10 +97,13 @@ export class Ledger extends Agent<unknown, unknown> {
 export class Flaky extends Agent<unknown, { ok: boolean }> {
   static failuresLeft = 0;
   static attempts = 0;
+  /** How long each start takes, so concurrent callers overlap one attempt. */
+  static startMs = 0;
   override initialState = { ok: true };
 
-  override onStart() {
+  override async onStart() {
     Flaky.attempts++;
+    await new Promise((resolve) => setTimeout(resolve, Flaky.startMs));
     if (Flaky.failuresLeft > 0) {
       Flaky.failuresLeft--;
       throw new Error("database migration failed (secret detail)");
@@ -134,6 +137,10 @@ export class Crashy extends Agent<unknown, { n: number }> {
 
   override onClose() {
     throw new Error("onClose exploded");
+  }
+
+  override onError() {
+    throw new Error("onError exploded too");
   }
 
   @callable()

@@ -1,10 +1,13 @@
+import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { type AgentClass, type ServeHandle, type ServeOptions, serve } from "../../src/index.js";
+import type { ChildConfig, ChildStats } from "./server-child.js";
 
 /** A fresh data directory, removed by the returned function. */
 export function tempDir(prefix = "outpost-rel-"): { dir: string; remove(): void } {
@@ -235,4 +238,63 @@ export function sleep(ms: number): Promise<void> {
 
 export function rssMiB(): number {
   return Math.round((process.memoryUsage().rss / 1024 / 1024) * 10) / 10;
+}
+
+/** A server running in a child process (see server-child.ts). */
+export interface ChildServer {
+  readonly child: ChildProcess;
+  readonly port: number;
+  /** RSS, heap and counts, from inside the child. */
+  stats(): Promise<ChildStats>;
+  /** Resolves with the exit signal or code. */
+  readonly exited: Promise<NodeJS.Signals | number | null>;
+  kill(signal?: NodeJS.Signals): Promise<NodeJS.Signals | number | null>;
+}
+
+const CHILD_SCRIPT = fileURLToPath(new URL("./server-child.ts", import.meta.url));
+
+/** Start server-child.ts with `config`; resolves once it listens. */
+export function startChildServer(config: ChildConfig, timeoutMs = 15_000): Promise<ChildServer> {
+  const child = fork(CHILD_SCRIPT, [], {
+    execArgv: ["--import", "tsx"],
+    env: { ...process.env, OUTPOST_CHILD: JSON.stringify(config) },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const exited = new Promise<NodeJS.Signals | number | null>((resolve) =>
+    child.once("exit", (code, signal) => resolve(signal ?? code)),
+  );
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error("child server did not start"));
+    }, timeoutMs);
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`child server exited early: ${code}`));
+    });
+    child.on("message", function onListening(message: { type?: string; port?: number }) {
+      if (message?.type !== "listening") return;
+      child.off("message", onListening);
+      clearTimeout(timer);
+      resolve({
+        child,
+        port: message.port!,
+        exited,
+        stats: () =>
+          new Promise((resolveStats) => {
+            const onStats = (m: { type?: string }) => {
+              if (m?.type !== "stats") return;
+              child.off("message", onStats);
+              resolveStats(m as ChildStats);
+            };
+            child.on("message", onStats);
+            child.send({ type: "stats" });
+          }),
+        kill(signal: NodeJS.Signals = "SIGTERM") {
+          if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+          return exited;
+        },
+      });
+    });
+  });
 }
