@@ -112,7 +112,8 @@ export class InstanceRegistry implements InstanceHost {
 
   /** Where an instance's database lives: one file per instance, name made filesystem-safe. */
   databasePath(agent: string, name: string): string {
-    const encoded = encodeURIComponent(name);
+    // `~` starts the hashed names below; a short name must not be able to spell one.
+    const encoded = encodeURIComponent(name).replace(/^~/, "%7E");
     const file =
       encoded.length <= 180
         ? encoded
