@@ -57,12 +57,22 @@ type Frame = Record<string, unknown>;
 export class Client {
   readonly ws: WebSocket;
   readonly frames: Array<Frame | string> = [];
+  /** Frames received, by `type` (`text`/`binary` for non-framework frames). */
+  readonly counts: Record<string, number> = {};
   readonly closed: Promise<Closed>;
   readonly opened: Promise<void>;
   #waiters = new Map<string, (frame: Frame) => void>();
   #nextId = 0;
 
-  constructor(url: string, options: WebSocket.ClientOptions & { protocols?: string[] } = {}) {
+  constructor(
+    url: string,
+    options: WebSocket.ClientOptions & {
+      protocols?: string[];
+      /** Keep received frames in `frames` (off for long runs: only `counts` grow). */
+      record?: boolean;
+    } = {},
+  ) {
+    const record = options.record ?? true;
     this.ws = new WebSocket(url, options.protocols, options);
     this.ws.on("error", () => {});
     this.closed = new Promise((resolve) => {
@@ -79,7 +89,9 @@ export class Client {
             // A user frame that merely starts with "{".
           }
         }
-        this.frames.push(frame);
+        if (record) this.frames.push(frame);
+        const type = typeof frame === "object" ? String(frame.type) : isBinary ? "binary" : "text";
+        this.counts[type] = (this.counts[type] ?? 0) + 1;
         if (typeof frame === "object") {
           if (frame.type === "cf_agent_identity") resolve();
           if (frame.type === "rpc" && typeof frame.id === "string") {
