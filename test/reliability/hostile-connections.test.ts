@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Ledger } from "./fixtures.js";
 import {
   type Client,
+  encodeFrame,
   openClient,
   rawSocketOf,
   refusal,
@@ -174,6 +175,23 @@ describe("hostile connections", () => {
     expect(await writer.rpc("publish", [{ done: true }])).toBe(true);
     stuck.terminate();
     await writer.close();
+  });
+
+  it("drops a client that floods pings without reading the pongs", async () => {
+    const flooder = await openClient(wsUrl(server, "/agents/ledger/pings"));
+    const neighbour = await openClient(wsUrl(server, "/agents/ledger/pings"));
+    const socket = rawSocketOf(flooder.ws);
+    socket.pause();
+    const ping = encodeFrame({ opcode: 9, payload: Buffer.alloc(125, 1) });
+    const burst = Buffer.concat(Array.from({ length: 1_000 }, () => ping));
+    const rssBefore = rssMiB();
+    // 20 MiB of pings, each asking for a pong the client never reads.
+    for (let i = 0; i < 160 && !socket.destroyed; i++) socket.write(burst);
+    await waitFor(() => server.stats().connections <= 2, 5_000, "the ping flooder to be dropped");
+    expect(rssMiB() - rssBefore).toBeLessThan(48);
+    expect(await neighbour.rpc("add", ["pings"])).toBe(1);
+    flooder.terminate();
+    await neighbour.close();
   });
 
   it("closes 1013 a client that floods frames behind a slow handler", async () => {
