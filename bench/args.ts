@@ -1,0 +1,146 @@
+/** Command-line options of `npm run bench`, and the settings each mode implies. */
+import { CONTENDERS, type Contender } from "./config.js";
+
+export const WORKLOAD_GROUPS = ["connects", "refused", "rpc", "fanout", "memory"] as const;
+export type WorkloadGroup = (typeof WORKLOAD_GROUPS)[number];
+
+export interface BenchOptions {
+  quick: boolean;
+  contenders: Contender[];
+  workloads: WorkloadGroup[];
+  /** Repetitions of every workload; the median is reported. */
+  rounds: number;
+  /** Write V8 CPU profiles of the servers to the output directory. */
+  cpuProf: boolean;
+  /** Where results go (relative to the repository root). */
+  outDir: string;
+  /** Rewrite the results section of BENCHMARKS.md (default: on for full runs only). */
+  writeDocs: boolean;
+  help: boolean;
+}
+
+export const USAGE = `Usage: npm run bench -- [options]
+
+  --quick              short windows, one round (under 2 minutes)
+  --only=a,b           contenders: ${CONTENDERS.join(", ")} (default all)
+  --workloads=a,b      ${WORKLOAD_GROUPS.join(", ")} (default all)
+  --rounds=N           repetitions per workload, median reported (default 3, quick 1)
+  --cpu-prof           write the servers' CPU profiles to the output directory
+  --out=DIR            output directory (default bench/results)
+  --docs / --no-docs   rewrite the results in BENCHMARKS.md (default: full runs only)
+  --help               this text
+`;
+
+function list<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
+  const items = value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const item of items) {
+    if (!allowed.includes(item as T)) {
+      throw new Error(`${flag}: unknown "${item}" (expected ${allowed.join(", ")})`);
+    }
+  }
+  if (items.length === 0) throw new Error(`${flag}: empty list`);
+  // Keep the canonical order whatever order was typed.
+  return allowed.filter((a) => items.includes(a));
+}
+
+/** Parse argv (without `node` and the script); throws with a readable message on bad input. */
+export function parseArgs(argv: readonly string[]): BenchOptions {
+  const options: BenchOptions = {
+    quick: false,
+    contenders: [...CONTENDERS],
+    workloads: [...WORKLOAD_GROUPS],
+    rounds: 0,
+    cpuProf: false,
+    outDir: "bench/results",
+    writeDocs: false,
+    help: false,
+  };
+  let docs: boolean | undefined;
+  for (const arg of argv) {
+    const [flag, value] = arg.includes("=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [arg, undefined];
+    const need = () => {
+      if (value === undefined || value === "")
+        throw new Error(`${flag} needs a value: ${flag}=...`);
+      return value;
+    };
+    switch (flag) {
+      case "--quick":
+        options.quick = true;
+        break;
+      case "--only":
+        options.contenders = list(need(), CONTENDERS, flag);
+        break;
+      case "--workloads":
+        options.workloads = list(need(), WORKLOAD_GROUPS, flag);
+        break;
+      case "--rounds": {
+        const rounds = Number(need());
+        if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) {
+          throw new Error("--rounds must be an integer from 1 to 20");
+        }
+        options.rounds = rounds;
+        break;
+      }
+      case "--cpu-prof":
+        options.cpuProf = true;
+        break;
+      case "--out":
+        options.outDir = need();
+        break;
+      case "--docs":
+        docs = true;
+        break;
+      case "--no-docs":
+        docs = false;
+        break;
+      case "--help":
+      case "-h":
+        options.help = true;
+        break;
+      default:
+        throw new Error(`unknown option ${arg}\n\n${USAGE}`);
+    }
+  }
+  if (options.rounds === 0) options.rounds = options.quick ? 1 : 3;
+  options.writeDocs = docs ?? !options.quick;
+  return options;
+}
+
+/** Windows, counts and concurrency of every workload, by mode. */
+export interface Settings {
+  warmupMs: number;
+  connects: { durationMs: number; maxCount: number; concurrency: number };
+  refused: { durationMs: number; maxCount: number; concurrency: number };
+  rpc: { warmupMs: number; durationMs: number; maxCalls: number };
+  fanout: { clients: number; reps: number; timeoutMs: number };
+  memory: { connections: number; concurrency: number };
+}
+
+export function settingsFor(options: Pick<BenchOptions, "quick">): Settings {
+  const quick = options.quick;
+  return {
+    warmupMs: quick ? 400 : 1_000,
+    connects: {
+      durationMs: quick ? 2_000 : 5_000,
+      maxCount: quick ? 12_000 : 30_000,
+      concurrency: 64,
+    },
+    refused: {
+      durationMs: quick ? 1_500 : 4_000,
+      maxCount: quick ? 12_000 : 30_000,
+      concurrency: 64,
+    },
+    rpc: {
+      warmupMs: quick ? 500 : 1_000,
+      durationMs: quick ? 2_000 : 5_000,
+      maxCalls: quick ? 200_000 : 500_000,
+    },
+    fanout: { clients: 1_000, reps: quick ? 10 : 30, timeoutMs: 10_000 },
+    memory: { connections: 10_000, concurrency: 200 },
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * What the orchestrator, the three servers and the load generator agree on. Every contender
+ * gets the same agent/instance names, the same keys, the same claims checks and the same
+ * JSON frames, so the comparison is of servers and nothing else.
+ */
+import type { JWK } from "jose";
+
+/** The three servers compared, in table order. */
+export const CONTENDERS = ["outpost", "bare", "socketio"] as const;
+export type Contender = (typeof CONTENDERS)[number];
+
+/** Human names for tables and the chart. */
+export const CONTENDER_LABELS: Record<Contender, string> = {
+  outpost: "Outpost",
+  bare: "bare ws+jose",
+  socketio: "Socket.IO",
+};
+
+export type Algorithm = "EdDSA" | "HS256";
+
+/** Agent (kebab class name) and instance every client connects to. */
+export const AGENT = "bench";
+export const INSTANCE = "room";
+/** Claims the tokens carry and every server checks. */
+export const AUDIENCE = "outpost-bench";
+export const ISSUER = "outpost-bench";
+
+/** Key material shared by every process: one Ed25519 pair and one HS256 secret. */
+export interface BenchKeys {
+  ed25519: { kid: string; privateJwk: JWK; publicJwk: JWK };
+  hs256: { kid: string; secret: string /* base64url */ };
+}
+
+/** Given to a server process as JSON in the BENCH_SERVER environment variable. */
+export interface ServerConfig {
+  contender: Contender;
+  /** Which key verifies tokens (the server accepts only that algorithm). */
+  algorithm: Algorithm;
+  keys: BenchKeys;
+  /** Outpost only: where the instance's SQLite database lives. */
+  dataDir: string;
+}
+
+/** Server → orchestrator over IPC. */
+export type ServerMessage = { type: "listening"; port: number } | ({ type: "stats" } & ServerStats);
+
+/** Orchestrator → server over IPC. */
+export type ServerCommand = { type: "stats"; gc: boolean } | { type: "close" };
+
+/** A server's own view of itself, taken inside its process. */
+export interface ServerStats {
+  rss: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+  /** Process CPU time (user + system) since start, in microseconds. */
+  cpuMicros: number;
+  connections: number;
+}
+
+/** The JSON every contender sends to a new connection, in this order. */
+export function identityFrame(): string {
+  return JSON.stringify({
+    type: "cf_agent_identity",
+    agent: AGENT,
+    name: INSTANCE,
+    stateFollows: true,
+  });
+}
+
+export function stateFrame(state: unknown): string {
+  return JSON.stringify({ type: "cf_agent_state", state });
+}
+
+export function rpcResultFrame(id: string, result: unknown): string {
+  return JSON.stringify({ type: "rpc", id, success: true, result, done: true });
+}
+
+export function rpcErrorFrame(id: string, error: string): string {
+  return JSON.stringify({ type: "rpc", id, success: false, error });
+}
+
+/** The payload every RPC echoes: small, like a typical UI call. */
+export const ECHO_PAYLOAD = { text: "hello from the benchmark", n: 42, ok: true };
+
+/** Close code and reason for a refused token, as Outpost sends them. */
+export const UNAUTHORIZED = 4001;

@@ -1,0 +1,79 @@
+/**
+ * The load generator process: pinned to its own core by the orchestrator, it takes one
+ * command at a time over IPC and answers with the command's result.
+ */
+import type { Algorithm, BenchKeys } from "../config.js";
+import { createSigner, forgedToken } from "../tokens.js";
+import type { LoadCommand, Reply, Request } from "./protocol.js";
+import { connects, HeldConnections, refused } from "./workloads.js";
+
+let keys: BenchKeys | undefined;
+const tokens: Record<Algorithm, string[]> = { EdDSA: [], HS256: [] };
+let forged: string | undefined;
+const held = new HeldConnections();
+
+function reply(message: Reply): void {
+  process.send?.(message);
+}
+
+const progress = (text: string) => reply({ type: "progress", text });
+
+async function signTokens(algorithm: Algorithm, count: number): Promise<number> {
+  if (keys === undefined) throw new Error("init first");
+  const signer = await createSigner(keys, algorithm);
+  const pool = tokens[algorithm];
+  // Sign in batches: a few hundred in flight keeps memory flat and the thread pool busy.
+  while (pool.length < count) {
+    const batch = Math.min(256, count - pool.length);
+    const base = pool.length;
+    pool.push(
+      ...(await Promise.all(
+        Array.from({ length: batch }, (_, i) => signer.sign(`user-${base + i}`)),
+      )),
+    );
+  }
+  return pool.length;
+}
+
+async function run(command: LoadCommand): Promise<unknown> {
+  switch (command.cmd) {
+    case "init":
+      keys = command.keys;
+      forged = await forgedToken(keys);
+      return null;
+    case "tokens":
+      return signTokens(command.algorithm, command.count);
+    case "connects":
+      return connects(command, tokens[command.algorithm], command, progress);
+    case "refused":
+      if (forged === undefined) throw new Error("init first");
+      return refused(command, forged, command, progress);
+    case "open":
+      return held.open(
+        command,
+        tokens[command.algorithm].slice(command.offset ?? 0),
+        command,
+        progress,
+      );
+    case "rpc":
+      return held.rpc(command);
+    case "fanout":
+      return held.fanout(command);
+    case "closeAll":
+      await held.closeAll();
+      return null;
+  }
+}
+
+// One command at a time, in arrival order: workloads must never overlap.
+let queue: Promise<void> = Promise.resolve();
+process.on("message", (request: Request) => {
+  queue = queue.then(() =>
+    run(request.command).then(
+      (result) => reply({ id: request.id, ok: true, result }),
+      (error: unknown) =>
+        reply({ id: request.id, ok: false, error: String((error as Error)?.stack ?? error) }),
+    ),
+  );
+});
+process.on("disconnect", () => process.exit(0));

@@ -1,0 +1,164 @@
+/** The results as a terminal table, a Markdown section and an SVG chart. No I/O. */
+import { CONTENDER_LABELS, CONTENDERS, type Contender } from "./config.js";
+import { type Results, WORKLOADS } from "./results.js";
+
+/** A number as people read it: thousands grouped, fewer decimals for bigger values. */
+export function formatValue(value: number | undefined): string {
+  if (value === undefined || !Number.isFinite(value)) return "–";
+  const abs = Math.abs(value);
+  const digits = abs >= 100 ? 0 : abs >= 10 ? 1 : 2;
+  return value.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+function formatRatio(ratio: number | undefined): string {
+  return ratio === undefined ? "–" : `${ratio.toFixed(2)}×`;
+}
+
+function rows(results: Results): string[][] {
+  const present = CONTENDERS.filter((c) =>
+    Object.values(results.workloads).some((w) => w[c] !== undefined),
+  );
+  const header = ["workload", ...present.map((c) => CONTENDER_LABELS[c]), "unit"];
+  if (present.includes("outpost")) {
+    if (present.includes("bare")) header.push("Outpost/bare");
+    if (present.includes("socketio")) header.push("Outpost/Socket.IO");
+  }
+  const body = WORKLOADS.filter((w) => results.workloads[w.key] !== undefined).map((w) => {
+    const row = results.workloads[w.key]!;
+    const cells = [w.label, ...present.map((c) => formatValue(row[c])), w.unit];
+    if (present.includes("outpost")) {
+      if (present.includes("bare")) cells.push(formatRatio(results.ratios[w.key]?.bare));
+      if (present.includes("socketio")) cells.push(formatRatio(results.ratios[w.key]?.socketio));
+    }
+    return cells;
+  });
+  return [header, ...body];
+}
+
+/** A fixed-width table for the terminal: text left-aligned, numbers right-aligned. */
+export function terminalTable(results: Results): string {
+  const table = rows(results);
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) =>
+        i === 0 || i === cells.length - 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!),
+      )
+      .join("  ")
+      .trimEnd();
+  const [header, ...body] = table;
+  return [line(header!), widths.map((w) => "─".repeat(w)).join("  "), ...body.map(line)].join("\n");
+}
+
+export function targetLines(results: Results): string[] {
+  return results.targets.map((t) => {
+    const verdict = t.met === null ? "not measured" : t.met ? "met" : "MISSED";
+    const ratio = t.ratio === null ? "–" : `${t.ratio.toFixed(2)}×`;
+    return `${t.workload} vs ${CONTENDER_LABELS[t.against]}: ${ratio} (target ${t.target}) ${verdict}`;
+  });
+}
+
+/** The results table and the targets as Markdown, for BENCHMARKS.md. */
+export function markdownResults(results: Results): string {
+  const table = rows(results);
+  const [header, ...body] = table;
+  const md = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  const align = header!.map((_, i) => (i === 0 || i === header!.length - 1 ? "---" : "---:"));
+  const targets = results.targets.map((t) => {
+    const ratio = t.ratio === null ? "–" : `${t.ratio.toFixed(2)}×`;
+    const verdict = t.met === null ? "not measured" : t.met ? "met" : "**missed**";
+    return md([`${t.workload}`, CONTENDER_LABELS[t.against], t.target, ratio, verdict]);
+  });
+  return [
+    md(header!),
+    md(align),
+    ...body.map(md),
+    "",
+    md(["workload", "against", "target (Outpost ÷ other)", "measured", "verdict"]),
+    md(["---", "---", "---", "---:", "---"]),
+    ...targets,
+  ].join("\n");
+}
+
+const COLORS: Record<Contender, string> = {
+  outpost: "#2563eb",
+  bare: "#64748b",
+  socketio: "#f59e0b",
+};
+
+/** Workloads drawn in the chart: the headline ones, one group each. */
+const CHARTED = [
+  "connects",
+  "connects_hs256",
+  "rpc",
+  "rpc_p99",
+  "rpc_1000",
+  "rpc_1000_p99",
+  "fanout",
+  "memory",
+  "refused",
+  "refused_cpu",
+];
+
+function escapeXml(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
+/**
+ * Grouped horizontal bars, each group scaled to its own largest value (units differ), with
+ * the value and the ratio to the floor written on every bar.
+ */
+export function svgChart(results: Results, title: string): string {
+  const width = 960;
+  const labelWidth = 300;
+  const barArea = width - labelWidth - 190;
+  const barHeight = 16;
+  const groups = CHARTED.filter((k) => results.workloads[k] !== undefined);
+  const present = CONTENDERS.filter((c) =>
+    groups.some((k) => results.workloads[k]![c] !== undefined),
+  );
+  const groupHeight = present.length * (barHeight + 4) + 18;
+  const top = 70;
+  const height = top + groups.length * groupHeight + 20;
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="13">`,
+    `<rect width="100%" height="100%" fill="#ffffff"/>`,
+    `<text x="16" y="26" font-size="17" font-weight="600" fill="#0f172a">${escapeXml(title)}</text>`,
+  ];
+  present.forEach((c, i) => {
+    const x = 16 + i * 170;
+    parts.push(
+      `<rect x="${x}" y="40" width="14" height="14" rx="2" fill="${COLORS[c]}"/>`,
+      `<text x="${x + 20}" y="52" fill="#334155">${escapeXml(CONTENDER_LABELS[c])}</text>`,
+    );
+  });
+  groups.forEach((key, g) => {
+    const row = results.workloads[key]!;
+    const y0 = top + g * groupHeight;
+    const max = Math.max(...present.map((c) => row[c] ?? 0));
+    const hint = row.better === "higher" ? "higher is better" : "lower is better";
+    parts.push(
+      `<text x="16" y="${y0 + 14}" font-weight="600" fill="#0f172a">${escapeXml(row.label)}</text>`,
+      `<text x="16" y="${y0 + 30}" fill="#64748b" font-size="11">${escapeXml(`${row.unit}, ${hint}`)}</text>`,
+    );
+    present.forEach((c, i) => {
+      const value = row[c];
+      const y = y0 + i * (barHeight + 4);
+      const w = value === undefined || max === 0 ? 0 : Math.max(1, (value / max) * barArea);
+      const bare = row.bare;
+      const ratio =
+        value !== undefined && bare !== undefined && bare !== 0 && c !== "bare"
+          ? ` (${(value / bare).toFixed(2)}× bare)`
+          : "";
+      parts.push(
+        `<rect x="${labelWidth}" y="${y}" width="${w.toFixed(1)}" height="${barHeight}" rx="2" fill="${COLORS[c]}"/>`,
+        `<text x="${(labelWidth + w + 6).toFixed(1)}" y="${y + 12}" fill="#0f172a" font-size="12">${escapeXml(formatValue(value) + ratio)}</text>`,
+      );
+    });
+  });
+  parts.push("</svg>");
+  return `${parts.join("\n")}\n`;
+}

@@ -1,0 +1,176 @@
+/**
+ * Turning measurements into the results document: medians over rounds, ratios of Outpost
+ * against the floor and the peer, and each target from the issue marked met or missed.
+ * No I/O here, so it can be tested on its own.
+ */
+import { CONTENDERS, type Contender } from "./config.js";
+import { median, round } from "./stats.js";
+
+export type Better = "higher" | "lower";
+
+export interface WorkloadSpec {
+  key: string;
+  label: string;
+  unit: string;
+  better: Better;
+}
+
+/** Every number the run can report, in table order. `connects`, `rpc`, `memory` and
+ * `fanout` are the names other tooling reads. */
+export const WORKLOADS: readonly WorkloadSpec[] = [
+  { key: "connects", label: "connects/s, EdDSA token", unit: "conn/s", better: "higher" },
+  { key: "connects_hs256", label: "connects/s, HS256 token", unit: "conn/s", better: "higher" },
+  {
+    key: "connects_cpu",
+    label: "server CPU per connect (EdDSA)",
+    unit: "µs/conn",
+    better: "lower",
+  },
+  { key: "rpc", label: "RPC round trips/s, 100 conns", unit: "calls/s", better: "higher" },
+  { key: "rpc_p50", label: "RPC p50, 100 conns", unit: "ms", better: "lower" },
+  { key: "rpc_p99", label: "RPC p99, 100 conns", unit: "ms", better: "lower" },
+  { key: "rpc_cpu", label: "server CPU per call, 100 conns", unit: "µs/call", better: "lower" },
+  { key: "rpc_1000", label: "RPC round trips/s, 1,000 conns", unit: "calls/s", better: "higher" },
+  { key: "rpc_1000_p50", label: "RPC p50, 1,000 conns", unit: "ms", better: "lower" },
+  { key: "rpc_1000_p99", label: "RPC p99, 1,000 conns", unit: "ms", better: "lower" },
+  {
+    key: "rpc_1000_cpu",
+    label: "server CPU per call, 1,000 conns",
+    unit: "µs/call",
+    better: "lower",
+  },
+  { key: "fanout", label: "fan-out to 1,000, time to last", unit: "ms", better: "lower" },
+  { key: "fanout_first", label: "fan-out to 1,000, time to first", unit: "ms", better: "lower" },
+  { key: "memory", label: "RSS per idle connection (10,000)", unit: "bytes/conn", better: "lower" },
+  { key: "memory_heap", label: "JS heap per idle connection", unit: "bytes/conn", better: "lower" },
+  { key: "refused", label: "refused connects/s (forged token)", unit: "conn/s", better: "higher" },
+  { key: "refused_cpu", label: "server CPU per refusal", unit: "µs/conn", better: "lower" },
+];
+
+export interface Target {
+  workload: string;
+  against: Exclude<Contender, "outpost">;
+  /** Outpost ÷ contender must be ≥ this (higher-is-better) or ≤ this (lower-is-better). */
+  ratio: number;
+}
+
+/** The targets of the issue, as ratios of Outpost to another contender in the same run. */
+export const TARGETS: readonly Target[] = [
+  { workload: "connects", against: "bare", ratio: 0.85 },
+  { workload: "connects", against: "socketio", ratio: 2 },
+  { workload: "rpc", against: "bare", ratio: 0.85 },
+  { workload: "rpc", against: "socketio", ratio: 1.5 },
+  { workload: "rpc_p99", against: "bare", ratio: 1.2 },
+  { workload: "rpc_1000", against: "bare", ratio: 0.85 },
+  { workload: "rpc_1000", against: "socketio", ratio: 1.5 },
+  { workload: "rpc_1000_p99", against: "bare", ratio: 1.2 },
+  { workload: "memory", against: "bare", ratio: 1.3 },
+  { workload: "memory", against: "socketio", ratio: 0.6 },
+  { workload: "fanout", against: "bare", ratio: 1.2 },
+];
+
+/** Raw measurements: workload → contender → one value per round. */
+export type Samples = Record<string, Partial<Record<Contender, number[]>>>;
+
+export function addSample(samples: Samples, workload: string, contender: Contender, value: number) {
+  if (!Number.isFinite(value)) return;
+  samples[workload] ??= {};
+  const row = samples[workload];
+  row[contender] ??= [];
+  row[contender].push(value);
+}
+
+/** One workload in the results: a number per contender that ran, plus its unit. */
+export type WorkloadResult = Partial<Record<Contender, number>> & {
+  unit: string;
+  label: string;
+  better: Better;
+  /** Values of each round, to show the spread. */
+  rounds?: Partial<Record<Contender, number[]>>;
+};
+
+export interface TargetResult {
+  workload: string;
+  against: Exclude<Contender, "outpost">;
+  /** E.g. "≥ 0.85×". */
+  target: string;
+  ratio: number | null;
+  met: boolean | null;
+}
+
+export interface Results {
+  machine: Record<string, unknown>;
+  settings: Record<string, unknown>;
+  workloads: Record<string, WorkloadResult>;
+  /** Outpost ÷ each other contender, per workload. */
+  ratios: Record<string, Partial<Record<Exclude<Contender, "outpost">, number>>>;
+  targets: TargetResult[];
+  notes: string[];
+}
+
+function spec(key: string): WorkloadSpec {
+  const found = WORKLOADS.find((w) => w.key === key);
+  if (found === undefined) throw new Error(`unknown workload ${key}`);
+  return found;
+}
+
+/** Outpost ÷ `against` for a workload, or null when either is missing. */
+export function ratioOf(
+  workloads: Record<string, WorkloadResult>,
+  key: string,
+  against: Contender,
+): number | null {
+  const row = workloads[key];
+  const outpost = row?.outpost;
+  const other = row?.[against];
+  if (outpost === undefined || other === undefined || other === 0) return null;
+  return outpost / other;
+}
+
+export function evaluateTargets(workloads: Record<string, WorkloadResult>): TargetResult[] {
+  return TARGETS.map((t) => {
+    const better = spec(t.workload).better;
+    const ratio = ratioOf(workloads, t.workload, t.against);
+    return {
+      workload: t.workload,
+      against: t.against,
+      target: `${better === "higher" ? "≥" : "≤"} ${t.ratio}×`,
+      ratio: ratio === null ? null : round(ratio),
+      met: ratio === null ? null : better === "higher" ? ratio >= t.ratio : ratio <= t.ratio,
+    };
+  });
+}
+
+/** Medians over rounds, ratios and targets: the document written to latest.json. */
+export function shapeResults(
+  samples: Samples,
+  machine: Record<string, unknown>,
+  settings: Record<string, unknown>,
+  notes: string[] = [],
+): Results {
+  const workloads: Record<string, WorkloadResult> = {};
+  const ratios: Results["ratios"] = {};
+  for (const w of WORKLOADS) {
+    const row = samples[w.key];
+    if (row === undefined) continue;
+    const result: WorkloadResult = { unit: w.unit, label: w.label, better: w.better };
+    const rounds: Partial<Record<Contender, number[]>> = {};
+    let multi = false;
+    for (const contender of CONTENDERS) {
+      const values = row[contender];
+      if (values === undefined || values.length === 0) continue;
+      result[contender] = round(median(values), 4);
+      rounds[contender] = values.map((v) => round(v, 4));
+      if (values.length > 1) multi = true;
+    }
+    if (multi) result.rounds = rounds;
+    workloads[w.key] = result;
+    for (const against of ["bare", "socketio"] as const) {
+      const ratio = ratioOf(workloads, w.key, against);
+      if (ratio === null) continue;
+      ratios[w.key] ??= {};
+      ratios[w.key]![against] = round(ratio);
+    }
+  }
+  return { machine, settings, workloads, ratios, targets: evaluateTargets(workloads), notes };
+}

@@ -1,0 +1,421 @@
+/**
+ * `npm run bench`: Outpost, a bare `ws` + `jose` server and Socket.IO measured side by side
+ * in one run, reported as ratios so that the result holds on a noisy machine.
+ *
+ * Each server runs in its own process pinned to core 0; one load generator (raw `ws`
+ * clients speaking each server's framing around the same JSON) is pinned to core 1.
+ * Contenders take turns within every workload, in a rotating order, and each workload is
+ * repeated `--rounds` times with the median reported.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, release, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs, type Settings, settingsFor, USAGE } from "./args.js";
+import { canPin, fileLimit, ROOT } from "./child.js";
+import { type Algorithm, CONTENDER_LABELS, type Contender } from "./config.js";
+import { LoadGenerator } from "./load/index.js";
+import type {
+  ConnectsResult,
+  FanoutResult,
+  OpenResult,
+  RefusedResult,
+  RpcResult,
+} from "./load/protocol.js";
+import { markdownResults, svgChart, targetLines, terminalTable } from "./report.js";
+import { addSample, type Results, type Samples, shapeResults } from "./results.js";
+import { ServerProcess } from "./servers/index.js";
+import { median } from "./stats.js";
+import { createBenchKeys } from "./tokens.js";
+
+let options: ReturnType<typeof parseArgs>;
+try {
+  options = parseArgs(process.argv.slice(2));
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(2);
+}
+if (options.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+const settings: Settings = settingsFor(options);
+const outDir = join(ROOT, options.outDir);
+mkdirSync(outDir, { recursive: true });
+const started = Date.now();
+const notes: string[] = [];
+const samples: Samples = {};
+const tty = process.stdout.isTTY === true;
+
+function elapsed(): string {
+  return `${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s`;
+}
+
+/** One progress line; on a terminal, live updates overwrite it until it is finished. */
+let live = false;
+function status(text: string, done = true): void {
+  if (tty) {
+    process.stdout.write(`\r\x1b[2K${elapsed()}  ${text}`);
+    live = !done;
+    if (done) process.stdout.write("\n");
+  } else if (done) {
+    console.log(`${elapsed()}  ${text}`);
+  }
+}
+function say(text: string): void {
+  if (live) process.stdout.write("\n");
+  live = false;
+  console.log(text);
+}
+
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const label = (c: Contender) => CONTENDER_LABELS[c].padEnd(12);
+
+/** Rotate the contenders each round so no one always goes first (cold caches, heat). */
+function order(round: number): Contender[] {
+  const list = options.contenders;
+  return list.map((_, i) => list[(i + round) % list.length]!);
+}
+
+/** Run `fn` against `server` and report how much server CPU it took. */
+async function withCpu<T>(server: ServerProcess, fn: () => Promise<T>): Promise<[T, number]> {
+  const before = await server.stats();
+  const result = await fn();
+  const after = await server.stats();
+  return [result, after.cpuMicros - before.cpuMicros];
+}
+
+async function startServers(algorithm: Algorithm, round: number) {
+  const servers = new Map<Contender, ServerProcess>();
+  const profileDir = options.cpuProf ? join(outDir, "profiles") : undefined;
+  for (const contender of order(round)) {
+    servers.set(
+      contender,
+      await ServerProcess.start(contender, { keys, algorithm, ...(profileDir && { profileDir }) }),
+    );
+  }
+  // Warm every server's JIT (and Outpost's agent instance) before anything is timed.
+  for (const [contender, server] of servers) {
+    await load.run<ConnectsResult>({
+      cmd: "connects",
+      contender,
+      port: server.port,
+      algorithm,
+      durationMs: settings.warmupMs,
+      maxCount: 5_000,
+      concurrency: settings.connects.concurrency,
+    });
+  }
+  return servers;
+}
+
+async function stopAll(servers: Map<Contender, ServerProcess>): Promise<void> {
+  await Promise.all([...servers.values()].map((s) => s.stop()));
+}
+
+async function runConnects(
+  servers: Map<Contender, ServerProcess>,
+  round: number,
+  algorithm: Algorithm,
+) {
+  const key = algorithm === "EdDSA" ? "connects" : "connects_hs256";
+  for (const contender of order(round)) {
+    const server = servers.get(contender)!;
+    load.onProgress = (p) => status(`connects ${algorithm}  ${label(contender)} ${p}`, false);
+    const [r, cpu] = await withCpu(server, () =>
+      load.run<ConnectsResult>({
+        cmd: "connects",
+        contender,
+        port: server.port,
+        algorithm,
+        ...settings.connects,
+      }),
+    );
+    addSample(samples, key, contender, r.perSecond);
+    if (algorithm === "EdDSA") addSample(samples, "connects_cpu", contender, cpu / r.completed);
+    if (r.failed > 0) notes.push(`${key} ${contender}: ${r.failed} attempts failed`);
+    status(
+      `connects ${algorithm}  ${label(contender)} ${fmt(r.perSecond).padStart(7)} conn/s  p50 ${fmt(r.p50Ms, 1)} ms  server CPU ${fmt(cpu / r.completed)} µs/conn  (${fmt(r.completed)} in ${fmt(r.elapsedMs / 1000, 1)} s)`,
+    );
+  }
+}
+
+async function runRefused(servers: Map<Contender, ServerProcess>, round: number) {
+  for (const contender of order(round)) {
+    const server = servers.get(contender)!;
+    load.onProgress = (p) => status(`refused          ${label(contender)} ${p}`, false);
+    const [r, cpu] = await withCpu(server, () =>
+      load.run<RefusedResult>({
+        cmd: "refused",
+        contender,
+        port: server.port,
+        ...settings.refused,
+      }),
+    );
+    addSample(samples, "refused", contender, r.perSecond);
+    addSample(samples, "refused_cpu", contender, cpu / Math.max(1, r.refused + r.other));
+    const codes = Object.entries(r.codes)
+      .map(([code, n]) => `${code}×${n}`)
+      .join(" ");
+    if (r.other > 0)
+      notes.push(`refused ${contender}: ${r.other} attempts not refused as 4001 (${codes})`);
+    status(
+      `refused          ${label(contender)} ${fmt(r.perSecond).padStart(7)} conn/s  server CPU ${fmt(cpu / Math.max(1, r.refused))} µs/refusal  codes ${codes}`,
+    );
+  }
+}
+
+async function runRpc(servers: Map<Contender, ServerProcess>, round: number, clients: number) {
+  const suffix = clients === 100 ? "" : `_${clients}`;
+  for (const contender of order(round)) {
+    const server = servers.get(contender)!;
+    load.onProgress = (p) =>
+      status(`rpc ${String(clients).padEnd(5)}        ${label(contender)} opening ${p}`, false);
+    const opened = await load.run<OpenResult>({
+      cmd: "open",
+      contender,
+      port: server.port,
+      algorithm: "EdDSA",
+      count: clients,
+      concurrency: 100,
+    });
+    if (opened.opened < clients)
+      notes.push(
+        `rpc${suffix} ${contender}: only ${opened.opened} of ${clients} connections opened`,
+      );
+    status(`rpc ${String(clients).padEnd(5)}        ${label(contender)} calling`, false);
+    const [r, cpu] = await withCpu(server, () =>
+      load.run<RpcResult>({ cmd: "rpc", ...settings.rpc }),
+    );
+    // The CPU window includes the warm-up calls: divide by every call made in it.
+    const callsInWindow = r.perSecond * ((settings.rpc.warmupMs + r.elapsedMs) / 1000);
+    addSample(samples, `rpc${suffix}`, contender, r.perSecond);
+    addSample(samples, `rpc${suffix}_p50`, contender, r.p50Ms);
+    addSample(samples, `rpc${suffix}_p99`, contender, r.p99Ms);
+    addSample(samples, `rpc${suffix}_cpu`, contender, cpu / Math.max(1, callsInWindow));
+    if (r.errors > 0)
+      notes.push(`rpc${suffix} ${contender}: ${r.errors} calls answered with an error`);
+    status(
+      `rpc ${String(clients).padEnd(5)}        ${label(contender)} ${fmt(r.perSecond).padStart(7)} calls/s  p50 ${fmt(r.p50Ms, 2)} ms  p99 ${fmt(r.p99Ms, 2)} ms  server CPU ${fmt(cpu / Math.max(1, callsInWindow), 1)} µs/call`,
+    );
+    if (clients === settings.fanout.clients && options.workloads.includes("fanout")) {
+      status(`fanout           ${label(contender)} ${settings.fanout.reps} state changes`, false);
+      const f = await load.run<FanoutResult>({
+        cmd: "fanout",
+        reps: settings.fanout.reps,
+        timeoutMs: settings.fanout.timeoutMs,
+      });
+      addSample(samples, "fanout", contender, median(f.lastMs));
+      addSample(samples, "fanout_first", contender, median(f.firstMs));
+      if (f.timeouts > 0)
+        notes.push(
+          `fanout ${contender}: a state change did not reach every client in ${settings.fanout.timeoutMs} ms`,
+        );
+      status(
+        `fanout ${fmt(f.clients).padEnd(9)} ${label(contender)} last ${fmt(median(f.lastMs), 2)} ms  first ${fmt(median(f.firstMs), 2)} ms  (median of ${f.lastMs.length})`,
+      );
+    }
+    await load.run({ cmd: "closeAll" });
+  }
+}
+
+async function runMemory(round: number) {
+  const count = settings.memory.connections;
+  for (const contender of order(round)) {
+    // A fresh server, so earlier workloads leave nothing behind in its heap.
+    const server = await ServerProcess.start(contender, { keys, algorithm: "EdDSA" });
+    try {
+      const target = { contender, port: server.port };
+      // One connection first: the agent instance (and its database) is not per connection.
+      await load.run<OpenResult>({
+        cmd: "open",
+        ...target,
+        algorithm: "EdDSA",
+        count: 1,
+        concurrency: 1,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const before = await server.stats(true);
+      load.onProgress = (p) => status(`memory           ${label(contender)} opening ${p}`, false);
+      const opened = await load.run<OpenResult>({
+        cmd: "open",
+        ...target,
+        algorithm: "EdDSA",
+        count,
+        concurrency: settings.memory.concurrency,
+        offset: 1,
+      });
+      // Idle for a moment, so buffers of the handshakes are released before measuring.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const after = await server.stats(true);
+      const n = Math.max(1, opened.opened);
+      if (opened.opened < count)
+        notes.push(`memory ${contender}: only ${opened.opened} of ${count} connections opened`);
+      if (after.connections < opened.opened)
+        notes.push(`memory ${contender}: server counts ${after.connections} connections`);
+      addSample(samples, "memory", contender, (after.rss - before.rss) / n);
+      addSample(samples, "memory_heap", contender, (after.heapUsed - before.heapUsed) / n);
+      status(
+        `memory ${fmt(opened.opened).padEnd(9)} ${label(contender)} RSS ${fmt((after.rss - before.rss) / n).padStart(6)} B/conn  heap ${fmt((after.heapUsed - before.heapUsed) / n)} B/conn  (RSS ${fmt(before.rss / 2 ** 20, 1)} → ${fmt(after.rss / 2 ** 20, 1)} MiB)`,
+      );
+      await load.run({ cmd: "closeAll" });
+    } finally {
+      await server.stop();
+    }
+  }
+}
+
+function machine(): Record<string, unknown> {
+  const version = (name: string) => {
+    try {
+      return (
+        JSON.parse(readFileSync(join(ROOT, "node_modules", name, "package.json"), "utf8")) as {
+          version: string;
+        }
+      ).version;
+    } catch {
+      return "missing";
+    }
+  };
+  let commit = "unknown";
+  try {
+    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT }).toString().trim();
+  } catch {
+    // Not a git checkout: the commit is only informative.
+  }
+  return {
+    cpu: cpus()[0]?.model ?? "unknown",
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    os: `${process.platform} ${release()}`,
+    node: process.version,
+    pinned: canPin()
+      ? "servers on core 0, load generator on core 1 (taskset)"
+      : "not pinned (no taskset)",
+    fileLimit: fileLimit(),
+    versions: { ws: version("ws"), jose: version("jose"), "socket.io": version("socket.io") },
+    commit,
+    date: new Date().toISOString(),
+    mode: options.quick ? "quick" : "full",
+    rounds: options.rounds,
+  };
+}
+
+const keys = await createBenchKeys();
+const load = LoadGenerator.start();
+const cleanup = () => {
+  void load.stop();
+};
+process.once("SIGINT", () => {
+  cleanup();
+  process.exit(130);
+});
+
+try {
+  say(
+    `Outpost benchmark (${options.quick ? "quick" : "full"}, ${options.rounds} round${options.rounds > 1 ? "s" : ""}): ${options.contenders.map((c) => CONTENDER_LABELS[c]).join(", ")}`,
+  );
+  if (!canPin()) notes.push("taskset is missing: processes were not pinned to cores");
+  await load.run({ cmd: "init", keys });
+  const w = options.workloads;
+  const edTokens = Math.max(
+    w.includes("connects") ? settings.connects.maxCount : 0,
+    w.includes("memory") ? settings.memory.connections + 1 : 0,
+    settings.fanout.clients,
+    5_000,
+  );
+  status(`signing ${fmt(edTokens)} EdDSA tokens`, false);
+  await load.run({ cmd: "tokens", algorithm: "EdDSA", count: edTokens });
+  if (w.includes("connects")) {
+    status(`signing ${fmt(settings.connects.maxCount)} HS256 tokens`, false);
+    await load.run({ cmd: "tokens", algorithm: "HS256", count: settings.connects.maxCount });
+  }
+  status("tokens signed");
+
+  for (let round = 0; round < options.rounds; round++) {
+    if (options.rounds > 1) say(`— round ${round + 1} of ${options.rounds}`);
+    if (w.some((x) => x !== "memory")) {
+      const servers = await startServers("EdDSA", round);
+      try {
+        if (w.includes("connects")) await runConnects(servers, round, "EdDSA");
+        if (w.includes("refused")) await runRefused(servers, round);
+        if (w.includes("rpc")) await runRpc(servers, round, 100);
+        if (w.includes("rpc") || w.includes("fanout"))
+          await runRpc(servers, round, settings.fanout.clients);
+      } finally {
+        await stopAll(servers);
+      }
+    }
+    if (w.includes("connects")) {
+      const servers = await startServers("HS256", round);
+      try {
+        await runConnects(servers, round, "HS256");
+      } finally {
+        await stopAll(servers);
+      }
+    }
+    if (w.includes("memory")) await runMemory(round);
+  }
+} finally {
+  await load.stop();
+}
+
+const results: Results = shapeResults(
+  samples,
+  machine(),
+  { ...settings, workloads: options.workloads, contenders: options.contenders },
+  notes,
+);
+writeFileSync(join(outDir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+const title = `Outpost vs bare ws+jose vs Socket.IO (${results.machine.mode as string} run, ${String(results.machine.date).slice(0, 10)})`;
+writeFileSync(join(outDir, "latest.svg"), svgChart(results, title));
+writeFileSync(join(outDir, "latest.md"), `${markdownResults(results)}\n`);
+if (options.writeDocs) updateDocs(results);
+
+say("");
+say(terminalTable(results));
+say("");
+say("Targets (Outpost ÷ other, same run):");
+for (const line of targetLines(results)) say(`  ${line}`);
+for (const note of notes) say(`note: ${note}`);
+say(
+  `\nwrote ${options.outDir}/latest.json, latest.svg, latest.md${options.writeDocs ? " and BENCHMARKS.md" : ""} in ${elapsed().trim()}`,
+);
+
+/** Replace the generated part of BENCHMARKS.md, between its two markers. */
+function updateDocs(r: Results): void {
+  const path = join(ROOT, "BENCHMARKS.md");
+  const start = "<!-- results:start -->";
+  const end = "<!-- results:end -->";
+  let doc: string;
+  try {
+    doc = readFileSync(path, "utf8");
+  } catch {
+    notes.push("BENCHMARKS.md not found: results section not written");
+    return;
+  }
+  const from = doc.indexOf(start);
+  const to = doc.indexOf(end);
+  if (from < 0 || to < from) {
+    notes.push("BENCHMARKS.md has no results markers: results section not written");
+    return;
+  }
+  const m = r.machine;
+  const section = [
+    start,
+    "",
+    `Measured ${String(m.date).slice(0, 16).replace("T", " ")} UTC at commit \`${m.commit as string}\`, ${m.mode as string} run, median of ${m.rounds as number} round(s).`,
+    `Machine: ${m.cpu as string}, ${m.cores as number} cores, ${m.memoryGiB as number} GiB, ${m.os as string}, Node ${m.node as string}; ${m.pinned as string}; open-file limit ${m.fileLimit as number}.`,
+    `Libraries: ws ${(m.versions as Record<string, string>).ws}, jose ${(m.versions as Record<string, string>).jose}, socket.io ${(m.versions as Record<string, string>)["socket.io"]}.`,
+    "",
+    markdownResults(r),
+    "",
+    ...(r.notes.length > 0 ? ["Notes from the run:", "", ...r.notes.map((n) => `- ${n}`), ""] : []),
+    "![chart](bench/results/latest.svg)",
+    "",
+    end,
+  ].join("\n");
+  writeFileSync(path, doc.slice(0, from) + section + doc.slice(to + end.length));
+}

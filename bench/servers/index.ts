@@ -1,0 +1,88 @@
+/** Start a contender's server in its own pinned process and talk to it. */
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { nextMessage, startChild, stopChild } from "../child.js";
+import type {
+  Algorithm,
+  BenchKeys,
+  Contender,
+  ServerCommand,
+  ServerConfig,
+  ServerStats,
+} from "../config.js";
+
+/** Core the servers run on; the load generator gets the other one. */
+export const SERVER_CPU = 0;
+
+export interface ServerOptions {
+  keys: BenchKeys;
+  algorithm: Algorithm;
+  /** Directory for `--cpu-prof` output; profiling is off without it. */
+  profileDir?: string;
+}
+
+export class ServerProcess {
+  private constructor(
+    readonly contender: Contender,
+    readonly port: number,
+    private readonly child: ChildProcess,
+    private readonly dataDir: string,
+  ) {}
+
+  static async start(contender: Contender, options: ServerOptions): Promise<ServerProcess> {
+    const dataDir = mkdtempSync(join(tmpdir(), `outpost-bench-${contender}-`));
+    const config: ServerConfig = {
+      contender,
+      algorithm: options.algorithm,
+      keys: options.keys,
+      dataDir,
+    };
+    const nodeArgs = ["--expose-gc"];
+    if (options.profileDir !== undefined) {
+      nodeArgs.push(
+        "--cpu-prof",
+        `--cpu-prof-dir=${options.profileDir}`,
+        `--cpu-prof-name=${contender}-${options.algorithm}-${Date.now()}.cpuprofile`,
+      );
+    }
+    const child = startChild(`bench/servers/${contender}.ts`, {
+      cpu: SERVER_CPU,
+      nodeArgs,
+      env: { BENCH_SERVER: JSON.stringify(config) },
+    });
+    try {
+      const port = await nextMessage(
+        child,
+        (m) =>
+          (m as { type?: string }).type === "listening" ? (m as { port: number }).port : undefined,
+        30_000,
+        `${contender} server`,
+      );
+      return new ServerProcess(contender, port, child, dataDir);
+    } catch (error) {
+      child.kill("SIGKILL");
+      rmSync(dataDir, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** The server's memory and CPU, taken inside its process (after a full GC when `gc`). */
+  stats(gc = false): Promise<ServerStats> {
+    const command: ServerCommand = { type: "stats", gc };
+    this.child.send(command);
+    return nextMessage(
+      this.child,
+      (m) => ((m as { type?: string }).type === "stats" ? (m as ServerStats) : undefined),
+      30_000,
+      `${this.contender} stats`,
+    );
+  }
+
+  async stop(): Promise<void> {
+    const command: ServerCommand = { type: "close" };
+    await stopChild(this.child, command);
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}

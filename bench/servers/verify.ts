@@ -1,0 +1,40 @@
+/**
+ * Token verification for the two servers the bench writes itself (bare and Socket.IO):
+ * plain `jose`, the key imported once as a `CryptoKey`, and the same claims checks Outpost
+ * makes (algorithm, audience, issuer, expiry, agent and instance scope).
+ */
+import { type CryptoKey, importJWK, type JWTPayload, jwtVerify } from "jose";
+import { AUDIENCE, ISSUER, type ServerConfig } from "../config.js";
+
+export interface Verifier {
+  /** Resolves the token's expiry (seconds since the epoch), or rejects when it is refused. */
+  verify(token: string | null | undefined, agent: string, name: string): Promise<number>;
+}
+
+export async function createVerifier(config: ServerConfig): Promise<Verifier> {
+  const algorithm = config.algorithm;
+  const key = (await (algorithm === "EdDSA"
+    ? importJWK(config.keys.ed25519.publicJwk, "EdDSA")
+    : importJWK({ kty: "oct", k: config.keys.hs256.secret }, "HS256"))) as CryptoKey;
+  const options = {
+    algorithms: [algorithm],
+    audience: AUDIENCE,
+    issuer: ISSUER,
+    requiredClaims: ["exp"],
+  };
+  return {
+    async verify(token, agent, name) {
+      if (typeof token !== "string" || token.length === 0 || token.length > 8192) {
+        throw new Error("token_missing");
+      }
+      const { payload } = await jwtVerify<JWTPayload & { agent?: string; name?: string }>(
+        token,
+        key,
+        options,
+      );
+      if (payload.agent !== agent && payload.agent !== "*") throw new Error("scope_mismatch");
+      if (payload.name !== name && payload.name !== "*") throw new Error("scope_mismatch");
+      return payload.exp as number;
+    },
+  };
+}
