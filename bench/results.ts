@@ -41,6 +41,12 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
   },
   { key: "fanout", label: "fan-out to 1,000, time to last", unit: "ms", better: "lower" },
   { key: "fanout_first", label: "fan-out to 1,000, time to first", unit: "ms", better: "lower" },
+  {
+    key: "fanout_cpu",
+    label: "server CPU per state change to 1,000",
+    unit: "µs/change",
+    better: "lower",
+  },
   { key: "memory", label: "RSS per idle connection (10,000)", unit: "bytes/conn", better: "lower" },
   { key: "memory_heap", label: "JS heap per idle connection", unit: "bytes/conn", better: "lower" },
   { key: "refused", label: "refused connects/s (forged token)", unit: "conn/s", better: "higher" },

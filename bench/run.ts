@@ -10,7 +10,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs, type Settings, settingsFor, USAGE } from "./args.js";
 import { canPin, fileLimit, ROOT } from "./child.js";
 import { type Algorithm, CONTENDER_LABELS, type Contender } from "./config.js";
@@ -41,7 +41,7 @@ if (options.help) {
 }
 
 const settings: Settings = settingsFor(options);
-const outDir = join(ROOT, options.outDir);
+const outDir = resolve(ROOT, options.outDir);
 mkdirSync(outDir, { recursive: true });
 const started = Date.now();
 const notes: string[] = [];
@@ -202,19 +202,22 @@ async function runRpc(servers: Map<Contender, ServerProcess>, round: number, cli
     );
     if (clients === settings.fanout.clients && options.workloads.includes("fanout")) {
       status(`fanout           ${label(contender)} ${settings.fanout.reps} state changes`, false);
-      const f = await load.run<FanoutResult>({
-        cmd: "fanout",
-        reps: settings.fanout.reps,
-        timeoutMs: settings.fanout.timeoutMs,
-      });
+      const [f, fanoutCpu] = await withCpu(server, () =>
+        load.run<FanoutResult>({
+          cmd: "fanout",
+          reps: settings.fanout.reps,
+          timeoutMs: settings.fanout.timeoutMs,
+        }),
+      );
       addSample(samples, "fanout", contender, median(f.lastMs));
       addSample(samples, "fanout_first", contender, median(f.firstMs));
+      addSample(samples, "fanout_cpu", contender, fanoutCpu / Math.max(1, f.lastMs.length));
       if (f.timeouts > 0)
         notes.push(
           `fanout ${contender}: a state change did not reach every client in ${settings.fanout.timeoutMs} ms`,
         );
       status(
-        `fanout ${fmt(f.clients).padEnd(9)} ${label(contender)} last ${fmt(median(f.lastMs), 2)} ms  first ${fmt(median(f.firstMs), 2)} ms  (median of ${f.lastMs.length})`,
+        `fanout ${fmt(f.clients).padEnd(9)} ${label(contender)} last ${fmt(median(f.lastMs), 2)} ms  first ${fmt(median(f.firstMs), 2)} ms  server CPU ${fmt(fanoutCpu / Math.max(1, f.lastMs.length))} µs/change  (median of ${f.lastMs.length})`,
       );
     }
     await load.run({ cmd: "closeAll" });

@@ -41,10 +41,11 @@ export class ServerProcess {
     };
     const nodeArgs = ["--expose-gc"];
     if (options.profileDir !== undefined) {
+      // One folder per server: the loader's worker thread writes a profile of its own, and
+      // a fixed file name would let it overwrite the main thread's.
       nodeArgs.push(
         "--cpu-prof",
-        `--cpu-prof-dir=${options.profileDir}`,
-        `--cpu-prof-name=${contender}-${options.algorithm}-${Date.now()}.cpuprofile`,
+        `--cpu-prof-dir=${join(options.profileDir, `${contender}-${options.algorithm}`)}`,
       );
     }
     const child = startChild(`bench/servers/${contender}.ts`, {

@@ -1,0 +1,49 @@
+import { describe, expect, it } from "vitest";
+import { parseArgs, settingsFor } from "../../bench/args.js";
+
+describe("bench arguments", () => {
+  it("runs everything, three rounds, and rewrites the docs by default", () => {
+    const options = parseArgs([]);
+    expect(options.contenders).toEqual(["outpost", "bare", "socketio"]);
+    expect(options.workloads).toEqual(["connects", "refused", "rpc", "fanout", "memory"]);
+    expect(options.rounds).toBe(3);
+    expect(options.writeDocs).toBe(true);
+    expect(options.outDir).toBe("bench/results");
+  });
+
+  it("--quick means one round and leaves BENCHMARKS.md alone unless --docs", () => {
+    expect(parseArgs(["--quick"])).toMatchObject({ quick: true, rounds: 1, writeDocs: false });
+    expect(parseArgs(["--quick", "--docs"]).writeDocs).toBe(true);
+    expect(parseArgs(["--no-docs"]).writeDocs).toBe(false);
+  });
+
+  it("keeps the canonical order of contenders and workloads whatever order was typed", () => {
+    const options = parseArgs(["--only=socketio,outpost", "--workloads=memory,connects"]);
+    expect(options.contenders).toEqual(["outpost", "socketio"]);
+    expect(options.workloads).toEqual(["connects", "memory"]);
+  });
+
+  it("refuses unknown names, flags and out-of-range rounds with a readable message", () => {
+    expect(() => parseArgs(["--only=nginx"])).toThrow(/unknown "nginx"/);
+    expect(() => parseArgs(["--workloads="])).toThrow(/needs a value/);
+    expect(() => parseArgs(["--fast"])).toThrow(/unknown option --fast/);
+    expect(() => parseArgs(["--rounds=0"])).toThrow(/1 to 20/);
+    expect(() => parseArgs(["--rounds=2.5"])).toThrow(/1 to 20/);
+  });
+
+  it("bounds every workload in time and count, quick mode shorter", () => {
+    const quick = settingsFor({ quick: true });
+    const full = settingsFor({ quick: false });
+    for (const s of [quick, full]) {
+      expect(s.connects.durationMs).toBeGreaterThan(0);
+      expect(s.connects.maxCount).toBeGreaterThan(0);
+      expect(s.refused.maxCount).toBeGreaterThan(0);
+      expect(s.rpc.maxCalls).toBeGreaterThan(0);
+      expect(s.fanout.timeoutMs).toBeGreaterThan(0);
+      expect(s.memory.connections).toBe(10_000);
+      expect(s.fanout.clients).toBe(1_000);
+    }
+    expect(quick.connects.durationMs).toBeLessThan(full.connects.durationMs);
+    expect(quick.rpc.durationMs).toBeLessThan(full.rpc.durationMs);
+  });
+});

@@ -1,0 +1,78 @@
+import { describe, expect, it } from "vitest";
+import { markdownResults, svgChart, terminalTable } from "../../bench/report.js";
+import { addSample, type Samples, shapeResults } from "../../bench/results.js";
+import { quantile } from "../../bench/stats.js";
+
+function sampleRun(): Samples {
+  const samples: Samples = {};
+  // Three rounds; the median is what is reported.
+  for (const [outpost, bare, socketio] of [
+    [900, 1000, 400],
+    [950, 1100, 420],
+    [100, 1050, 410], // one noisy round must not move the median
+  ] as const) {
+    addSample(samples, "connects", "outpost", outpost);
+    addSample(samples, "connects", "bare", bare);
+    addSample(samples, "connects", "socketio", socketio);
+  }
+  addSample(samples, "memory", "outpost", 6_000);
+  addSample(samples, "memory", "bare", 5_000);
+  addSample(samples, "memory", "socketio", 11_000);
+  addSample(samples, "fanout", "outpost", 13);
+  addSample(samples, "fanout", "bare", 10);
+  addSample(samples, "rpc", "outpost", Number.NaN); // a failed measurement is dropped
+  return samples;
+}
+
+describe("bench results", () => {
+  it("reports medians under the names and keys other tooling reads", () => {
+    const results = shapeResults(sampleRun(), { cores: 2 }, {});
+    expect(results.machine).toEqual({ cores: 2 });
+    expect(results.workloads.connects).toMatchObject({
+      outpost: 900,
+      bare: 1050,
+      socketio: 410,
+      unit: "conn/s",
+    });
+    expect(results.workloads.connects?.rounds?.outpost).toEqual([900, 950, 100]);
+    expect(results.workloads.memory).toMatchObject({ outpost: 6000, unit: "bytes/conn" });
+    expect(results.workloads.fanout).toMatchObject({ outpost: 13, bare: 10, unit: "ms" });
+    expect(results.workloads.rpc).toBeUndefined();
+  });
+
+  it("computes Outpost's ratios and marks each target met or missed by its direction", () => {
+    const results = shapeResults(sampleRun(), {}, {});
+    expect(results.ratios.connects).toEqual({ bare: 0.857, socketio: 2.2 });
+    const verdict = (workload: string, against: string) =>
+      results.targets.find((t) => t.workload === workload && t.against === against);
+    expect(verdict("connects", "bare")).toMatchObject({ met: true, target: "≥ 0.85×" });
+    expect(verdict("connects", "socketio")).toMatchObject({ met: true, ratio: 2.2 });
+    // Lower is better for memory and fan-out.
+    expect(verdict("memory", "bare")).toMatchObject({ ratio: 1.2, met: true, target: "≤ 1.3×" });
+    expect(verdict("memory", "socketio")).toMatchObject({ met: true });
+    expect(verdict("fanout", "bare")).toMatchObject({ ratio: 1.3, met: false });
+    expect(verdict("rpc", "bare")).toMatchObject({ ratio: null, met: null });
+  });
+
+  it("renders the table, the Markdown and a well-formed SVG", () => {
+    const results = shapeResults(sampleRun(), {}, {});
+    const table = terminalTable(results);
+    expect(table).toContain("connects/s, EdDSA token");
+    expect(table).toContain("0.86×");
+    const md = markdownResults(results);
+    expect(md).toContain("| connects | bare ws+jose | ≥ 0.85× | 0.86× | met |");
+    expect(md).toContain("| fanout | bare ws+jose | ≤ 1.2× | 1.30× | **missed** |");
+    const svg = svgChart(results, "a <title> & more");
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg.trimEnd().endsWith("</svg>")).toBe(true);
+    expect(svg).toContain("a &lt;title&gt; &amp; more");
+    expect(svg).not.toContain("NaN");
+  });
+
+  it("takes nearest-rank quantiles of the filled part of a buffer", () => {
+    const buffer = new Float64Array([5, 1, 3, 2, 4, 0, 0]);
+    expect(quantile(buffer, 0.5, 5)).toBe(3);
+    expect(quantile(buffer, 0.99, 5)).toBe(5);
+    expect(quantile(buffer, 0.5, 0)).toBeNaN();
+  });
+});
