@@ -1,0 +1,261 @@
+import { AuthError, fromJoseError, isAuthError } from "./errors.js";
+import { fingerprint } from "./fingerprint.js";
+import type { KeySet, VerificationKeys } from "./keys.js";
+import { isOriginAllowed, normalizeOrigins } from "./origin.js";
+import type { AuthAction, AuthPolicy, AuthRequest, AuthSession } from "./policy.js";
+import { FailureLimiter, type RateLimitOptions } from "./rate-limit.js";
+import { MemoryReplayStore, type ReplayStore } from "./replay.js";
+import { Revocations } from "./revocations.js";
+import type { SessionCookie } from "./session-cookie.js";
+import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, verifyToken } from "./tokens.js";
+import { type FoundToken, findToken, TRANSPORTS, type Transport } from "./transports.js";
+
+/** Options of `tokenAuth`. */
+export interface TokenAuthOptions {
+  /** Keys that verify tokens: a `KeySet`, a `remoteKeySet()`, or a promise of one. */
+  keys: VerificationKeys | Promise<VerificationKeys>;
+  /** Longest accepted token lifetime `exp - (nbf ?? iat)`, in seconds (default 3600). */
+  maxLifetime?: number;
+  /** Seconds of clock skew allowed (default 5). */
+  clockTolerance?: number;
+  /** Query parameter that carries the token (default `token`). */
+  param?: string;
+  /** Accepted `aud` values (default `"outpost"`). */
+  audience?: string | string[];
+  /** Accepted `iss` values (default `"outpost"`). */
+  issuer?: string | string[];
+  /** Where tokens are read from (default: query, protocol, header, and cookie when `cookie` is set). */
+  transports?: readonly Transport[];
+  /** Accept this session cookie too; requires `allowedOrigins`. */
+  cookie?: SessionCookie;
+  /**
+   * Exact origins (`https://app.example.com`) browsers may connect from. Required for cookie
+   * auth; when set, token auth from any other browser origin is refused too. Requests
+   * without an `Origin` header (non-browser clients) are not affected, except for cookies.
+   */
+  allowedOrigins?: readonly string[];
+  /** Single-use tickets: `true` for an in-memory store, or a shared `ReplayStore`. */
+  singleUse?: boolean | ReplayStore;
+  /** Failed attempts allowed per client address (default 20 a minute), or `false`. */
+  rateLimit?: RateLimitOptions | false;
+  /** `close` (default): accept the upgrade and close 4001/4003; `http`: refuse with 401/403. */
+  rejectWith?: "close" | "http";
+  /** Serve the key set's public keys at `/.well-known/jwks.json` (default false). */
+  publishJwks?: boolean;
+  /** Accept tokens without `agent`/`name` claims for any agent (identity-provider tokens). */
+  allowUnscoped?: boolean;
+}
+
+/**
+ * The auth policy of an Outpost server: verifies a token (or session cookie) before the
+ * agent is touched, and re-checks expiry, revocation and scope on every action.
+ *
+ * @example
+ * const keys = await loadKeySet("outpost-keys.json");
+ * serve({ agents: { Chat }, auth: tokenAuth({ keys, allowedOrigins: ["https://app.example.com"] }) });
+ */
+export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
+  const {
+    maxLifetime = 3600,
+    clockTolerance = 5,
+    param = "token",
+    audience = DEFAULT_AUDIENCE,
+    issuer = DEFAULT_ISSUER,
+    cookie,
+    rejectWith = "close",
+    allowUnscoped = false,
+  } = options;
+  if (options.keys === undefined || options.keys === null) {
+    throw new TypeError("tokenAuth: `keys` is required, e.g. await createKeySet({ secret })");
+  }
+  if (!(maxLifetime > 0) || !(clockTolerance >= 0)) {
+    throw new TypeError(
+      "tokenAuth: `maxLifetime` must be positive and `clockTolerance` not negative",
+    );
+  }
+  if (rejectWith !== "close" && rejectWith !== "http") {
+    throw new TypeError('tokenAuth: `rejectWith` must be "close" or "http"');
+  }
+  const transports = new Set<Transport>(
+    options.transports ?? TRANSPORTS.filter((t) => t !== "cookie" || cookie !== undefined),
+  );
+  for (const transport of transports) {
+    if (!TRANSPORTS.includes(transport)) {
+      throw new TypeError(`tokenAuth: unknown transport "${transport}"`);
+    }
+  }
+  if (transports.has("cookie") && cookie === undefined) {
+    throw new TypeError("tokenAuth: the cookie transport needs `cookie: sessionCookie(...)`");
+  }
+  const origins =
+    options.allowedOrigins === undefined ? undefined : normalizeOrigins(options.allowedOrigins);
+  if (cookie !== undefined && (origins === undefined || origins.size === 0)) {
+    // Browsers send cookies on cross-site WebSocket upgrades; without an allowlist any site
+    // could open a connection as the signed-in user.
+    throw new TypeError("tokenAuth: cookie auth needs `allowedOrigins`");
+  }
+  const keys = Promise.resolve(options.keys);
+  keys.catch(() => {});
+  const replay =
+    options.singleUse === true
+      ? new MemoryReplayStore()
+      : options.singleUse
+        ? options.singleUse
+        : undefined;
+  const limiter =
+    options.rateLimit === false ? undefined : new FailureLimiter(options.rateLimit ?? {});
+  const revocations = new Revocations(maxLifetime + clockTolerance);
+  const findOptions = {
+    param,
+    transports,
+    ...(cookie !== undefined && { cookieName: cookie.name }),
+  };
+
+  /** Refuse before any crypto when this address has failed too often. */
+  function checkRateLimit(request: AuthRequest, token: () => string | undefined): void {
+    const wait = limiter?.retryAfter(request.remoteAddress) ?? 0;
+    if (wait <= 0) return;
+    const seconds = Math.max(1, Math.ceil(wait / 1000));
+    const presented = token();
+    throw new AuthError("too_many_attempts", `too many failed attempts; retry in ${seconds}s`, {
+      retryAfterMs: wait,
+      ...(presented !== undefined && { fingerprint: fingerprint(presented) }),
+    });
+  }
+
+  function checkOrigin(request: AuthRequest, required: boolean): void {
+    if (origins === undefined) return;
+    const origin = request.headers.get("origin");
+    if (origin === null && !required) return;
+    if (!isOriginAllowed(origins, origin)) throw new AuthError("origin_not_allowed");
+  }
+
+  /** Count the failure and make sure the refusal is an AuthError with the token's fingerprint. */
+  function refuse(request: AuthRequest, error: unknown, token: string | undefined): never {
+    const refusal = isAuthError(error) ? error : fromJoseError(error);
+    limiter?.fail(request.remoteAddress);
+    if (token !== undefined && token !== "" && refusal.fingerprint === undefined) {
+      refusal.fingerprint = fingerprint(token);
+    }
+    throw refusal;
+  }
+
+  async function verify(request: AuthRequest, found: FoundToken): Promise<AuthSession> {
+    const fromCookie = found.transport === "cookie" && cookie !== undefined;
+    const claims = fromCookie
+      ? await verifyToken(await cookie.keys(), found.token, {
+          agent: request.agent,
+          name: request.name,
+          audience: cookie.audience,
+          issuer: cookie.issuer,
+          maxLifetime: cookie.ttl,
+          clockTolerance,
+        })
+      : await verifyToken(await keys, found.token, {
+          agent: request.agent,
+          name: request.name,
+          audience,
+          issuer,
+          maxLifetime,
+          clockTolerance,
+          allowUnscoped,
+          // A cookie is sent again on every reconnect, so only explicit tokens are single-use.
+          ...(replay !== undefined && { replay }),
+        });
+    if (revocations.isRevoked(claims)) throw new AuthError("token_revoked");
+    return {
+      claims,
+      ...(typeof claims.exp === "number" && { expiresAt: claims.exp * 1000 }),
+      fingerprint: fingerprint(found.token),
+      ...(found.protocol !== undefined && { protocol: found.protocol }),
+    };
+  }
+
+  const policy: AuthPolicy = {
+    rejectWithHttp: rejectWith === "http",
+
+    async authenticate(request) {
+      checkRateLimit(request, () => {
+        try {
+          return findToken(request, findOptions)?.token;
+        } catch {
+          return undefined;
+        }
+      });
+      let found: FoundToken | undefined;
+      try {
+        found = findToken(request, findOptions);
+        checkOrigin(request, found?.transport === "cookie");
+        if (found === undefined) throw new AuthError("token_missing");
+        return await verify(request, found);
+      } catch (error) {
+        refuse(request, error, found?.token);
+      }
+    },
+
+    async refresh(current, token, request) {
+      checkRateLimit(request, () => (typeof token === "string" ? token : undefined));
+      try {
+        checkOrigin(request, false);
+        if (typeof token !== "string" || token === "") throw new AuthError("token_missing");
+        const next = await verify(request, { token, transport: "query" });
+        if (next.claims.sub !== current.claims.sub) throw new AuthError("subject_mismatch");
+        return {
+          ...next,
+          ...(current.protocol !== undefined && { protocol: current.protocol }),
+        };
+      } catch (error) {
+        refuse(request, error, typeof token === "string" ? token : undefined);
+      }
+    },
+
+    authorize(session: AuthSession, action: AuthAction) {
+      const options = { fingerprint: session.fingerprint };
+      if (session.expiresAt !== undefined && Date.now() >= session.expiresAt) {
+        throw new AuthError("token_expired", undefined, options);
+      }
+      if (revocations.isRevoked(session.claims)) {
+        throw new AuthError("token_revoked", undefined, options);
+      }
+      if (!session.claims.scope.includes(action)) {
+        throw new AuthError("scope_mismatch", `token scope does not allow ${action}`, options);
+      }
+    },
+
+    isRevoked(session) {
+      return revocations.isRevoked(session.claims);
+    },
+
+    revoke(target) {
+      const { sub, jti } = target ?? {};
+      if ((sub === undefined || sub === "") && (jti === undefined || jti === "")) {
+        throw new TypeError("revoke() needs a `sub` or a `jti`");
+      }
+      revocations.revoke({
+        ...(typeof sub === "string" && sub !== "" && { sub }),
+        ...(typeof jti === "string" && jti !== "" && { jti }),
+      });
+    },
+  };
+
+  if (options.publishJwks === true) {
+    const local = hasPublicKeys(options.keys);
+    if (local !== false) {
+      policy.jwks = async () => {
+        const set = await keys;
+        return isKeySet(set) ? set.jwks() : { keys: [] };
+      };
+    }
+  }
+  return policy;
+}
+
+function isKeySet(keys: unknown): keys is KeySet {
+  return typeof (keys as Partial<KeySet> | null)?.jwks === "function";
+}
+
+/** False when the key set is known to hold nothing publishable (a secret, or remote keys). */
+function hasPublicKeys(keys: VerificationKeys | Promise<VerificationKeys>): boolean | undefined {
+  if (typeof (keys as Promise<unknown>).then === "function") return undefined;
+  return isKeySet(keys) && keys.jwks().keys.length > 0;
+}

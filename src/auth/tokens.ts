@@ -1,0 +1,285 @@
+import { randomUUID } from "node:crypto";
+import { decodeProtectedHeader, type JWTPayload, jwtVerify, SignJWT } from "jose";
+import { AuthError, fromJoseError, isAuthError } from "./errors.js";
+import { fingerprint } from "./fingerprint.js";
+import { importSecret, type KeySet, type VerificationKeys } from "./keys.js";
+import type { AuthClaims } from "./policy.js";
+import type { ReplayStore } from "./replay.js";
+import { matchesTarget, parseScope } from "./scope.js";
+
+/** Longest token accepted; anything longer is refused before any crypto runs. */
+export const MAX_TOKEN_LENGTH = 4096;
+/** Audience and issuer of Outpost's own tokens unless configured otherwise. */
+export const DEFAULT_AUDIENCE = "outpost";
+export const DEFAULT_ISSUER = "outpost";
+
+/** Three base64url segments; the signature may be empty so that `alg: none` gets its own refusal. */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
+
+/** What `issueToken` puts in a token. */
+export interface IssueTokenOptions {
+  /** The user (or service) the token speaks for. */
+  sub: string;
+  /** Kebab-case agent class name as in the URL (`my-agent`), `*`, or a prefix like `chat-*`. */
+  agent: string;
+  /** Instance name, `*`, or a prefix like `room-*`. */
+  name: string;
+  /** Granted scopes, e.g. `["connect", "rpc"]`; omitted means connect, rpc and state:write. */
+  scope?: string | readonly string[];
+  /** Lifetime in seconds (default 300). Keep it short: tokens in URLs end up in logs. */
+  ttl?: number;
+  /** `aud` claim (default `"outpost"`). */
+  audience?: string | string[];
+  /** `iss` claim (default `"outpost"`). */
+  issuer?: string;
+  /** Token id (default: a random UUID); needed for single-use tickets and revocation by id. */
+  jti?: string;
+  /** Further claims; the registered ones above always win. */
+  claims?: Record<string, unknown>;
+}
+
+/**
+ * Sign a short-lived token for one agent instance with the key set's current signing key.
+ *
+ * @example
+ * const token = await issueToken(keys, { sub: user.id, agent: "chat", name: "room-1", ttl: 60 });
+ * // client: useAgent({ agent: "chat", name: "room-1", query: { token } })
+ */
+export async function issueToken(keys: KeySet, options: IssueTokenOptions): Promise<string> {
+  const { sub, agent, name, ttl = 300 } = options;
+  for (const [claim, value] of [
+    ["sub", sub],
+    ["agent", agent],
+    ["name", name],
+  ] as const) {
+    if (typeof value !== "string" || value === "") {
+      throw new TypeError(`issueToken: \`${claim}\` must be a non-empty string`);
+    }
+  }
+  if (typeof ttl !== "number" || !Number.isFinite(ttl) || ttl < 1) {
+    throw new TypeError("issueToken: `ttl` must be a number of seconds, at least 1");
+  }
+  const signer = keys.signingKey();
+  const now = Math.floor(Date.now() / 1000);
+  const payload: JWTPayload = {
+    ...options.claims,
+    sub,
+    agent,
+    name,
+    aud: options.audience ?? DEFAULT_AUDIENCE,
+    iss: options.issuer ?? DEFAULT_ISSUER,
+    jti: options.jti ?? randomUUID(),
+    iat: now,
+    nbf: now,
+    exp: now + Math.floor(ttl),
+  };
+  if (options.scope !== undefined) payload.scope = formatScope(options.scope);
+  return new SignJWT(payload)
+    .setProtectedHeader({ alg: signer.algorithm, kid: signer.kid, typ: "JWT" })
+    .sign(signer.key);
+}
+
+function formatScope(scope: string | readonly string[]): string {
+  const list = typeof scope === "string" ? scope.split(" ").filter((s) => s !== "") : scope;
+  for (const item of list) {
+    if (typeof item !== "string" || !SCOPE_TOKEN.test(item)) {
+      throw new TypeError(`issueToken: invalid scope "${String(item)}"`);
+    }
+  }
+  return list.join(" ");
+}
+
+/** What `verifyToken` checks beyond the signature. */
+export interface VerifyTokenOptions {
+  /** The agent (kebab-case, from the URL) being opened. */
+  agent: string;
+  /** The instance being opened. */
+  name: string;
+  /** Accepted `aud` values (default `"outpost"`). */
+  audience?: string | string[];
+  /** Accepted `iss` values (default `"outpost"`). */
+  issuer?: string | string[];
+  /** Longest accepted lifetime `exp - (nbf ?? iat)`, in seconds (default 3600). */
+  maxLifetime?: number;
+  /** Seconds of clock skew allowed on `exp`, `nbf` and `iat` (default 5). */
+  clockTolerance?: number;
+  /** Scopes the token must grant. */
+  requiredScope?: string | readonly string[];
+  /** Spend the token's `jti` here: a second use is refused as `token_replayed`. */
+  replay?: ReplayStore;
+  /**
+   * Accept tokens that carry no `agent`/`name` claims as valid for any agent and instance,
+   * e.g. from an identity provider that cannot add them. Off by default: wildcards are explicit.
+   */
+  allowUnscoped?: boolean;
+}
+
+/**
+ * Verify a token for one agent instance: size, structure, the key named by `kid` and its one
+ * algorithm, signature, `exp` (required), `nbf`, `iat`, lifetime, `aud`, `iss`, then `agent`
+ * and `name` (exact, `*`, or a `prefix-*` wildcard) and scopes. Throws `AuthError` only; the
+ * error carries the token's fingerprint.
+ *
+ * @example
+ * const claims = await verifyToken(keys, token, { agent: "chat", name: "room-1" });
+ * claims.sub; // "user-1"
+ * claims.scope; // ["connect", "rpc", "state:write"]
+ */
+export async function verifyToken(
+  keys: VerificationKeys,
+  token: string,
+  options: VerifyTokenOptions,
+): Promise<AuthClaims> {
+  try {
+    return await verify(keys, token, options);
+  } catch (error) {
+    const refusal = isAuthError(error) ? error : fromJoseError(error);
+    if (typeof token === "string" && token !== "" && refusal.fingerprint === undefined) {
+      refusal.fingerprint = fingerprint(token);
+    }
+    throw refusal;
+  }
+}
+
+async function verify(
+  keys: VerificationKeys,
+  token: string,
+  options: VerifyTokenOptions,
+): Promise<AuthClaims> {
+  const tolerance = options.clockTolerance ?? 5;
+  const maxLifetime = options.maxLifetime ?? 3600;
+  const { payload } = await verifySignature(keys, token, {
+    audience: options.audience ?? DEFAULT_AUDIENCE,
+    issuer: options.issuer ?? DEFAULT_ISSUER,
+    clockTolerance: tolerance,
+  });
+  const now = Math.floor(Date.now() / 1000);
+  if (typeof payload.sub !== "string" || payload.sub === "") {
+    throw new AuthError("token_malformed");
+  }
+  if (payload.iat !== undefined && payload.iat > now + tolerance) {
+    throw new AuthError("token_not_yet_valid");
+  }
+  const exp = payload.exp as number;
+  if (exp - (payload.nbf ?? payload.iat ?? now) > maxLifetime) {
+    throw new AuthError("lifetime_too_long");
+  }
+  const agent = targetClaim(payload.agent, options.allowUnscoped);
+  const name = targetClaim(payload.name, options.allowUnscoped);
+  if (!matchesTarget(agent, options.agent) || !matchesTarget(name, options.name)) {
+    throw new AuthError("scope_mismatch");
+  }
+  const scope = parseScope(payload.scope);
+  if (scope === undefined) throw new AuthError("token_malformed");
+  if (options.requiredScope !== undefined) {
+    const required =
+      typeof options.requiredScope === "string" ? [options.requiredScope] : options.requiredScope;
+    if (!required.every((s) => scope.includes(s))) {
+      throw new AuthError("scope_mismatch", "token scope does not allow this");
+    }
+  }
+  if (options.replay !== undefined) {
+    if (typeof payload.jti !== "string" || payload.jti === "") {
+      throw new AuthError("token_malformed", "single-use token needs a jti");
+    }
+    if (!(await options.replay.spend(payload.jti, exp))) throw new AuthError("token_replayed");
+  }
+  return { ...payload, sub: payload.sub, agent, name, scope } as AuthClaims;
+}
+
+function targetClaim(claim: unknown, allowUnscoped = false): string {
+  if (typeof claim === "string" && claim !== "") return claim;
+  if (claim === undefined) {
+    if (allowUnscoped) return "*";
+    throw new AuthError("scope_mismatch", "token is not scoped to an agent");
+  }
+  throw new AuthError("token_malformed");
+}
+
+/** The checks every token goes through, up to and including the standard claims. */
+async function verifySignature(
+  keys: VerificationKeys,
+  token: string,
+  claims: { audience?: string | string[]; issuer?: string | string[]; clockTolerance: number },
+) {
+  if (typeof token !== "string" || token === "") throw new AuthError("token_missing");
+  // Before any parsing or crypto: a huge token costs nothing to refuse.
+  if (token.length > MAX_TOKEN_LENGTH) throw new AuthError("token_malformed", "token too long");
+  if (!COMPACT_JWS.test(token)) throw new AuthError("token_malformed");
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  try {
+    header = decodeProtectedHeader(token);
+  } catch {
+    throw new AuthError("token_malformed");
+  }
+  const resolved = await keys.resolveKey(header);
+  try {
+    return await jwtVerify(token, resolved.key, {
+      algorithms: [resolved.algorithm],
+      ...(claims.audience !== undefined && { audience: claims.audience }),
+      ...(claims.issuer !== undefined && { issuer: claims.issuer }),
+      clockTolerance: claims.clockTolerance,
+      requiredClaims: ["exp"],
+    });
+  } catch (error) {
+    throw fromJoseError(error);
+  }
+}
+
+/** Secrets imported for `verifyJWT`, so that each is turned into a `CryptoKey` once. */
+const secretKeys = new Map<string, Promise<VerificationKeys>>();
+const byteSecretKeys = new WeakMap<Uint8Array, Promise<VerificationKeys>>();
+const MAX_CACHED_SECRETS = 16;
+
+function secretVerifier(secret: string | Uint8Array): Promise<VerificationKeys> {
+  const cached = typeof secret === "string" ? secretKeys.get(secret) : byteSecretKeys.get(secret);
+  if (cached !== undefined) return cached;
+  const made = importSecret(secret).then(
+    (key): VerificationKeys => ({
+      algorithms: ["HS256"],
+      async resolveKey(header) {
+        // The shared-secret pattern has no kid; HS256 is the only algorithm it can mean.
+        if (header.alg !== "HS256") throw new AuthError("algorithm_not_allowed");
+        return { kid: undefined, algorithm: "HS256", key };
+      },
+    }),
+  );
+  if (typeof secret === "string") {
+    if (secretKeys.size >= MAX_CACHED_SECRETS) secretKeys.clear();
+    secretKeys.set(secret, made);
+    made.catch(() => secretKeys.delete(secret));
+  } else {
+    byteSecretKeys.set(secret, made);
+  }
+  return made;
+}
+
+/**
+ * The shared-secret check of a hand-written `onConnect`: verify an HS256 token with
+ * `secret` (at least 32 bytes) and return its payload. Checks structure, algorithm,
+ * signature, `exp` (required) and `nbf`, but no audience, issuer or agent scope; prefer
+ * `tokenAuth()`, which checks all of them before your agent is touched.
+ *
+ * @example
+ * async onConnect(connection, ctx) {
+ *   const token = new URL(ctx.request.url).searchParams.get("token") ?? "";
+ *   try {
+ *     const payload = await verifyJWT(token, this.env.JWT_SECRET);
+ *   } catch {
+ *     connection.close(4001, "Unauthorized");
+ *   }
+ * }
+ */
+export async function verifyJWT(token: string, secret: string | Uint8Array): Promise<JWTPayload> {
+  try {
+    const keys = await secretVerifier(secret);
+    const { payload } = await verifySignature(keys, token, { clockTolerance: 5 });
+    return payload;
+  } catch (error) {
+    if (error instanceof TypeError) throw error;
+    const refusal = isAuthError(error) ? error : fromJoseError(error);
+    if (typeof token === "string" && token !== "") refusal.fingerprint = fingerprint(token);
+    throw refusal;
+  }
+}
