@@ -21,9 +21,11 @@ export type Algorithm = "EdDSA" | "HS256";
 /** Agent (kebab class name) and instance every client connects to. */
 export const AGENT = "bench";
 export const INSTANCE = "room";
-/** Claims the tokens carry and every server checks. */
-export const AUDIENCE = "outpost-bench";
-export const ISSUER = "outpost-bench";
+/** Claims the tokens carry and every server checks (Outpost's defaults). */
+export const AUDIENCE = "outpost";
+export const ISSUER = "outpost";
+/** Longest token lifetime accepted, in seconds (Outpost's default). */
+export const MAX_LIFETIME = 3600;
 
 /** Key material shared by every process: one Ed25519 pair and one HS256 secret. */
 export interface BenchKeys {

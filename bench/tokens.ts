@@ -1,26 +1,36 @@
 /**
  * Keys and tokens. The orchestrator makes one Ed25519 pair and one HS256 secret per run and
- * hands them to every process; the load generator signs every token before a timed window
- * opens, so signing is never measured, and each connect in a window uses its own token.
+ * hands them to every process; the load generator signs every token with Outpost's own
+ * `issueToken` before a timed window opens, so signing is never measured, and each connect
+ * in a window uses its own token. The bare and Socket.IO servers verify the same tokens
+ * with plain `jose`.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { base64url, type CryptoKey, exportJWK, generateKeyPair, importJWK, SignJWT } from "jose";
-import { AGENT, type Algorithm, AUDIENCE, type BenchKeys, INSTANCE, ISSUER } from "./config.js";
+import { base64url, exportJWK, generateKeyPair } from "jose";
+import { createKeySet, issueToken, type KeySet } from "../src/auth/index.js";
+import { AGENT, type Algorithm, type BenchKeys, INSTANCE } from "./config.js";
 
-/** Lifetime of bench tokens: longer than a full run, shorter than the default maximum (1 h). */
+/** Lifetime of bench tokens: longer than a full run, within the default maximum (1 h). */
 export const TOKEN_TTL_SECONDS = 30 * 60;
 
 export async function createBenchKeys(): Promise<BenchKeys> {
   const pair = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
-  const ed = randomUUID().slice(0, 8);
+  const id = randomUUID().slice(0, 8);
   return {
     ed25519: {
-      kid: `ed-${ed}`,
-      privateJwk: { ...(await exportJWK(pair.privateKey)), kid: `ed-${ed}`, alg: "EdDSA" },
-      publicJwk: { ...(await exportJWK(pair.publicKey)), kid: `ed-${ed}`, alg: "EdDSA" },
+      kid: `ed-${id}`,
+      privateJwk: { ...(await exportJWK(pair.privateKey)), kid: `ed-${id}`, alg: "EdDSA" },
+      publicJwk: { ...(await exportJWK(pair.publicKey)), kid: `ed-${id}`, alg: "EdDSA" },
     },
-    hs256: { kid: `hs-${ed}`, secret: base64url.encode(randomBytes(32)) },
+    hs256: { kid: `hs-${id}`, secret: base64url.encode(randomBytes(32)) },
   };
+}
+
+/** The run's key for `algorithm` as an Outpost key set (private: it signs and verifies). */
+export function benchKeySet(keys: BenchKeys, algorithm: Algorithm): Promise<KeySet> {
+  return algorithm === "EdDSA"
+    ? createKeySet({ jwks: { keys: [keys.ed25519.privateJwk] } })
+    : createKeySet({ secret: base64url.decode(keys.hs256.secret), kid: keys.hs256.kid });
 }
 
 /** Signs bench tokens for one algorithm with the run's key. */
@@ -29,24 +39,11 @@ export interface TokenSigner {
 }
 
 export async function createSigner(keys: BenchKeys, algorithm: Algorithm): Promise<TokenSigner> {
-  const kid = algorithm === "EdDSA" ? keys.ed25519.kid : keys.hs256.kid;
-  const key = (await (algorithm === "EdDSA"
-    ? importJWK(keys.ed25519.privateJwk, "EdDSA")
-    : importJWK({ kty: "oct", k: keys.hs256.secret }, "HS256"))) as CryptoKey;
-  return { sign: (sub) => signWith(key, algorithm, kid, sub) };
-}
-
-function signWith(key: CryptoKey, algorithm: Algorithm, kid: string, sub: string) {
-  return new SignJWT({ agent: AGENT, name: INSTANCE, scope: ["connect", "rpc", "state:write"] })
-    .setProtectedHeader({ alg: algorithm, kid, typ: "JWT" })
-    .setSubject(sub)
-    .setAudience(AUDIENCE)
-    .setIssuer(ISSUER)
-    .setIssuedAt()
-    .setNotBefore("0s")
-    .setExpirationTime(`${TOKEN_TTL_SECONDS}s`)
-    .setJti(randomUUID())
-    .sign(key);
+  const keySet = await benchKeySet(keys, algorithm);
+  return {
+    sign: (sub) =>
+      issueToken(keySet, { sub, agent: AGENT, name: INSTANCE, ttl: TOKEN_TTL_SECONDS }),
+  };
 }
 
 /**
@@ -54,6 +51,11 @@ function signWith(key: CryptoKey, algorithm: Algorithm, kid: string, sub: string
  * so a server must run the signature check to refuse it: the expensive refusal.
  */
 export async function forgedToken(keys: BenchKeys): Promise<string> {
-  const other = await generateKeyPair("EdDSA", { crv: "Ed25519" });
-  return signWith(other.privateKey, "EdDSA", keys.ed25519.kid, "intruder");
+  const other = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
+  const impostor = await createKeySet({
+    jwks: {
+      keys: [{ ...(await exportJWK(other.privateKey)), kid: keys.ed25519.kid, alg: "EdDSA" }],
+    },
+  });
+  return issueToken(impostor, { sub: "intruder", agent: AGENT, name: INSTANCE, ttl: 300 });
 }

@@ -1,10 +1,10 @@
 /**
  * Token verification for the two servers the bench writes itself (bare and Socket.IO):
  * plain `jose`, the key imported once as a `CryptoKey`, and the same claims checks Outpost
- * makes (algorithm, audience, issuer, expiry, agent and instance scope).
+ * makes by default (algorithm, audience, issuer, expiry, lifetime, agent and instance).
  */
 import { type CryptoKey, importJWK, type JWTPayload, jwtVerify } from "jose";
-import { AUDIENCE, ISSUER, type ServerConfig } from "../config.js";
+import { AUDIENCE, ISSUER, MAX_LIFETIME, type ServerConfig } from "../config.js";
 
 export interface Verifier {
   /** Resolves the token's expiry (seconds since the epoch), or rejects when it is refused. */
@@ -21,6 +21,7 @@ export async function createVerifier(config: ServerConfig): Promise<Verifier> {
     audience: AUDIENCE,
     issuer: ISSUER,
     requiredClaims: ["exp"],
+    clockTolerance: 5,
   };
   return {
     async verify(token, agent, name) {
@@ -32,9 +33,13 @@ export async function createVerifier(config: ServerConfig): Promise<Verifier> {
         key,
         options,
       );
+      const exp = payload.exp as number;
+      if (exp - (payload.nbf ?? payload.iat ?? exp) > MAX_LIFETIME) {
+        throw new Error("lifetime_too_long");
+      }
       if (payload.agent !== agent && payload.agent !== "*") throw new Error("scope_mismatch");
       if (payload.name !== name && payload.name !== "*") throw new Error("scope_mismatch");
-      return payload.exp as number;
+      return exp;
     },
   };
 }
