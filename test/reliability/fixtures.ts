@@ -1,4 +1,4 @@
-import { Agent, type Connection, callable } from "../../src/index.js";
+import { Agent, type Connection, callable, getCurrentAgent } from "../../src/index.js";
 
 /**
  * Agents for the reliability suite. Each write goes through `this.sql`, so "acknowledged"
@@ -85,6 +85,13 @@ export class Ledger extends Agent<unknown, unknown> {
   @callable()
   capPages() {
     return this.sql<{ max_page_count: number }>`PRAGMA max_page_count = 40`[0];
+  }
+
+  /** What agent code sees of the calling connection's identity and URL. */
+  @callable()
+  whoami() {
+    const { connection } = getCurrentAgent();
+    return { sub: connection?.auth?.sub ?? null, uri: connection?.uri ?? null };
   }
 
   /** Not decorated: a client must never reach it. */

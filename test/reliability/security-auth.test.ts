@@ -1,0 +1,360 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import fc from "fast-check";
+import { SignJWT } from "jose";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createKeySet,
+  issueToken,
+  type KeySet,
+  sessionCookie,
+  tokenAuth,
+} from "../../src/auth/index.js";
+import { Flaky, Ledger } from "./fixtures.js";
+import { Client, openClient, refusal, startServer, waitFor, wsUrl } from "./helpers.js";
+
+/**
+ * The claims of SECURITY.md that involve credentials, each proven over a real socket
+ * against the real `tokenAuth` policy. Every test speaks from its own client address
+ * (`X-Forwarded-For` behind `trustProxy`), so the failure rate limit of one test does not
+ * spill into another.
+ */
+
+const SECRET = "reliability-suite-secret-0123456789abcdef";
+const OTHER_SECRET = "an-attacker-guessed-this-secret-0123456789";
+const APP_ORIGIN = "https://app.example";
+
+/** Every log line the server writes, as text. */
+class LogSink extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
+    this.lines.push(chunk.toString());
+    done();
+  }
+  get text(): string {
+    return this.lines.join("");
+  }
+}
+
+let nextAddress = 1;
+/** A fresh client address for one test. */
+function address(): { headers: Record<string, string> } {
+  const n = nextAddress++;
+  return { headers: { "x-forwarded-for": `10.77.${n >> 8}.${n & 255}` } };
+}
+
+describe("security claims (auth)", () => {
+  let keys: KeySet;
+  let server: Awaited<ReturnType<typeof startServer>>;
+  const logs = new LogSink();
+  const cookie = sessionCookie({ secret: SECRET, secure: false });
+  const token = (name: string, extra: Partial<Parameters<typeof issueToken>[1]> = {}) =>
+    issueToken(keys, { sub: "alice", agent: "ledger", name, ...extra });
+  const url = (name: string, t?: string) =>
+    wsUrl(server, `/agents/ledger/${name}${t === undefined ? "" : `?token=${t}`}`);
+
+  beforeAll(async () => {
+    keys = await createKeySet({ secret: SECRET });
+    server = await startServer(
+      { Ledger, Flaky },
+      {
+        trustProxy: true,
+        logger: pino({ level: "debug" }, logs),
+        auth: tokenAuth({
+          keys,
+          cookie,
+          allowedOrigins: [APP_ORIGIN],
+          rateLimit: { failures: 10, windowMs: 60_000 },
+        }),
+      },
+    );
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("a refused connection receives no frame, runs no agent code and opens no database", async () => {
+    const attempts = Flaky.attempts;
+    const forged = await new SignJWT({ agent: "flaky", name: "vault", scope: "connect rpc" })
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("mallory")
+      .setAudience("outpost")
+      .setIssuer("outpost")
+      .setIssuedAt()
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(OTHER_SECRET));
+    const header = Buffer.from('{"alg":"none","typ":"JWT"}').toString("base64url");
+    const body = Buffer.from(
+      JSON.stringify({ sub: "mallory", agent: "flaky", name: "vault", exp: 2e9 }),
+    ).toString("base64url");
+    const cases = ["", "garbage", "a.b.c", forged, `${header}.${body}.`];
+    const from = address();
+    for (const t of cases) {
+      const closed = await refusal(
+        wsUrl(server, `/agents/flaky/vault${t === "" ? "" : `?token=${t}`}`),
+        from,
+      );
+      expect(closed.code, t).toBe(4001);
+      expect(closed.frames, t).toEqual([]);
+    }
+    expect(Flaky.attempts).toBe(attempts);
+    expect(existsSync(join(server.dataDir, "flaky"))).toBe(false);
+    expect(server.stats().instances).toBe(0);
+  });
+
+  it("a token opens only the agent and instance it names, with only the scopes it grants", async () => {
+    const from = address();
+    const forA = await token("room-a");
+    expect((await refusal(url("room-b", forA), from)).code).toBe(4003);
+    expect((await refusal(wsUrl(server, `/agents/flaky/room-a?token=${forA}`), from)).code).toBe(
+      4003,
+    );
+    const readOnly = await openClient(
+      url("room-a", await token("room-a", { scope: "connect" })),
+      from,
+    );
+    const call = await readOnly.call("add", ["x"]);
+    expect(call).toMatchObject({ success: false });
+    readOnly.ws.send(JSON.stringify({ type: "cf_agent_state", state: { hacked: true } }));
+    await waitFor(
+      () => readOnly.frames.some((f) => typeof f === "object" && f.type === "cf_agent_state_error"),
+      2_000,
+      "state write refusal",
+    );
+    await readOnly.close();
+    const full = await openClient(url("room-a", forA), from);
+    expect(await full.rpc("get", ["x"])).toBe(0);
+    await full.close();
+  });
+
+  it("a leaked single-use ticket cannot be replayed", async () => {
+    const singleUse = await startServer(
+      { Ledger },
+      { trustProxy: true, auth: tokenAuth({ keys, singleUse: true }) },
+    );
+    try {
+      const ticket = await issueToken(keys, { sub: "alice", agent: "ledger", name: "t", ttl: 60 });
+      const first = await openClient(wsUrl(singleUse, `/agents/ledger/t?token=${ticket}`));
+      const replay = await refusal(wsUrl(singleUse, `/agents/ledger/t?token=${ticket}`));
+      expect(replay).toMatchObject({ code: 4001, frames: [] });
+      // The legitimate connection is unaffected by the replay attempt.
+      expect(await first.rpc("get", ["x"])).toBe(0);
+      await first.close();
+    } finally {
+      await singleUse.stop();
+    }
+  });
+
+  it("logs never contain the token, whichever way it was sent or refused", async () => {
+    const from = address();
+    const good = await token("logs");
+    const expired = await token("logs", { ttl: 1 });
+    const wrongRoom = await token("elsewhere");
+    const signature = (t: string) => t.split(".")[2]!;
+    const seen: string[] = [good, expired, wrongRoom];
+    // Accepted with the token in the query; agent code sees the URL redacted.
+    const viaQuery = await openClient(url("logs", good), from);
+    expect(await viaQuery.rpc("whoami")).toEqual({
+      sub: "alice",
+      uri: expect.stringContaining("token=[redacted]"),
+    });
+    // In-band refresh, good and bad.
+    const refreshed = await token("logs");
+    seen.push(refreshed);
+    viaQuery.ws.send(JSON.stringify({ type: "outpost_auth", token: refreshed }));
+    viaQuery.ws.send(JSON.stringify({ type: "outpost_auth", token: wrongRoom }));
+    await waitFor(
+      () =>
+        viaQuery.frames.filter((f) => typeof f === "object" && f.type === "outpost_auth_result")
+          .length === 2,
+      2_000,
+      "refresh answers",
+    );
+    await viaQuery.close();
+    // Accepted as a subprotocol.
+    const viaProtocol = new Client(url("logs"), {
+      ...from,
+      protocols: ["outpost", `outpost.bearer.${good}`],
+    });
+    await viaProtocol.opened.catch(() => {});
+    viaProtocol.terminate();
+    // Refused: wrong instance, expired, tampered.
+    await refusal(url("logs", wrongRoom), from);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    await refusal(url("logs", expired), from);
+    const tampered = `${good.slice(0, -4)}AAAA`;
+    seen.push(tampered);
+    await refusal(url("logs", tampered), from);
+    await waitFor(() => logs.text.includes('"auth_refused"'), 2_000, "refusal log lines");
+    for (const t of seen) {
+      expect(logs.text).not.toContain(t);
+      expect(logs.text).not.toContain(signature(t));
+    }
+    const refusals = logs.lines.filter((l) => l.includes('"auth_refused"'));
+    expect(refusals.length).toBeGreaterThanOrEqual(3);
+    for (const line of refusals) {
+      const entry = JSON.parse(line) as { url?: string; fingerprint?: string };
+      if (entry.url?.includes("token=")) expect(entry.url).toContain("token=[redacted]");
+    }
+    expect(refusals.some((l) => JSON.parse(l).fingerprint !== undefined)).toBe(true);
+  });
+
+  it("another origin cannot use a visitor's session cookie (cross-site WebSocket hijacking)", async () => {
+    const from = address();
+    const setCookie = await cookie.issue({ sub: "alice", agent: "ledger", name: "inbox" });
+    const cookieHeader = setCookie.split(";")[0]!;
+    const foreign = await refusal(url("inbox"), {
+      headers: { ...from.headers, cookie: cookieHeader, origin: "https://evil.example" },
+    });
+    expect(foreign).toMatchObject({ code: 4003, frames: [] });
+    // No Origin at all (not a browser) is no excuse for a cookie either.
+    const bare = await refusal(url("inbox"), {
+      headers: { ...from.headers, cookie: cookieHeader },
+    });
+    expect(bare.code).toBe(4003);
+    const same = await openClient(url("inbox"), {
+      headers: { ...from.headers, cookie: cookieHeader, origin: APP_ORIGIN },
+    });
+    expect(await same.rpc("whoami")).toMatchObject({ sub: "alice" });
+    await same.close();
+  });
+
+  it("a token presented from a foreign browser origin is refused when origins are listed", async () => {
+    const from = address();
+    const t = await token("origin");
+    const foreign = await refusal(url("origin", t), {
+      headers: { ...from.headers, origin: "https://evil.example" },
+    });
+    expect(foreign).toMatchObject({ code: 4003, frames: [] });
+    const app = await openClient(url("origin", t), {
+      headers: { ...from.headers, origin: APP_ORIGIN },
+    });
+    await app.close();
+  });
+
+  it("a flood of bad tokens from one address is cut off with 4008; other addresses still connect", async () => {
+    const attacker = address();
+    const codes: Record<number, number> = {};
+    const started = Date.now();
+    let lastReason = "";
+    for (let i = 0; i < 200; i++) {
+      const closed = await refusal(url("flood", `bad.${i}.token`), attacker);
+      codes[closed.code] = (codes[closed.code] ?? 0) + 1;
+      if (closed.code === 4008) lastReason = closed.reason;
+      expect(closed.frames).toEqual([]);
+    }
+    const elapsed = Date.now() - started;
+    expect(codes[4001]).toBe(10);
+    expect(codes[4008]).toBe(190);
+    expect(lastReason).toMatch(/retry in \d+s/);
+    // The attacker's address is refused even with a valid token until its window ends.
+    const good = await token("flood");
+    expect((await refusal(url("flood", good), attacker)).code).toBe(4008);
+    // Another address connects at once.
+    const other = await openClient(url("flood", good), address());
+    expect(await other.rpc("get", ["x"])).toBe(0);
+    await other.close();
+    console.log(`200 bad tokens from one address in ${elapsed} ms: ${JSON.stringify(codes)}`);
+  });
+
+  it("without trustProxy, rotating X-Forwarded-For does not dodge the limit; another real address connects", async () => {
+    const direct = await startServer(
+      { Ledger },
+      { auth: tokenAuth({ keys, rateLimit: { failures: 5, windowMs: 60_000 } }) },
+    );
+    try {
+      const codes: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const closed = await refusal(wsUrl(direct, `/agents/ledger/x?token=bad${i}`), {
+          headers: { "x-forwarded-for": `192.0.2.${i}` },
+          localAddress: "127.0.0.1",
+        });
+        codes.push(closed.code);
+      }
+      expect(codes.filter((c) => c === 4008).length).toBe(5);
+      const good = await token("x");
+      const other = await openClient(wsUrl(direct, `/agents/ledger/x?token=${good}`), {
+        localAddress: "127.0.0.2",
+      });
+      expect(await other.rpc("get", ["k"])).toBe(0);
+      await other.close();
+    } finally {
+      await direct.stop();
+    }
+  });
+
+  it("revocation closes live connections 4009 and refuses the token afterwards", async () => {
+    const from = address();
+    const t = await issueToken(keys, { sub: "bob", agent: "ledger", name: "rev" });
+    const live = await openClient(url("rev", t), from);
+    expect(await server.revoke({ sub: "bob" })).toBe(1);
+    expect((await live.closed).code).toBe(4009);
+    expect([4001, 4009]).toContain((await refusal(url("rev", t), from)).code);
+  });
+
+  it("an expiring token closes its connection 4001; refresh cannot switch identity", async () => {
+    const from = address();
+    const short = await token("exp", { ttl: 2 });
+    const client = await openClient(url("exp", short), from);
+    const otherUser = await issueToken(keys, { sub: "mallory", agent: "ledger", name: "exp" });
+    const answer = new Promise((resolve) =>
+      client.ws.on("message", (data) => {
+        const frame = JSON.parse(data.toString());
+        if (frame.type === "outpost_auth_result") resolve(frame);
+      }),
+    );
+    client.ws.send(JSON.stringify({ type: "outpost_auth", token: otherUser }));
+    expect(await answer).toMatchObject({ ok: false, code: "subject_mismatch" });
+    expect(await client.rpc("whoami")).toMatchObject({ sub: "alice" });
+    const closed = await client.closed;
+    expect(closed.code).toBe(4001);
+  });
+
+  it("fuzzed outpost_auth frames never change identity or crash the connection", async () => {
+    const from = address();
+    // Its own server: every bad refresh counts as a failed attempt for the address.
+    const fuzzServer = await startServer(
+      { Ledger },
+      { auth: tokenAuth({ keys, rateLimit: false }) },
+    );
+    try {
+      const good = await token("fuzz");
+      const client = await openClient(wsUrl(fuzzServer, `/agents/ledger/fuzz?token=${good}`), from);
+      const mutated = fc.oneof(
+        fc.string({ maxLength: 300 }),
+        fc.constantFrom(
+          `${good.split(".").slice(0, 2).join(".")}.`,
+          `${good}.x`,
+          good.toUpperCase(),
+        ),
+        fc
+          .tuple(fc.nat({ max: good.length - 1 }), fc.constantFrom("A", "_", "-", "."))
+          .map(([i, c]) => good.slice(0, i) + c + good.slice(i + 1))
+          .filter((t) => t !== good),
+      );
+      let answers = 0;
+      await fc.assert(
+        fc.asyncProperty(mutated, async (t) => {
+          const before = client.counts.outpost_auth_result ?? 0;
+          client.ws.send(JSON.stringify({ type: "outpost_auth", token: t }));
+          const who = await client.rpc<{ sub: string }>("whoami");
+          expect(who.sub).toBe("alice");
+          answers += (client.counts.outpost_auth_result ?? 0) - before;
+        }),
+        { numRuns: 150, seed: 11 },
+      );
+      expect(client.ws.readyState).toBe(1);
+      const results = client.frames.filter(
+        (f) => typeof f === "object" && f.type === "outpost_auth_result",
+      );
+      expect(results.every((f) => typeof f === "object" && f.ok === false)).toBe(true);
+      expect(answers).toBeGreaterThan(100);
+      await client.close();
+    } finally {
+      await fuzzServer.stop();
+    }
+  });
+});
