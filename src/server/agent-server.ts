@@ -57,7 +57,10 @@ export interface AgentServerOptions<Env = unknown> {
   durability?: Durability;
   /** How long shutdown waits for running handlers, in ms. Default 5 s. */
   shutdownTimeout?: number;
-  /** Take the client address from `X-Forwarded-For` (only behind a proxy you run). */
+  /**
+   * Take the client address from the last `X-Forwarded-For` entry, the one your proxy
+   * appended (only behind exactly one proxy you run).
+   */
   trustProxy?: boolean;
 }
 
@@ -255,8 +258,13 @@ class OutpostServer implements AgentServer {
   #clientAddress(req: IncomingMessage): string {
     if (this.#options.trustProxy) {
       const forwarded = req.headers["x-forwarded-for"];
-      const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0]?.trim();
-      if (first) return first;
+      // The last entry is the one our proxy appended; anything left of it came from the
+      // client and would let it pick its own address (and dodge the per-address limits).
+      const last = (Array.isArray(forwarded) ? forwarded.at(-1) : forwarded)
+        ?.split(",")
+        .at(-1)
+        ?.trim();
+      if (last) return last;
     }
     return req.socket.remoteAddress ?? "unknown";
   }
