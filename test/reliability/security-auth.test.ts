@@ -286,6 +286,20 @@ describe("security claims (auth)", () => {
     }
   });
 
+  it("behind an appending proxy, a client-supplied X-Forwarded-For prefix does not dodge the limit", async () => {
+    // nginx's $proxy_add_x_forwarded_for and most proxies append the address they saw to
+    // whatever the client sent: only the last entry is the proxy's word.
+    const real = address().headers["x-forwarded-for"]!;
+    const codes: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const closed = await refusal(url("proxied", `bad${i}`), {
+        headers: { "x-forwarded-for": `203.0.113.${i}, ${real}` },
+      });
+      codes.push(closed.code);
+    }
+    expect(codes.filter((c) => c === 4008).length).toBe(5);
+  });
+
   it("revocation closes live connections 4009 and refuses the token afterwards", async () => {
     const from = address();
     const t = await issueToken(keys, { sub: "bob", agent: "ledger", name: "rev" });
