@@ -105,6 +105,19 @@ describe("security claims (auth)", () => {
     expect(server.stats().instances).toBe(0);
   });
 
+  it("a refusal does not reveal whether the instance exists", async () => {
+    const from = address();
+    const owner = await openClient(url("exists", await token("exists")), from);
+    const forExisting = await refusal(url("exists", "garbage"), from);
+    const forMissing = await refusal(url("never-created", "garbage"), from);
+    expect(forExisting).toEqual(forMissing);
+    const wrongScope = await token("somewhere-else");
+    expect(await refusal(url("exists", wrongScope), from)).toEqual(
+      await refusal(url("never-created", wrongScope), from),
+    );
+    await owner.close();
+  });
+
   it("a token opens only the agent and instance it names, with only the scopes it grants", async () => {
     const from = address();
     const forA = await token("room-a");
@@ -128,6 +141,19 @@ describe("security claims (auth)", () => {
     const full = await openClient(url("room-a", forA), from);
     expect(await full.rpc("get", ["x"])).toBe(0);
     await full.close();
+  });
+
+  it("a token sent in two places, or living longer than maxLifetime, is refused; weak setups do not start", async () => {
+    const from = address();
+    const t = await token("narrow");
+    const twice = await refusal(url("narrow", t), {
+      headers: { ...from.headers, authorization: `Bearer ${t}` },
+    });
+    expect(twice).toMatchObject({ code: 4001, frames: [] });
+    const longLived = await token("narrow", { ttl: 2 * 3600 });
+    expect((await refusal(url("narrow", longLived), from)).code).toBe(4001);
+    await expect(createKeySet({ secret: "too-short" })).rejects.toThrow();
+    expect(() => tokenAuth({ keys, cookie })).toThrow(/allowedOrigins/);
   });
 
   it("a leaked single-use ticket cannot be replayed", async () => {
