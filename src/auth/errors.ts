@@ -142,8 +142,9 @@ export function fromJoseError(error: unknown): AuthError {
     case "ERR_JOSE_NOT_SUPPORTED":
       return new AuthError("algorithm_not_allowed");
     case "ERR_JWT_CLAIM_VALIDATION_FAILED":
-      // A claim that is missing or of the wrong type is a malformed token, whichever claim.
-      if (reason !== "check_failed") {
+      // A missing or mistyped claim is a malformed token, except the audience and issuer,
+      // whose absence means "not for us".
+      if (reason !== "check_failed" && claim !== "aud" && claim !== "iss") {
         return new AuthError(
           "token_malformed",
           claim === "exp" ? "token has no valid expiry" : undefined,

@@ -477,6 +477,11 @@ export function remoteKeySet(url: string | URL, options: RemoteKeySetOptions): V
         const key = await getKey(header, { payload: "", signature: "" });
         return { kid: header.kid, algorithm: header.alg, key: key as CryptoKey };
       } catch (error) {
+        const code = (error as { code?: unknown } | null)?.code;
+        // A network failure is not the client's fault, but it still is a refusal to the client.
+        if (typeof code !== "string" || !code.startsWith("ERR_J")) {
+          throw new AuthError("unknown_key", "token signing keys unavailable");
+        }
         throw fromJoseError(error);
       }
     },

@@ -73,7 +73,9 @@ export function findToken(request: AuthRequest, options: FindTokenOptions): Foun
         found.push({ token: match[1], transport: "header" });
       } else if (/^Bearer\b/i.test(authorization)) {
         // Several Authorization headers arrive joined with commas; never guess which one counts.
-        throw new AuthError("token_ambiguous");
+        throw new AuthError("token_ambiguous", undefined, {
+          fingerprint: fingerprint(authorization),
+        });
       }
     }
   }
