@@ -47,6 +47,8 @@ export class AgentInstance implements AgentRuntime {
   /** Requests, schedule runs and connections being set up. */
   #inFlight = 0;
   #scheduleTimer: NodeJS.Timeout | undefined;
+  /** `onStart` has finished: schedules may run from now on. */
+  #started = false;
   #closed = false;
 
   constructor(options: {
@@ -68,6 +70,7 @@ export class AgentInstance implements AgentRuntime {
   /** Runs `onStart`, then any schedule already due. */
   async start(): Promise<void> {
     await runWithAgent({ agent: this.agent, connection: undefined }, () => this.agent.onStart());
+    this.#started = true;
     this.#armSchedules();
   }
 
@@ -388,7 +391,8 @@ export class AgentInstance implements AgentRuntime {
   }
 
   #armSchedules(): void {
-    if (this.#closed) return;
+    // A schedule made inside onStart waits for onStart to finish, like everything else.
+    if (this.#closed || !this.#started) return;
     if (this.#scheduleTimer !== undefined) clearTimeout(this.#scheduleTimer);
     this.#scheduleTimer = undefined;
     const next = this.#db.nextScheduleTime();
