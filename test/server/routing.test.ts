@@ -1,0 +1,144 @@
+import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { agentNameToKebab } from "../../src/index.js";
+import { ChatRoom, Counter, MyAgent } from "../fixtures/agents.js";
+import { httpUrl, startServer, type TestServer, tempDir, wsUrl } from "../helpers/server.js";
+import { connect, upgradeStatus } from "../helpers/ws-client.js";
+
+/** Every file under `dir`, relative to it. */
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+    .sort();
+}
+
+let root: ReturnType<typeof tempDir>;
+let dataDir: string;
+let server: TestServer;
+
+beforeAll(async () => {
+  // The data directory sits inside a root of its own, so a file escaping it would show.
+  root = tempDir("outpost-routing-");
+  dataDir = join(root.dir, "data");
+  mkdirSync(dataDir);
+  server = await startServer({ Counter, ChatRoom, MyAgent }, { dataDir });
+});
+
+afterAll(async () => {
+  await server.stop();
+  root.remove();
+});
+
+beforeEach(() => {
+  Counter.starts = 0;
+});
+
+describe("agent URLs", () => {
+  it("maps class names to kebab case as Cloudflare does", () => {
+    expect(agentNameToKebab("MyAgent")).toBe("my-agent");
+    expect(agentNameToKebab("ChatRoom")).toBe("chat-room");
+    expect(agentNameToKebab("Counter")).toBe("counter");
+  });
+
+  it("serves MyAgent at /agents/my-agent/<name> and ChatRoom at /agents/chat-room/<name>", async () => {
+    const my = await connect(wsUrl(server, "/agents/my-agent/alpha"));
+    expect(my.frames("cf_agent_identity")[0]).toMatchObject({ agent: "my-agent", name: "alpha" });
+    expect(await my.rpc("whoami")).toBe("alpha");
+    const chat = await connect(wsUrl(server, "/agents/chat-room/lobby"));
+    expect(chat.frames("cf_agent_identity")[0]).toMatchObject({
+      agent: "chat-room",
+      name: "lobby",
+    });
+    expect(await chat.rpc("post", ["hi"])).toBe(1);
+    await Promise.all([my.close(), chat.close()]);
+    // The class name itself is not a route.
+    expect(await upgradeStatus(server.port, "/agents/MyAgent/alpha")).toBe(404);
+    expect(await upgradeStatus(server.port, "/agents/chatroom/lobby")).toBe(404);
+  });
+
+  it("answers an unknown agent with 404 before any work: no database file, no onStart", async () => {
+    const before = filesUnder(dataDir);
+    const instances = server.stats().instances;
+    expect(await upgradeStatus(server.port, "/agents/nope/room")).toBe(404);
+    expect(await upgradeStatus(server.port, "/agents/counterx/room")).toBe(404);
+    expect(await upgradeStatus(server.port, "/agents/counter")).toBe(404);
+    expect(await upgradeStatus(server.port, "/elsewhere/counter/room")).toBe(404);
+    expect((await fetch(httpUrl(server, "/agents/nope/room"))).status).toBe(404);
+    expect((await fetch(httpUrl(server, "/agents/nope/room"), { method: "POST" })).status).toBe(
+      404,
+    );
+    expect(filesUnder(dataDir)).toEqual(before);
+    expect(existsSync(join(dataDir, "nope"))).toBe(false);
+    expect(Counter.starts).toBe(0);
+    expect(server.stats().instances).toBe(instances);
+  });
+
+  it("URL-decodes the instance name", async () => {
+    const client = await connect(wsUrl(server, "/agents/my-agent/hello%20world%3F%C3%A9"));
+    expect(client.frames("cf_agent_identity")[0]).toMatchObject({ name: "hello world?é" });
+    expect(await client.rpc("whoami")).toBe("hello world?é");
+    await client.close();
+    const response = await fetch(httpUrl(server, "/agents/counter/caf%C3%A9%20au%20lait"));
+    expect(await response.json()).toMatchObject({ name: "café au lait" });
+  });
+
+  it("accepts a name of exactly 128 characters", async () => {
+    const client = await connect(wsUrl(server, `/agents/my-agent/${"n".repeat(128)}`));
+    expect(await client.rpc("whoami")).toBe("n".repeat(128));
+    await client.close();
+  });
+
+  it("never lets a dot-segment name an instance: `..` resolves as a URL path, to no agent", async () => {
+    // The URL standard resolves `.`/`..` segments (also as %2E) before routing, exactly as
+    // browsers and fetch do, so `/agents/counter/..` is `/agents/`: not found.
+    const before = filesUnder(root.dir);
+    for (const raw of ["..", "%2E%2E", ".%2e"]) {
+      expect(await upgradeStatus(server.port, `/agents/counter/${raw}`)).toBe(404);
+    }
+    expect(filesUnder(root.dir)).toEqual(before);
+    expect(Counter.starts).toBe(0);
+  });
+
+  const badNames: Record<string, string> = {
+    dot: ".",
+    "dot-dot with a trailing slash": "..%2F",
+    "encoded slash": "a%2Fb",
+    "encoded traversal": "%2E%2E%2F%2E%2E%2Fescape",
+    "encoded backslash": "..%5C..%5Cescape",
+    "longer than 128 characters": "n".repeat(129),
+    "128 characters once decoded, more than 128 after": "%C3%A9".repeat(129),
+    "NUL byte": "a%00b",
+    newline: "a%0Ab",
+    "DEL character": "a%7Fb",
+    "bad percent-encoding": "a%E0%A4%A",
+    "lone percent": "100%",
+    "invalid UTF-8": "%FF",
+  };
+
+  for (const [what, raw] of Object.entries(badNames)) {
+    it(`refuses a bad instance name (${what}) with 400 and writes nothing`, async () => {
+      const before = filesUnder(root.dir);
+      expect(await upgradeStatus(server.port, `/agents/counter/${raw}`)).toBe(400);
+      const response = await fetch(httpUrl(server, `/agents/counter/${raw}`));
+      // fetch resolves a bare `.` away; what still reaches the router is refused.
+      if (raw !== ".") {
+        expect(response.status).toBe(400);
+        expect(await response.json()).toMatchObject({ error: "bad_instance_name" });
+      } else {
+        await response.body?.cancel();
+      }
+      expect(filesUnder(root.dir)).toEqual(before);
+      expect(readdirSync(root.dir)).toEqual(["data"]);
+      expect(Counter.starts).toBe(0);
+    });
+  }
+
+  it("refuses a path below the instance (/agents/counter/a/b) with 404", async () => {
+    expect(await upgradeStatus(server.port, "/agents/counter/a/b")).toBe(404);
+    expect(await upgradeStatus(server.port, "/agents/counter/a/../../b")).toBe(404);
+    expect(Counter.starts).toBe(0);
+  });
+});
