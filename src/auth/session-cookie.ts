@@ -1,5 +1,9 @@
+import { AuthError } from "./errors.js";
+import { fingerprint } from "./fingerprint.js";
 import { createKeySet, type KeySet } from "./keys.js";
-import { DEFAULT_ISSUER, issueToken } from "./tokens.js";
+import type { AuthClaims } from "./policy.js";
+import { DEFAULT_ISSUER, issueToken, verifyToken } from "./tokens.js";
+import { readCookie } from "./transports.js";
 
 /** Audience of session-cookie tokens, distinct from URL tokens so one cannot stand in for the other. */
 export const SESSION_AUDIENCE = "outpost:session";
@@ -52,6 +56,16 @@ export interface SessionCookie {
   issue(claims: SessionCookieClaims): Promise<string>;
   /** A `Set-Cookie` header value that deletes the cookie (log out). */
   clear(): string;
+  /**
+   * The cookie's token in a request, or undefined. Throws `token_ambiguous` when the cookie
+   * is sent more than once: that is how a sibling subdomain plants its own (cookie tossing).
+   */
+  read(headers: Headers): string | undefined;
+  /** Verify a token read from this cookie for one agent instance; throws `AuthError`. */
+  verify(
+    token: string,
+    target: { agent: string; name: string; clockTolerance?: number },
+  ): Promise<AuthClaims>;
   /** The keys the cookie's tokens are signed and verified with. */
   keys(): Promise<KeySet>;
 }
@@ -118,6 +132,25 @@ export function sessionCookie(options: SessionCookieOptions): SessionCookie {
         issuer,
       });
       return `${name}=${token}; Max-Age=${ttl}; ${attributes}`;
+    },
+    read(headers) {
+      const values = readCookie(headers, name);
+      if (values.length > 1) {
+        throw new AuthError("token_ambiguous", "session cookie sent more than once", {
+          fingerprint: fingerprint(values[0] ?? ""),
+        });
+      }
+      return values[0] === "" ? undefined : values[0];
+    },
+    async verify(token, target) {
+      return verifyToken(await keys, token, {
+        agent: target.agent,
+        name: target.name,
+        audience: SESSION_AUDIENCE,
+        issuer,
+        maxLifetime: ttl,
+        ...(target.clockTolerance !== undefined && { clockTolerance: target.clockTolerance }),
+      });
     },
     clear() {
       return `${name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; ${attributes}`;

@@ -108,7 +108,7 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
   const findOptions = {
     param,
     transports,
-    ...(cookie !== undefined && { cookieName: cookie.name }),
+    ...(cookie !== undefined && { cookie }),
   };
 
   /** Refuse before any crypto when this address has failed too often. */
@@ -143,12 +143,9 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
   async function verify(request: AuthRequest, found: FoundToken): Promise<AuthSession> {
     const fromCookie = found.transport === "cookie" && cookie !== undefined;
     const claims = fromCookie
-      ? await verifyToken(await cookie.keys(), found.token, {
+      ? await cookie.verify(found.token, {
           agent: request.agent,
           name: request.name,
-          audience: cookie.audience,
-          issuer: cookie.issuer,
-          maxLifetime: cookie.ttl,
           clockTolerance,
         })
       : await verifyToken(await keys, found.token, {

@@ -31,8 +31,8 @@ export interface FindTokenOptions {
   /** Query parameter name (default `token`). */
   param: string;
   transports: ReadonlySet<Transport>;
-  /** Session cookie name, when cookies are accepted. */
-  cookieName?: string;
+  /** The session cookie's reader, when cookies are accepted (see `SessionCookie.read`). */
+  cookie?: { read(headers: Headers): string | undefined };
 }
 
 /**
@@ -85,16 +85,9 @@ export function findToken(request: AuthRequest, options: FindTokenOptions): Foun
     });
   }
   if (found.length === 1) return found[0];
-  if (options.cookieName !== undefined && transports.has("cookie")) {
-    const values = readCookie(request.headers, options.cookieName);
-    if (values.length > 1) {
-      // The same name twice is how a sibling subdomain plants its own session (cookie tossing).
-      throw new AuthError("token_ambiguous", "session cookie sent more than once", {
-        fingerprint: fingerprint(values[0] ?? ""),
-      });
-    }
-    if (values[0] !== undefined && values[0] !== "")
-      return { token: values[0], transport: "cookie" };
+  if (options.cookie !== undefined && transports.has("cookie")) {
+    const token = options.cookie.read(request.headers);
+    if (token !== undefined) return { token, transport: "cookie" };
   }
   return undefined;
 }
