@@ -15,8 +15,8 @@ export interface Closed {
 
 /**
  * A plain `ws` client that records every message and the close. `opened` resolves with the
- * identity frame once the server accepted the connection, and rejects with the close when
- * it was refused instead.
+ * identity frame once the server accepted the connection (and sent the state that follows
+ * it), and rejects with the close when it was refused instead.
  */
 export class RawClient {
   readonly ws: WebSocket;
@@ -36,6 +36,7 @@ export class RawClient {
       });
     });
     this.opened = new Promise((resolve, reject) => {
+      let identity: Frame | undefined;
       this.ws.on("message", (data: Buffer, isBinary) => {
         let message: Received = isBinary ? Buffer.from(data) : data.toString("utf8");
         if (typeof message === "string" && message.startsWith("{")) {
@@ -46,7 +47,16 @@ export class RawClient {
           }
         }
         this.received.push(message);
-        if (isFrame(message) && message.type === "cf_agent_identity") resolve(message);
+        if (isFrame(message) && message.type === "cf_agent_identity") {
+          identity = message;
+          if (message.stateFollows !== true) resolve(message);
+        } else if (
+          identity !== undefined &&
+          isFrame(message) &&
+          message.type === "cf_agent_state"
+        ) {
+          resolve(identity);
+        }
         this.#notify();
       });
       this.closed.then((c) => reject(Object.assign(new Error(`closed ${c.code} ${c.reason}`), c)));
