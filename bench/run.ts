@@ -11,6 +11,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
 import { join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
 import { parseArgs, type Settings, settingsFor, USAGE } from "./args.js";
 import { canPin, fileLimit, ROOT } from "./child.js";
 import { type Algorithm, CONTENDER_LABELS, type Contender } from "./config.js";
@@ -79,13 +80,62 @@ function order(round: number): Contender[] {
   return list.map((_, i) => list[(i + round) % list.length]!);
 }
 
-/** Run `fn` against `server` and report how much server CPU it took. */
-async function withCpu<T>(server: ServerProcess, fn: () => Promise<T>): Promise<[T, number]> {
+interface Measured<T> {
+  result: T;
+  /** Server CPU time in the window, in microseconds. */
+  cpu: number;
+  serverBusy: number;
+  clientBusy: number | undefined;
+}
+
+/** Run `fn` against `server` and report how much server CPU it took, and how busy each side was. */
+async function withCpu<T>(server: ServerProcess, fn: () => Promise<T>): Promise<Measured<T>> {
   const before = await server.stats();
+  const started = performance.now();
   const result = await fn();
   const after = await server.stats();
-  return [result, after.cpuMicros - before.cpuMicros];
+  const cpu = after.cpuMicros - before.cpuMicros;
+  return {
+    result,
+    cpu,
+    serverBusy: cpu / 1000 / (performance.now() - started),
+    clientBusy: (result as { clientBusy?: number } | null)?.clientBusy,
+  };
 }
+
+/** A fair throughput window has one side at (nearly) its whole core. */
+const SATURATED = 0.85;
+const saturation = (m: Measured<unknown>) => Math.max(m.serverBusy, m.clientBusy ?? 0);
+const busyText = (m: Measured<unknown>) =>
+  `busy: server ${pct(m.serverBusy)}${m.clientBusy === undefined ? "" : `, load ${pct(m.clientBusy)}`}`;
+
+/**
+ * Measure a throughput window; when neither process got its core (another program took
+ * it), measure again, a bounded number of times, and keep the least disturbed window.
+ */
+async function measure<T>(
+  server: ServerProcess,
+  what: string,
+  fn: () => Promise<T>,
+): Promise<Measured<T>> {
+  let best: Measured<T> | undefined;
+  for (let attempt = 1; attempt <= settings.attempts; attempt++) {
+    const m = await withCpu(server, fn);
+    if (best === undefined || saturation(m) > saturation(best)) best = m;
+    if (saturation(m) >= SATURATED) break;
+    // Quick mode promises a bound on its own duration: no second tries late in the run.
+    if (Date.now() - started > settings.retryUntilMs) break;
+    if (attempt < settings.attempts) {
+      status(`${what}: the machine was busy (${busyText(m)}), measuring again`);
+    }
+  }
+  if (saturation(best!) < SATURATED) {
+    notes.push(`${what}: no undisturbed window in ${settings.attempts} tries (${busyText(best!)})`);
+  }
+  return best!;
+}
+
+const pct = (x: number) => `${Math.round(x * 100)}%`;
 
 async function startServers(algorithm: Algorithm, round: number) {
   const servers = new Map<Contender, ServerProcess>();
@@ -124,7 +174,7 @@ async function runConnects(
   for (const contender of order(round)) {
     const server = servers.get(contender)!;
     load.onProgress = (p) => status(`connects ${algorithm}  ${label(contender)} ${p}`, false);
-    const [r, cpu] = await withCpu(server, () =>
+    const m = await measure(server, `${key} ${contender}`, () =>
       load.run<ConnectsResult>({
         cmd: "connects",
         contender,
@@ -133,11 +183,12 @@ async function runConnects(
         ...settings.connects,
       }),
     );
+    const { result: r, cpu } = m;
     addSample(samples, key, contender, r.perSecond);
     if (algorithm === "EdDSA") addSample(samples, "connects_cpu", contender, cpu / r.completed);
     if (r.failed > 0) notes.push(`${key} ${contender}: ${r.failed} attempts failed`);
     status(
-      `connects ${algorithm}  ${label(contender)} ${fmt(r.perSecond).padStart(7)} conn/s  p50 ${fmt(r.p50Ms, 1)} ms  server CPU ${fmt(cpu / r.completed)} µs/conn  (${fmt(r.completed)} in ${fmt(r.elapsedMs / 1000, 1)} s)`,
+      `connects ${algorithm}  ${label(contender)} ${fmt(r.perSecond).padStart(7)} conn/s  p50 ${fmt(r.p50Ms, 1)} ms  server CPU ${fmt(cpu / r.completed)} µs/conn  ${busyText(m)}`,
     );
   }
 }
@@ -146,7 +197,7 @@ async function runRefused(servers: Map<Contender, ServerProcess>, round: number)
   for (const contender of order(round)) {
     const server = servers.get(contender)!;
     load.onProgress = (p) => status(`refused          ${label(contender)} ${p}`, false);
-    const [r, cpu] = await withCpu(server, () =>
+    const m = await measure(server, `refused ${contender}`, () =>
       load.run<RefusedResult>({
         cmd: "refused",
         contender,
@@ -154,6 +205,7 @@ async function runRefused(servers: Map<Contender, ServerProcess>, round: number)
         ...settings.refused,
       }),
     );
+    const { result: r, cpu } = m;
     addSample(samples, "refused", contender, r.perSecond);
     addSample(samples, "refused_cpu", contender, cpu / Math.max(1, r.refused + r.other));
     const codes = Object.entries(r.codes)
@@ -162,7 +214,7 @@ async function runRefused(servers: Map<Contender, ServerProcess>, round: number)
     if (r.other > 0)
       notes.push(`refused ${contender}: ${r.other} attempts not refused as 4001 (${codes})`);
     status(
-      `refused          ${label(contender)} ${fmt(r.perSecond).padStart(7)} conn/s  server CPU ${fmt(cpu / Math.max(1, r.refused))} µs/refusal  codes ${codes}`,
+      `refused          ${label(contender)} ${fmt(r.perSecond).padStart(7)} conn/s  server CPU ${fmt(cpu / Math.max(1, r.refused))} µs/refusal  ${busyText(m)}  codes ${codes}`,
     );
   }
 }
@@ -186,9 +238,10 @@ async function runRpc(servers: Map<Contender, ServerProcess>, round: number, cli
         `rpc${suffix} ${contender}: only ${opened.opened} of ${clients} connections opened`,
       );
     status(`rpc ${String(clients).padEnd(5)}        ${label(contender)} calling`, false);
-    const [r, cpu] = await withCpu(server, () =>
+    const m = await measure(server, `rpc${suffix} ${contender}`, () =>
       load.run<RpcResult>({ cmd: "rpc", ...settings.rpc }),
     );
+    const { result: r, cpu } = m;
     // The CPU window includes the warm-up calls: divide by every call made in it.
     const callsInWindow = r.perSecond * ((settings.rpc.warmupMs + r.elapsedMs) / 1000);
     addSample(samples, `rpc${suffix}`, contender, r.perSecond);
@@ -198,11 +251,11 @@ async function runRpc(servers: Map<Contender, ServerProcess>, round: number, cli
     if (r.errors > 0)
       notes.push(`rpc${suffix} ${contender}: ${r.errors} calls answered with an error`);
     status(
-      `rpc ${String(clients).padEnd(5)}        ${label(contender)} ${fmt(r.perSecond).padStart(7)} calls/s  p50 ${fmt(r.p50Ms, 2)} ms  p99 ${fmt(r.p99Ms, 2)} ms  server CPU ${fmt(cpu / Math.max(1, callsInWindow), 1)} µs/call`,
+      `rpc ${String(clients).padEnd(5)}        ${label(contender)} ${fmt(r.perSecond).padStart(7)} calls/s  p50 ${fmt(r.p50Ms, 2)} ms  p99 ${fmt(r.p99Ms, 2)} ms  server CPU ${fmt(cpu / Math.max(1, callsInWindow), 1)} µs/call  ${busyText(m)}`,
     );
     if (clients === settings.fanout.clients && options.workloads.includes("fanout")) {
       status(`fanout           ${label(contender)} ${settings.fanout.reps} state changes`, false);
-      const [f, fanoutCpu] = await withCpu(server, () =>
+      const { result: f, cpu: fanoutCpu } = await withCpu(server, () =>
         load.run<FanoutResult>({
           cmd: "fanout",
           reps: settings.fanout.reps,

@@ -41,7 +41,12 @@ export type Reply =
   | { id: number; ok: false; error: string }
   | { type: "progress"; text: string };
 
-export interface ConnectsResult {
+/** Every result also says how busy the load generator's core was (0..1) while it ran. */
+export interface ClientLoad {
+  clientBusy?: number;
+}
+
+export interface ConnectsResult extends ClientLoad {
   completed: number;
   failed: number;
   elapsedMs: number;
@@ -50,7 +55,7 @@ export interface ConnectsResult {
   p99Ms: number;
 }
 
-export interface RefusedResult {
+export interface RefusedResult extends ClientLoad {
   refused: number;
   /** Attempts that ended any other way (accepted, reset, timed out). */
   other: number;
@@ -67,7 +72,7 @@ export interface OpenResult {
   elapsedMs: number;
 }
 
-export interface RpcResult {
+export interface RpcResult extends ClientLoad {
   calls: number;
   elapsedMs: number;
   perSecond: number;

@@ -2,6 +2,7 @@
  * The load generator process: pinned to its own core by the orchestrator, it takes one
  * command at a time over IPC and answers with the command's result.
  */
+import { performance } from "node:perf_hooks";
 import type { Algorithm, BenchKeys } from "../config.js";
 import { createSigner, forgedToken } from "../tokens.js";
 import type { LoadCommand, Reply, Request } from "./protocol.js";
@@ -68,12 +69,23 @@ async function run(command: LoadCommand): Promise<unknown> {
 // One command at a time, in arrival order: workloads must never overlap.
 let queue: Promise<void> = Promise.resolve();
 process.on("message", (request: Request) => {
-  queue = queue.then(() =>
-    run(request.command).then(
-      (result) => reply({ id: request.id, ok: true, result }),
+  queue = queue.then(() => {
+    // The generator's own CPU time, to tell a server-bound result from a client-bound one.
+    const before = process.cpuUsage();
+    const started = performance.now();
+    return run(request.command).then(
+      (result) => {
+        const cpu = process.cpuUsage(before);
+        if (result !== null && typeof result === "object") {
+          Object.assign(result, {
+            clientBusy: (cpu.user + cpu.system) / 1000 / (performance.now() - started),
+          });
+        }
+        reply({ id: request.id, ok: true, result });
+      },
       (error: unknown) =>
         reply({ id: request.id, ok: false, error: String((error as Error)?.stack ?? error) }),
-    ),
-  );
+    );
+  });
 });
 process.on("disconnect", () => process.exit(0));

@@ -2,11 +2,11 @@ import { describe, expect, it } from "vitest";
 import { parseArgs, settingsFor } from "../../bench/args.js";
 
 describe("bench arguments", () => {
-  it("runs everything, three rounds, and rewrites the docs by default", () => {
+  it("runs everything, five rounds, and rewrites the docs by default", () => {
     const options = parseArgs([]);
     expect(options.contenders).toEqual(["outpost", "bare", "socketio"]);
     expect(options.workloads).toEqual(["connects", "refused", "rpc", "fanout", "memory"]);
-    expect(options.rounds).toBe(3);
+    expect(options.rounds).toBe(5);
     expect(options.writeDocs).toBe(true);
     expect(options.outDir).toBe("bench/results");
   });
