@@ -72,6 +72,8 @@ export interface AuthErrorOptions {
   retryAfterMs?: number;
   /** Fingerprint of the refused token (see `fingerprint()`), for the log. */
   fingerprint?: string;
+  /** Not the client's fault (e.g. the identity provider's keys could not be fetched). */
+  transient?: boolean;
 }
 
 /**
@@ -97,6 +99,8 @@ export class AuthError extends Error {
   readonly retryAfterMs?: number;
   /** Fingerprint of the token that was refused, when there was one. */
   fingerprint?: string;
+  /** True when the refusal is not the client's fault; it does not count as a failed attempt. */
+  readonly transient: boolean;
 
   constructor(code: AuthErrorCode, message?: string, options: AuthErrorOptions = {}) {
     const reason = REASONS[code];
@@ -106,6 +110,7 @@ export class AuthError extends Error {
     this.status = STATUS[reason.closeCode];
     if (options.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
     if (options.fingerprint !== undefined) this.fingerprint = options.fingerprint;
+    this.transient = options.transient === true;
   }
 }
 
@@ -137,7 +142,7 @@ export function fromJoseError(error: unknown): AuthError {
     case "ERR_JWKS_TIMEOUT":
     case "ERR_JWKS_INVALID":
       // The identity provider's keys could not be read: the client can only retry later.
-      return new AuthError("unknown_key", "token signing keys unavailable");
+      return new AuthError("unknown_key", "token signing keys unavailable", { transient: true });
     case "ERR_JOSE_ALG_NOT_ALLOWED":
     case "ERR_JOSE_NOT_SUPPORTED":
       return new AuthError("algorithm_not_allowed");

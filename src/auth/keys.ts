@@ -480,7 +480,9 @@ export function remoteKeySet(url: string | URL, options: RemoteKeySetOptions): V
         const code = (error as { code?: unknown } | null)?.code;
         // A network failure is not the client's fault, but it still is a refusal to the client.
         if (typeof code !== "string" || !code.startsWith("ERR_J")) {
-          throw new AuthError("unknown_key", "token signing keys unavailable");
+          throw new AuthError("unknown_key", "token signing keys unavailable", {
+            transient: true,
+          });
         }
         throw fromJoseError(error);
       }

@@ -133,14 +133,18 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
   /** Count the failure and make sure the refusal is an AuthError with the token's fingerprint. */
   function refuse(request: AuthRequest, error: unknown, token: string | undefined): never {
     const refusal = isAuthError(error) ? error : fromJoseError(error);
-    limiter?.fail(request.remoteAddress);
+    if (!refusal.transient) limiter?.fail(request.remoteAddress);
     if (token !== undefined && token !== "" && refusal.fingerprint === undefined) {
       refusal.fingerprint = fingerprint(token);
     }
     throw refusal;
   }
 
-  async function verify(request: AuthRequest, found: FoundToken): Promise<AuthSession> {
+  async function verify(
+    verifier: VerificationKeys,
+    request: AuthRequest,
+    found: FoundToken,
+  ): Promise<AuthSession> {
     const fromCookie = found.transport === "cookie" && cookie !== undefined;
     const claims = fromCookie
       ? await cookie.verify(found.token, {
@@ -148,7 +152,7 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
           name: request.name,
           clockTolerance,
         })
-      : await verifyToken(await keys, found.token, {
+      : await verifyToken(verifier, found.token, {
           agent: request.agent,
           name: request.name,
           audience,
@@ -179,12 +183,14 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
           return undefined;
         }
       });
+      // A key set that failed to load is the server's fault: it surfaces as an internal error.
+      const verifier = await keys;
       let found: FoundToken | undefined;
       try {
         found = findToken(request, findOptions);
         checkOrigin(request, found?.transport === "cookie");
         if (found === undefined) throw new AuthError("token_missing");
-        return await verify(request, found);
+        return await verify(verifier, request, found);
       } catch (error) {
         refuse(request, error, found?.token);
       }
@@ -192,10 +198,11 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
 
     async refresh(current, token, request) {
       checkRateLimit(request, () => (typeof token === "string" ? token : undefined));
+      const verifier = await keys;
       try {
         checkOrigin(request, false);
         if (typeof token !== "string" || token === "") throw new AuthError("token_missing");
-        const next = await verify(request, { token, transport: "query" });
+        const next = await verify(verifier, request, { token, transport: "query" });
         if (next.claims.sub !== current.claims.sub) throw new AuthError("subject_mismatch");
         return {
           ...next,

@@ -9,8 +9,9 @@ import { matchesTarget, parseScope } from "./scope.js";
 
 /** Longest token accepted; anything longer is refused before any crypto runs. */
 export const MAX_TOKEN_LENGTH = 4096;
-/** Audience and issuer of Outpost's own tokens unless configured otherwise. */
+/** `aud` of Outpost's own tokens unless configured otherwise. */
 export const DEFAULT_AUDIENCE = "outpost";
+/** `iss` of Outpost's own tokens unless configured otherwise. */
 export const DEFAULT_ISSUER = "outpost";
 
 /** Three base64url segments; the signature may be empty so that `alg: none` gets its own refusal. */

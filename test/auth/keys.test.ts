@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeProtectedHeader, exportPKCS8, exportSPKI, generateKeyPair } from "jose";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   AuthError,
   createKeySet,
@@ -68,6 +68,19 @@ describe("createKeySet", () => {
     expect(keys.algorithms).toEqual(["HS256"]);
     expect(keys.jwks()).toEqual({ keys: [] });
     expect(keys.export().keys[0]).toMatchObject({ kty: "oct", alg: "HS256" });
+  });
+
+  it("imports a shared secret once, not on every verification", async () => {
+    const keys = await createKeySet({ secret: "s".repeat(32) });
+    const token = await issueToken(keys, { ...ROOM, sub: "u" });
+    const importKey = vi.spyOn(crypto.subtle, "importKey");
+    try {
+      for (let i = 0; i < 5; i++) await verifyToken(keys, token, ROOM);
+      await issueToken(keys, { ...ROOM, sub: "u" });
+      expect(importKey).not.toHaveBeenCalled();
+    } finally {
+      importKey.mockRestore();
+    }
   });
 
   it("derives the same kid from the same secret in every process", async () => {

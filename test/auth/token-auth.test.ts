@@ -9,6 +9,7 @@ import {
   fingerprint,
   issueToken,
   type KeySet,
+  remoteKeySet,
   sessionCookie,
   type TokenAuthOptions,
   tokenAuth,
@@ -212,6 +213,15 @@ describe("tokenAuth: where the token comes from", () => {
   it("takes a key set that is still being loaded", async () => {
     const auth = tokenAuth({ keys: Promise.resolve(keys) });
     await expect(auth.authenticate(request({ token: await token() }))).resolves.toBeTruthy();
+  });
+
+  it("surfaces a key set that failed to load as the server's error, not as a refusal", async () => {
+    const auth = tokenAuth({ keys: Promise.reject(new Error("key file unreadable")) });
+    const error = await auth
+      .authenticate(request({ token: await token() }))
+      .catch((e: unknown) => e);
+    expect(error).not.toBeInstanceOf(AuthError);
+    expect((error as Error).message).toBe("key file unreadable");
   });
 });
 
@@ -429,6 +439,24 @@ describe("tokenAuth: failed-attempt limit", () => {
     await expect(
       auth.authenticate(request({ token: await token(), address: "2001:db8:1:3::1" })),
     ).resolves.toBeTruthy();
+  });
+
+  it("does not count refusals that are not the client's fault, such as an unreachable identity provider", async () => {
+    const unreachable = remoteKeySet("http://127.0.0.1:1/jwks.json", {
+      algorithms: ["EdDSA"],
+      timeoutDuration: 500,
+    });
+    const auth = tokenAuth({ keys: unreachable, rateLimit: { failures: 1, windowMs: 60_000 } });
+    for (let i = 0; i < 3; i++) {
+      const error = await refused(
+        auth.authenticate(request({ token: await token() })),
+        "unknown_key",
+        4001,
+      );
+      expect(error.transient).toBe(true);
+    }
+    await refused(auth.authenticate(request()), "token_missing", 4001);
+    await refused(auth.authenticate(request()), "too_many_attempts", 4008);
   });
 
   it("can be turned off", async () => {
