@@ -41,6 +41,8 @@ export interface ServerConfig {
   keys: BenchKeys;
   /** Outpost only: where the instance's SQLite database lives. */
   dataDir: string;
+  /** Outpost only: keep `tokenAuth`'s per-address failure limit on (its default). */
+  failureLimit?: boolean;
 }
 
 /** Server → orchestrator over IPC. */

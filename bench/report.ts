@@ -93,13 +93,14 @@ const COLORS: Record<Contender, string> = {
 const CHARTED = [
   "connects",
   "connects_hs256",
+  "connects_cpu",
   "rpc",
   "rpc_p99",
+  "rpc_cpu",
   "rpc_1000",
   "rpc_1000_p99",
   "fanout",
   "memory",
-  "refused",
   "refused_cpu",
 ];
 

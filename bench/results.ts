@@ -51,6 +51,18 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
   { key: "memory_heap", label: "JS heap per idle connection", unit: "bytes/conn", better: "lower" },
   { key: "refused", label: "refused connects/s (forged token)", unit: "conn/s", better: "higher" },
   { key: "refused_cpu", label: "server CPU per refusal", unit: "µs/conn", better: "lower" },
+  {
+    key: "refused_limited",
+    label: "refused connects/s, Outpost failure limit on",
+    unit: "conn/s",
+    better: "higher",
+  },
+  {
+    key: "refused_limited_cpu",
+    label: "server CPU per refusal, failure limit on",
+    unit: "µs/conn",
+    better: "lower",
+  },
 ];
 
 export interface Target {

@@ -242,8 +242,8 @@ async function runRpc(servers: Map<Contender, ServerProcess>, round: number, cli
       load.run<RpcResult>({ cmd: "rpc", ...settings.rpc }),
     );
     const { result: r, cpu } = m;
-    // The CPU window includes the warm-up calls: divide by every call made in it.
-    const callsInWindow = r.perSecond * ((settings.rpc.warmupMs + r.elapsedMs) / 1000);
+    // The CPU window includes the warm-up: divide by every call answered in it.
+    const callsInWindow = r.totalCalls;
     addSample(samples, `rpc${suffix}`, contender, r.perSecond);
     addSample(samples, `rpc${suffix}_p50`, contender, r.p50Ms);
     addSample(samples, `rpc${suffix}_p99`, contender, r.p99Ms);
@@ -274,6 +274,38 @@ async function runRpc(servers: Map<Contender, ServerProcess>, round: number, cli
       );
     }
     await load.run({ cmd: "closeAll" });
+  }
+}
+
+/** Outpost with its default per-address failure limit: the flood is cut off early (4008). */
+async function runRefusedLimited() {
+  const server = await ServerProcess.start("outpost", {
+    keys,
+    algorithm: "EdDSA",
+    failureLimit: true,
+  });
+  try {
+    load.onProgress = (p) => status(`refused, limit  ${label("outpost")} ${p}`, false);
+    const m = await withCpu(server, () =>
+      load.run<RefusedResult>({
+        cmd: "refused",
+        contender: "outpost",
+        port: server.port,
+        ...settings.refused,
+      }),
+    );
+    const r = m.result;
+    const attempts = Math.max(1, r.refused + r.other);
+    addSample(samples, "refused_limited", "outpost", (attempts / r.elapsedMs) * 1000);
+    addSample(samples, "refused_limited_cpu", "outpost", m.cpu / attempts);
+    const codes = Object.entries(r.codes)
+      .map(([code, n]) => `${code}×${n}`)
+      .join(" ");
+    status(
+      `refused, limit   ${label("outpost")} ${fmt((attempts / r.elapsedMs) * 1000).padStart(7)} conn/s  server CPU ${fmt(m.cpu / attempts)} µs/refusal  codes ${codes}`,
+    );
+  } finally {
+    await server.stop();
   }
 }
 
@@ -403,6 +435,9 @@ try {
       } finally {
         await stopAll(servers);
       }
+    }
+    if (w.includes("refused") && options.contenders.includes("outpost")) {
+      await runRefusedLimited();
     }
     if (w.includes("connects")) {
       const servers = await startServers("HS256", round);

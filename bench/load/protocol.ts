@@ -73,7 +73,10 @@ export interface OpenResult {
 }
 
 export interface RpcResult extends ClientLoad {
+  /** Calls answered in the measured window. */
   calls: number;
+  /** Calls answered from the first send to the end, warm-up included (for CPU per call). */
+  totalCalls: number;
   elapsedMs: number;
   perSecond: number;
   p50Ms: number;

@@ -219,6 +219,7 @@ export class HeldConnections {
     const sockets = this.sockets;
     const latencies = new Float64Array(options.maxCalls);
     let calls = 0;
+    let totalCalls = 0;
     let errors = 0;
     let seq = 0;
     let active = 0;
@@ -236,6 +237,7 @@ export class HeldConnections {
         const elapsedMs = Math.max(1, Math.min(measureEnd, now()) - measureFrom);
         resolve({
           calls,
+          totalCalls,
           elapsedMs,
           perSecond: (calls / elapsedMs) * 1000,
           p50Ms: quantile(latencies, 0.5, calls),
@@ -256,6 +258,7 @@ export class HeldConnections {
         onFrame(s, frame) {
           if (frame.type !== "rpc") return;
           const t = now();
+          totalCalls++;
           if (frame.success !== true) errors++;
           else if (t >= measureFrom && t < deadline) {
             if (calls < options.maxCalls) latencies[calls++] = t - s.sentAt;

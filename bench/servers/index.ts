@@ -21,6 +21,8 @@ export interface ServerOptions {
   algorithm: Algorithm;
   /** Directory for `--cpu-prof` output; profiling is off without it. */
   profileDir?: string;
+  /** Outpost only: keep the per-address failure limit on. */
+  failureLimit?: boolean;
 }
 
 export class ServerProcess {
@@ -38,6 +40,7 @@ export class ServerProcess {
       algorithm: options.algorithm,
       keys: options.keys,
       dataDir,
+      ...(options.failureLimit === true && { failureLimit: true }),
     };
     const nodeArgs = ["--expose-gc"];
     if (options.profileDir !== undefined) {

@@ -4,7 +4,8 @@
  * every contender (none of them logs), the per-instance connection cap is raised for the
  * 10,000-connection memory run, and the per-address failure limit is off because every
  * client comes from 127.0.0.1 and the refused workload measures the signature check itself
- * (the other contenders have no such limit).
+ * (the other contenders have no such limit). One extra run keeps the limit on, to show
+ * what a flood of bad tokens from one address costs with Outpost's defaults.
  */
 import { tokenAuth } from "../../src/auth/index.js";
 import { Agent, callable, serve } from "../../src/index.js";
@@ -36,7 +37,7 @@ const server = await serve({
   dataDir: config.dataDir,
   logger: false,
   handleSignals: false,
-  auth: tokenAuth({ keys, rateLimit: false }),
+  auth: tokenAuth({ keys, ...(config.failureLimit !== true && { rateLimit: false }) }),
   maxConnectionsPerInstance: 20_000,
 });
 attach(
