@@ -587,7 +587,11 @@ class OutpostServer implements AgentServer {
     if (!this.#owns(url.pathname)) return false;
     let response: Response | null;
     try {
-      const request = await toRequest(req, url, this.#options.maxBodyBytes);
+      // Unknown agents and bad names are answered before any body is read.
+      const request =
+        this.#router.match(url.pathname).kind === "agent"
+          ? await toRequest(req, url, this.#options.maxBodyBytes)
+          : new Request(url, { method: req.method ?? "GET", headers: toHeaders(req.headers) });
       response = await this.routeAgentRequest(request, this.#clientAddress(req));
     } catch (error) {
       response =
