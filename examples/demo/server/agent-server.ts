@@ -3,7 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createAgentServer } from "outpost";
 import { remoteKeySet, sessionCookie, tokenAuth, verifyToken } from "outpost/auth";
 import { distDir } from "./build-app.js";
-import { redirect, sendFile, sendJson } from "./http-utils.js";
+import { readCookie, redirect, sendFile, sendJson } from "./http-utils.js";
 import { Room } from "./room.js";
 
 /** Where the agent server listens and whom it trusts. */
@@ -83,8 +83,26 @@ export function createDemoAgentServer(setup: AgentServerSetup) {
         }
       }
 
+      case "GET /session/me": {
+        // Lets the page show "sign in" instead of knocking on the socket without a cookie.
+        const value = readCookie(req, cookie.name);
+        if (value === undefined) return sendJson(res, 401, { error: "token_missing" });
+        try {
+          const claims = await verifyToken(await cookie.keys(), value, {
+            agent: "room",
+            name: "lobby",
+            audience: cookie.audience,
+            issuer: cookie.issuer,
+            maxLifetime: cookie.ttl,
+          });
+          return sendJson(res, 200, { id: claims.sub });
+        } catch (error) {
+          return sendJson(res, 401, { error: (error as { code?: string }).code ?? "invalid" });
+        }
+      }
+
       case "POST /session/logout":
-        return redirect(res, "/", { "set-cookie": cookie.clear() });
+        return sendJson(res, 200, {}, { "set-cookie": cookie.clear() });
     }
     if (req.method === "GET" && url.pathname.startsWith("/assets/")) {
       if (await sendFile(res, distDir, url.pathname.slice(1))) return;

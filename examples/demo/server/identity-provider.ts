@@ -124,7 +124,9 @@ export async function createIdentityProvider(options: IdentityProviderOptions) {
         // The page learns where the agents live from a meta tag, so one build serves any port.
         if (
           await sendFile(res, distDir, "index.html", (html) =>
-            html.replaceAll("__AGENT_ORIGIN__", options.agentOrigin),
+            html
+              .replaceAll("__AGENT_ORIGIN__", options.agentOrigin)
+              .replaceAll("__REFRESH_TTL__", String(options.refreshTtl)),
           )
         ) {
           return;

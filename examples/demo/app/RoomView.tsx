@@ -1,0 +1,139 @@
+import type { UseAgentResult } from "outpost/react";
+import { type FormEvent, type ReactNode, useEffect, useState } from "react";
+import type { ChatMessage, RoomState } from "../server/room.js";
+
+/** What `useAgent()` returns for the room. */
+export type RoomAgent = UseAgentResult<RoomState>;
+
+/** One line of a panel's connection log. */
+export interface ConnectionEvent {
+  at: number;
+  kind: "open" | "closed";
+  code?: number;
+  reason?: string;
+}
+
+/**
+ * Open/close events of an agent connection, newest last, read from `status`: `useAgent`
+ * re-renders on every change, and a close that the client will retry leaves its code in
+ * `status.lastClose` while it waits.
+ */
+export function useConnectionLog(agent: RoomAgent) {
+  const [events, setEvents] = useState<ConnectionEvent[]>([]);
+  const { status } = agent;
+  useEffect(() => {
+    const add = (event: ConnectionEvent) => setEvents((list) => [...list, event].slice(-6));
+    if (status.state === "open") add({ at: Date.now(), kind: "open" });
+    else if (status.state === "connecting" && status.lastClose) {
+      add({ at: Date.now(), kind: "closed", ...status.lastClose });
+    }
+  }, [status]);
+  const opens = events.filter((event) => event.kind === "open").length;
+  return { events, opens };
+}
+
+/** What a close code means to the user, in the words of the design's close-code table. */
+export function describeClose(code: number | undefined): string {
+  switch (code) {
+    case 4001:
+      return "Unauthorized: the client fetches fresh credentials and reconnects";
+    case 4003:
+      return "Forbidden: not allowed here; the client stops";
+    case 4008:
+      return "Too many failed attempts: the client waits";
+    case 4009:
+      return "Session revoked; the client stops";
+    case 1001:
+      return "Server going away; reconnecting";
+    default:
+      return "Connection lost; reconnecting";
+  }
+}
+
+/**
+ * The shared chat room as one panel shows it: connection status and log, the last lines
+ * of the room, and a box to post into it. `children` holds what is special to the pattern.
+ */
+export function RoomView(props: {
+  id: string;
+  title: string;
+  agent: RoomAgent;
+  intro: ReactNode;
+  children?: ReactNode;
+}) {
+  const { agent, id } = props;
+  const { events, opens } = useConnectionLog(agent);
+  const { status, connectionError } = agent;
+  const [text, setText] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const messages: ChatMessage[] = agent.state?.messages.slice(-5) ?? [];
+
+  const send = (event: FormEvent) => {
+    event.preventDefault();
+    const line = text.trim();
+    if (line === "") return;
+    setText("");
+    agent.call("post", [line, id]).then(
+      () => setError(null),
+      (reason: unknown) => setError(reason instanceof Error ? reason.message : String(reason)),
+    );
+  };
+
+  const label =
+    status.state === "open"
+      ? "open"
+      : status.state === "closed"
+        ? "closed"
+        : status.lastClose
+          ? `closed ${status.lastClose.code}, retrying`
+          : "connecting";
+  return (
+    <section className="panel" data-testid={`panel-${id}`}>
+      <header>
+        <h2>{props.title}</h2>
+        <span className={`status status-${status.state}`} data-testid="status">
+          {label}
+        </span>
+      </header>
+      <div className="intro">{props.intro}</div>
+      <ul className="messages" data-testid="messages">
+        {messages.length === 0 && <li className="empty">No messages yet: say hello.</li>}
+        {messages.map((message) => (
+          <li key={message.id}>
+            <b>{message.user}</b> {message.text} <small>via {message.via}</small>
+          </li>
+        ))}
+      </ul>
+      <form onSubmit={send} className="send">
+        <input
+          data-testid="input"
+          value={text}
+          onChange={(event) => setText(event.target.value)}
+          placeholder="Message the room"
+          maxLength={280}
+        />
+        <button type="submit">Send</button>
+      </form>
+      {error && <p className="error">{error}</p>}
+      {connectionError && (
+        <p className="refused" data-testid="connection-error">
+          Gave up ({connectionError.code}): {connectionError.message}
+        </p>
+      )}
+      {props.children}
+      <ol className="events" data-testid="events">
+        {events.map((event) => (
+          <li key={`${event.at}-${event.kind}`} data-kind={event.kind} data-code={event.code}>
+            {new Date(event.at).toLocaleTimeString()}{" "}
+            {event.kind === "open"
+              ? "connected"
+              : `closed ${event.code}${event.reason ? ` (${event.reason})` : ""}: ${describeClose(event.code)}`}
+          </li>
+        ))}
+      </ol>
+      <p className="opens" data-testid="opens">
+        Socket opened {opens} time{opens === 1 ? "" : "s"}
+      </p>
+    </section>
+  );
+}
