@@ -46,10 +46,16 @@ export interface ServerConfig {
 }
 
 /** Server → orchestrator over IPC. */
-export type ServerMessage = { type: "listening"; port: number } | ({ type: "stats" } & ServerStats);
+export type ServerMessage =
+  | { type: "listening"; port: number }
+  | ({ type: "stats" } & ServerStats)
+  | { type: "snapshot"; path: string };
 
 /** Orchestrator → server over IPC. */
-export type ServerCommand = { type: "stats"; gc: boolean } | { type: "close" };
+export type ServerCommand =
+  | { type: "stats"; gc: boolean }
+  | { type: "snapshot"; path: string }
+  | { type: "close" };
 
 /** A server's own view of itself, taken inside its process. */
 export interface ServerStats {

@@ -84,6 +84,19 @@ export class ServerProcess {
     );
   }
 
+  /** Write a heap snapshot (after a full GC) from inside the server; resolves its path. */
+  snapshot(path: string): Promise<string> {
+    const command: ServerCommand = { type: "snapshot", path };
+    this.child.send(command);
+    return nextMessage(
+      this.child,
+      (m) =>
+        (m as { type?: string }).type === "snapshot" ? (m as { path: string }).path : undefined,
+      120_000,
+      `${this.contender} heap snapshot`,
+    );
+  }
+
   async stop(): Promise<void> {
     const command: ServerCommand = { type: "close" };
     await stopChild(this.child, command);

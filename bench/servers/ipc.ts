@@ -3,6 +3,7 @@
  * process (RSS after a full GC when `--expose-gc` is on), and close when asked or when the
  * orchestrator goes away, so no server outlives a run.
  */
+import { writeHeapSnapshot } from "node:v8";
 import type { ServerCommand, ServerConfig, ServerMessage, ServerStats } from "../config.js";
 
 export function readConfig(): ServerConfig {
@@ -57,7 +58,10 @@ export function attach(port: number, connections: () => number, close: () => Pro
   };
   process.on("message", (command: ServerCommand) => {
     if (command.type === "stats") send({ type: "stats", ...stats(connections(), command.gc) });
-    else if (command.type === "close") shutdown();
+    else if (command.type === "snapshot") {
+      fullGc();
+      send({ type: "snapshot", path: writeHeapSnapshot(command.path) });
+    } else if (command.type === "close") shutdown();
   });
   process.on("disconnect", shutdown);
   send({ type: "listening", port });

@@ -1,0 +1,108 @@
+/**
+ * Where a server's memory per idle connection goes: heap snapshots of one contender's
+ * server before and after opening N authenticated connections, diffed by object kind and
+ * divided by N. The memory workload says how much; this says what.
+ *
+ *   npx tsx bench/heap.ts [--contender=outpost] [--connections=2000] [--top=30]
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CONTENDERS, type Contender } from "./config.js";
+import { LoadGenerator } from "./load/index.js";
+import type { OpenResult } from "./load/protocol.js";
+import { ServerProcess } from "./servers/index.js";
+import { createBenchKeys } from "./tokens.js";
+
+interface Snapshot {
+  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  nodes: number[];
+  strings: string[];
+}
+
+/** Self size and count per `type:name` of every object in a heap snapshot. */
+export function tally(snapshot: Snapshot): Map<string, { size: number; count: number }> {
+  const fields = snapshot.snapshot.meta.node_fields;
+  const width = fields.length;
+  const typeAt = fields.indexOf("type");
+  const nameAt = fields.indexOf("name");
+  const sizeAt = fields.indexOf("self_size");
+  const types = snapshot.snapshot.meta.node_types[0];
+  const totals = new Map<string, { size: number; count: number }>();
+  for (let i = 0; i < snapshot.nodes.length; i += width) {
+    const type = types[snapshot.nodes[i + typeAt]!] ?? "?";
+    let name = snapshot.strings[snapshot.nodes[i + nameAt]!] ?? "?";
+    // Strings and code are grouped by kind: their names are their contents.
+    if (type === "string" || type === "concatenated string" || type === "sliced string") name = "";
+    if (type === "code" || type === "hidden" || type === "number") name = "";
+    if (name.length > 60) name = `${name.slice(0, 57)}...`;
+    const key = `${type}:${name}`;
+    const entry = totals.get(key) ?? { size: 0, count: 0 };
+    entry.size += snapshot.nodes[i + sizeAt]!;
+    entry.count++;
+    totals.set(key, entry);
+  }
+  return totals;
+}
+
+const args = process.argv.slice(2);
+const option = (name: string, fallback: string) =>
+  args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
+const contender = option("contender", "outpost") as Contender;
+if (!CONTENDERS.includes(contender))
+  throw new Error(`--contender: one of ${CONTENDERS.join(", ")}`);
+const count = Number(option("connections", "2000"));
+const top = Number(option("top", "30"));
+
+const dir = mkdtempSync(join(tmpdir(), "outpost-heap-"));
+const keys = await createBenchKeys();
+const load = LoadGenerator.start();
+const server = await ServerProcess.start(contender, { keys, algorithm: "EdDSA" });
+try {
+  await load.run({ cmd: "init", keys });
+  await load.run({ cmd: "tokens", algorithm: "EdDSA", count: count + 1 });
+  const target = { contender, port: server.port };
+  await load.run<OpenResult>({
+    cmd: "open",
+    ...target,
+    algorithm: "EdDSA",
+    count: 1,
+    concurrency: 1,
+  });
+  const before = tally(
+    JSON.parse(readFileSync(await server.snapshot(join(dir, "before.heapsnapshot")), "utf8")),
+  );
+  const opened = await load.run<OpenResult>({
+    cmd: "open",
+    ...target,
+    algorithm: "EdDSA",
+    count,
+    concurrency: 200,
+    offset: 1,
+  });
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const after = tally(
+    JSON.parse(readFileSync(await server.snapshot(join(dir, "after.heapsnapshot")), "utf8")),
+  );
+  const n = opened.opened;
+  const rows = [...after].map(([key, a]) => {
+    const b = before.get(key) ?? { size: 0, count: 0 };
+    return { key, bytes: (a.size - b.size) / n, objects: (a.count - b.count) / n };
+  });
+  rows.sort((x, y) => y.bytes - x.bytes);
+  const total = rows.reduce((sum, r) => sum + r.bytes, 0);
+  console.log(
+    `${contender}: ${n} idle connections, ${total.toFixed(0)} heap bytes each (self sizes)\n`,
+  );
+  console.log("   bytes/conn  objects/conn  kind:name");
+  for (const r of rows.slice(0, top)) {
+    console.log(
+      `${r.bytes.toFixed(0).padStart(12)}  ${r.objects.toFixed(2).padStart(12)}  ${r.key}`,
+    );
+  }
+  await load.run({ cmd: "closeAll" });
+} finally {
+  await server.stop();
+  await load.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
