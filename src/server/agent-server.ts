@@ -596,7 +596,7 @@ class OutpostServer implements AgentServer {
     } catch (error) {
       response =
         error instanceof BodyTooLargeError
-          ? json(413, { error: "body_too_large" })
+          ? json(413, { error: "body_too_large" }, { connection: "close" })
           : json(500, { error: "internal_error" });
       if (!(error instanceof BodyTooLargeError)) {
         this.logger.error({ err: error }, "request failed");
