@@ -60,6 +60,29 @@ describe("HTTP", () => {
     expect((await fetch(httpUrl(server, "/somewhere-else"))).status).toBe(404);
   });
 
+  it("refuses a request body over maxBodyBytes with 413", async () => {
+    server = await startServer({ Counter }, { maxBodyBytes: 1000 });
+    const url = httpUrl(server, "/agents/counter/body");
+    expect((await fetch(url, { method: "POST", body: "x".repeat(1000) })).status).toBe(200);
+    const tooBig = await fetch(url, { method: "POST", body: "x".repeat(1001) });
+    expect(tooBig.status).toBe(413);
+    expect(await tooBig.json()).toEqual({ error: "body_too_large" });
+    // The unread rest of that body must not poison the connection for later requests.
+    const huge = await fetch(url, { method: "POST", body: "x".repeat(200_000) });
+    expect(huge.status).toBe(413);
+    await huge.body?.cancel();
+    for (let i = 0; i < 3; i++) {
+      const started = Date.now();
+      const next = await fetch(url, {
+        method: i === 1 ? "GET" : "POST",
+        body: i === 1 ? null : "ok",
+      });
+      expect(next.status).toBe(200);
+      await next.body?.cancel();
+      expect(Date.now() - started).toBeLessThan(2_000);
+    }
+  });
+
   it("answers fetch-style Requests with routeAgentRequest, and null for other paths", async () => {
     server = await startServer({ Counter });
     const response = await routeAgentRequest(

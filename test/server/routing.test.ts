@@ -76,6 +76,16 @@ describe("agent URLs", () => {
     expect(server.stats().instances).toBe(instances);
   });
 
+  it("answers HTTP to an unknown agent with 404 before reading its body", async () => {
+    const body = "x".repeat(2 * 1024 * 1024); // over the 1 MiB body limit
+    const response = await fetch(httpUrl(server, "/agents/nope/room"), { method: "POST", body });
+    expect(response.status).toBe(404);
+    expect(await response.json()).toEqual({ error: "not_found" });
+    const bad = await fetch(httpUrl(server, "/agents/counter/a%2Fb"), { method: "PUT", body });
+    expect(bad.status).toBe(400);
+    expect(Counter.starts).toBe(0);
+  });
+
   it("URL-decodes the instance name", async () => {
     const client = await connect(wsUrl(server, "/agents/my-agent/hello%20world%3F%C3%A9"));
     expect(client.frames("cf_agent_identity")[0]).toMatchObject({ name: "hello world?é" });
