@@ -126,7 +126,7 @@ interface Entry {
  *   last private key signs. This is what `export()` and `saveKeySet()` write.
  * - `{ pem, algorithm }`: import a PKCS#8 private key or an SPKI public key.
  *
- * A key without a `kid` gets its RFC 7638 thumbprint (first 16 characters) as `kid`.
+ * A key without a `kid` gets the first 64 bits of its RFC 7638 thumbprint, in hex, as `kid`.
  *
  * @example
  * const keys = await createKeySet({ secret: process.env.JWT_SECRET! });
@@ -389,8 +389,10 @@ function assertAsymmetric(algorithm: string): asserts algorithm is AsymmetricAlg
   }
 }
 
+/** Hex, not base64url: a kid that starts with "-" reads as an option on a command line. */
 async function thumbprint(jwk: JWK): Promise<string> {
-  return (await calculateJwkThumbprint(jwk, "sha256")).slice(0, 16);
+  const digest = await calculateJwkThumbprint(jwk, "sha256");
+  return Buffer.from(digest, "base64url").subarray(0, 8).toString("hex");
 }
 
 /**

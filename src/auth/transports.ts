@@ -57,11 +57,15 @@ export function findToken(request: AuthRequest, options: FindTokenOptions): Foun
     const protocol = offered.includes(OUTPOST_PROTOCOL) ? OUTPOST_PROTOCOL : undefined;
     for (const p of offered) {
       if (p.startsWith(BEARER_PROTOCOL_PREFIX) && p.length > BEARER_PROTOCOL_PREFIX.length) {
-        found.push({
-          token: p.slice(BEARER_PROTOCOL_PREFIX.length),
-          transport: "protocol",
-          ...(protocol !== undefined && { protocol }),
-        });
+        const token = p.slice(BEARER_PROTOCOL_PREFIX.length);
+        if (protocol === undefined) {
+          // The server must select an offered protocol; without `outpost` it would have to
+          // echo the token back in the response headers.
+          throw new AuthError("token_malformed", 'offer the "outpost" subprotocol with the token', {
+            fingerprint: fingerprint(token),
+          });
+        }
+        found.push({ token, transport: "protocol", protocol });
       }
     }
   }

@@ -42,6 +42,8 @@ describe("createKeySet", () => {
     expect(keys.algorithms).toEqual(["EdDSA"]);
     expect(keys.kids).toHaveLength(1);
     expect(keys.signingKid).toBe(keys.kids[0]);
+    // Hex, so a kid never starts with "-" and reads as an option on the command line.
+    expect(keys.signingKid).toMatch(/^[0-9a-f]{16}$/);
     expect(keys.signingKey().algorithm).toBe("EdDSA");
     const [jwk] = keys.jwks().keys;
     expect(jwk).toMatchObject({

@@ -120,6 +120,18 @@ describe("tokenAuth: where the token comes from", () => {
     expect(session.protocol).toBe("outpost");
   });
 
+  it("refuses a subprotocol token offered without the outpost subprotocol, which would echo it back", async () => {
+    const t = await token();
+    const error = await refused(
+      policy().authenticate(
+        request({ headers: { "sec-websocket-protocol": `outpost.bearer.${t}` } }),
+      ),
+      "token_malformed",
+      4001,
+    );
+    expect(error.message).not.toContain(t);
+  });
+
   it("accepts an Authorization: Bearer header from a non-browser client", async () => {
     const t = await token();
     const session = await policy().authenticate(
@@ -148,11 +160,14 @@ describe("tokenAuth: where the token comes from", () => {
       request({ token: t, headers: { authorization: `Bearer ${t}` } }),
       request({ token: t, headers: { "sec-websocket-protocol": `outpost, outpost.bearer.${u}` } }),
       request({
-        headers: { authorization: `Bearer ${t}`, "sec-websocket-protocol": `outpost.bearer.${t}` },
+        headers: {
+          authorization: `Bearer ${t}`,
+          "sec-websocket-protocol": `outpost, outpost.bearer.${t}`,
+        },
       }),
       request({ query: `token=${t}&token=${u}` }),
       request({
-        headers: { "sec-websocket-protocol": `outpost.bearer.${t}, outpost.bearer.${u}` },
+        headers: { "sec-websocket-protocol": `outpost, outpost.bearer.${t}, outpost.bearer.${u}` },
       }),
       request({ headers: { authorization: `Bearer ${t}, Bearer ${u}` } }),
     ];
@@ -173,7 +188,7 @@ describe("tokenAuth: where the token comes from", () => {
     );
     await expect(
       onlyProtocol.authenticate(
-        request({ headers: { "sec-websocket-protocol": `outpost.bearer.${t}` } }),
+        request({ headers: { "sec-websocket-protocol": `outpost, outpost.bearer.${t}` } }),
       ),
     ).resolves.toBeTruthy();
     expect(() => policy({ transports: ["carrier-pigeon" as never] })).toThrow(TypeError);
