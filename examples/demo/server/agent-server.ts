@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createAgentServer } from "outpost";
 import { remoteKeySet, sessionCookie, tokenAuth, verifyToken } from "outpost/auth";
-import { distDir } from "./build-app.js";
 import { readCookie, redirect, sendFile, sendJson } from "./http-utils.js";
 import { Room } from "./room.js";
 
@@ -15,6 +14,8 @@ export interface AgentServerSetup {
   /** Origin of the app, whose JWKS signs every token, e.g. `http://127.0.0.1:5173`. */
   appOrigin: string;
   dataDir: string;
+  /** The Vite build, for the agent server's own page. */
+  distDir: string;
 }
 
 /**
@@ -54,7 +55,7 @@ export function createDemoAgentServer(setup: AgentServerSetup) {
     const route = `${req.method} ${url.pathname}`;
     switch (route) {
       case "GET /":
-        if (await sendFile(res, distDir, "agent-page.html")) return;
+        if (await sendFile(res, setup.distDir, "agent-page.html")) return;
         return sendJson(res, 503, { error: "the app is not built: run npm start" });
 
       case "GET /session/start": {
@@ -105,7 +106,7 @@ export function createDemoAgentServer(setup: AgentServerSetup) {
         return sendJson(res, 200, {}, { "set-cookie": cookie.clear() });
     }
     if (req.method === "GET" && url.pathname.startsWith("/assets/")) {
-      if (await sendFile(res, distDir, url.pathname.slice(1))) return;
+      if (await sendFile(res, setup.distDir, url.pathname.slice(1))) return;
     }
     sendJson(res, 404, { error: "not found" });
   }

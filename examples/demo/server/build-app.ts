@@ -1,11 +1,8 @@
 import { fileURLToPath } from "node:url";
 import react from "@vitejs/plugin-react";
 import { build, type InlineConfig } from "vite";
+import { demoDir } from "./config.js";
 
-/** The demo folder, `examples/demo`. */
-export const demoDir = fileURLToPath(new URL("..", import.meta.url)).replace(/[\\/]$/, "");
-/** Where the Vite build goes; both servers serve from here. */
-export const distDir = `${demoDir}/dist`;
 const repoRoot = fileURLToPath(new URL("../../..", import.meta.url)).replace(/[\\/]$/, "");
 
 /**
@@ -13,7 +10,7 @@ const repoRoot = fileURLToPath(new URL("../../..", import.meta.url)).replace(/[\
  * Two pages: the app (`index.html`, served by the identity provider) and the agent
  * server's own cookie-session page (`agent-page.html`).
  */
-export function viteConfig(): InlineConfig {
+export function viteConfig(outDir: string): InlineConfig {
   return {
     configFile: false,
     root: `${demoDir}/app`,
@@ -29,7 +26,7 @@ export function viteConfig(): InlineConfig {
       ],
     },
     build: {
-      outDir: distDir,
+      outDir,
       emptyOutDir: true,
       sourcemap: true,
       rollupOptions: {
@@ -42,7 +39,7 @@ export function viteConfig(): InlineConfig {
   };
 }
 
-/** Build the React app into `examples/demo/dist`. */
-export async function buildApp(): Promise<void> {
-  await build(viteConfig());
+/** Build the React app into `outDir`. */
+export async function buildApp(outDir: string): Promise<void> {
+  await build(viteConfig(outDir));
 }

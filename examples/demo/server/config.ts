@@ -1,5 +1,10 @@
 import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+
+/** The demo folder, `examples/demo`. */
+export const demoDir = fileURLToPath(new URL("..", import.meta.url)).replace(/[\\/]$/, "");
+const defaultDistDir = `${demoDir}/dist`;
 
 /** Everything the demo can be told, from flags or environment variables. */
 export interface DemoConfig {
@@ -13,7 +18,9 @@ export interface DemoConfig {
   refreshTtl: number;
   /** Lifetime of every other token, in seconds. */
   tokenTtl: number;
-  /** Skip the Vite build and serve what `examples/demo/dist` already holds. */
+  /** Where the Vite build goes and is served from. */
+  distDir: string;
+  /** Skip the Vite build and serve what `distDir` already holds. */
   skipBuild: boolean;
 }
 
@@ -27,6 +34,7 @@ Options (environment variable in brackets):
   --data-dir <dir>    where agent databases live (default .data/demo) [DEMO_DATA_DIR]
   --refresh-ttl <s>   token lifetime of the JWT refresh panel (default 30) [DEMO_REFRESH_TTL]
   --token-ttl <s>     token lifetime of the other panels (default 300) [DEMO_TOKEN_TTL]
+  --dist-dir <dir>    where the app is built to (default examples/demo/dist)
   --skip-build        serve the app as last built instead of building it now
   -h, --help          show this help
 `;
@@ -44,6 +52,7 @@ export function readConfig(
       "data-dir": { type: "string" },
       "refresh-ttl": { type: "string" },
       "token-ttl": { type: "string" },
+      "dist-dir": { type: "string" },
       "skip-build": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -55,6 +64,7 @@ export function readConfig(
     dataDir: resolve(values["data-dir"] ?? env.DEMO_DATA_DIR ?? ".data/demo"),
     refreshTtl: integer("--refresh-ttl", values["refresh-ttl"] ?? env.DEMO_REFRESH_TTL, 30, 2, 300),
     tokenTtl: integer("--token-ttl", values["token-ttl"] ?? env.DEMO_TOKEN_TTL, 300, 2, 3600),
+    distDir: resolve(values["dist-dir"] ?? defaultDistDir),
     skipBuild: values["skip-build"] ?? env.DEMO_SKIP_BUILD === "1",
   };
 }

@@ -7,7 +7,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createDemoAgentServer } from "./agent-server.js";
-import { buildApp } from "./build-app.js";
 import type { DemoConfig } from "./config.js";
 import { createIdentityProvider } from "./identity-provider.js";
 
@@ -22,7 +21,11 @@ export interface Demo {
 
 /** Start both servers. Ports may be 0; the returned URLs carry the real ones. */
 export async function startDemo(config: DemoConfig): Promise<Demo> {
-  if (!config.skipBuild) await buildApp();
+  if (!config.skipBuild) {
+    // Loaded only when building: Vite is a large import that `--skip-build` does without.
+    const { buildApp } = await import("./build-app.js");
+    await buildApp(config.distDir);
+  }
 
   // Both servers listen before either is set up, because each needs the other's origin
   // (and with port 0 nobody knows it until then).
@@ -40,6 +43,7 @@ export async function startDemo(config: DemoConfig): Promise<Demo> {
     agentOrigin,
     refreshTtl: config.refreshTtl,
     tokenTtl: config.tokenTtl,
+    distDir: config.distDir,
   });
   appHandler = idp.handle;
   const agents = createDemoAgentServer({
@@ -47,6 +51,7 @@ export async function startDemo(config: DemoConfig): Promise<Demo> {
     agentOrigin,
     appOrigin,
     dataDir: config.dataDir,
+    distDir: config.distDir,
   });
   agentHandler = agents.handle;
 

@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createKeySet, issueToken, verifyToken } from "outpost/auth";
-import { distDir } from "./build-app.js";
 import { readCookie, readJson, redirect, sendFile, sendJson } from "./http-utils.js";
 
 /** What the identity provider needs to know about the rest of the demo. */
@@ -14,6 +13,8 @@ export interface IdentityProviderOptions {
   refreshTtl: number;
   /** Lifetime of the other tokens, in seconds. */
   tokenTtl: number;
+  /** The Vite build of the page. */
+  distDir: string;
 }
 
 const LOGIN_COOKIE = "demo_login";
@@ -123,7 +124,7 @@ export async function createIdentityProvider(options: IdentityProviderOptions) {
       case "GET /index.html":
         // The page learns where the agents live from a meta tag, so one build serves any port.
         if (
-          await sendFile(res, distDir, "index.html", (html) =>
+          await sendFile(res, options.distDir, "index.html", (html) =>
             html
               .replaceAll("__AGENT_ORIGIN__", options.agentOrigin)
               .replaceAll("__REFRESH_TTL__", String(options.refreshTtl)),
@@ -134,7 +135,7 @@ export async function createIdentityProvider(options: IdentityProviderOptions) {
         return sendJson(res, 503, { error: "the app is not built: run npm start" });
     }
     if (req.method === "GET" && url.pathname.startsWith("/assets/")) {
-      if (await sendFile(res, distDir, url.pathname.slice(1))) return;
+      if (await sendFile(res, options.distDir, url.pathname.slice(1))) return;
     }
     sendJson(res, 404, { error: "not found" });
   }
