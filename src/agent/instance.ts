@@ -283,9 +283,10 @@ export class AgentInstance implements AgentRuntime {
     }
     if (found.metadata.streaming) {
       // A stream may run for a long time: it starts in frame order, then runs alongside
-      // later frames instead of holding them.
+      // later frames instead of holding them. It counts as activity, so shutdown waits for
+      // it and the instance is not evicted (its database closed) under it.
       const stream = new StreamingResponse(connection, id);
-      void (async () => {
+      void this.track(async () => {
         try {
           const result = await found.method.apply(this.agent, [stream, ...args]);
           if (!stream.isClosed) stream.end(result);
@@ -293,7 +294,7 @@ export class AgentInstance implements AgentRuntime {
           this.reportError(connection, error);
           if (!stream.isClosed) stream.error(publicMessage(error));
         }
-      })();
+      });
       return;
     }
     let result: unknown;
