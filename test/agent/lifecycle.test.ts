@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { Counter, FlakyStart, SlowStart } from "../fixtures/agents.js";
+import { Counter, FlakyStart, SlowStart, SlowStreamWriter } from "../fixtures/agents.js";
 import { httpUrl, startServer, type TestServer, wsUrl } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
 import { connect, RawClient, refused } from "../helpers/ws-client.js";
@@ -87,6 +87,22 @@ describe("instance lifecycle", () => {
     const client = await open(wsUrl(server, "/agents/counter/busy"));
     await client.rpc("slowEcho", [1, 200]);
     expect(server.stats().instances).toBe(1);
+  });
+
+  it("does not evict an instance while a streaming call is still running", async () => {
+    server = await startServer({ SlowStreamWriter }, { idleTimeout: 20 });
+    const url = wsUrl(server, "/agents/slow-stream-writer/streaming");
+    const client = await open(url);
+    client.sendCall("slowWriteStream", [250]);
+    await client.waitFor((m) => JSON.stringify(m).includes('"result":"started"'));
+    // The caller leaves; the stream goes on writing after it.
+    await client.close();
+    await waitFor(() => server!.stats().instances === 0, "the instance to be evicted");
+    const again = await open(url);
+    expect(again.frames("cf_agent_state")[0]).toEqual({
+      type: "cf_agent_state",
+      state: { writes: 1 },
+    });
   });
 
   it("retries an onStart that threw on the next connection (1011 for the first); other agents unaffected", async () => {

@@ -6,7 +6,7 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { createAgentServer, routeAgentRequest } from "../../src/index.js";
-import { ChatRoom, Counter } from "../fixtures/agents.js";
+import { ChatRoom, Counter, SlowStreamWriter, SlowWriter } from "../fixtures/agents.js";
 import { type ChildServer, killChild, spawnCounterServer } from "../helpers/child.js";
 import { httpUrl, startServer, type TestServer, tempDir, wsUrl } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
@@ -151,6 +151,24 @@ describe("shutdown", () => {
     for (const file of files) {
       expect(existsSync(file)).toBe(true);
       expect(existsSync(`${file}-wal`)).toBe(false);
+    }
+  });
+
+  it("close() lets running handlers, streaming callables included, finish their writes first", async () => {
+    const data = tempDir("outpost-drain-");
+    cleanups.push(() => data.remove());
+    server = await startServer({ SlowWriter, SlowStreamWriter }, { dataDir: data.dir });
+    const plain = await open(wsUrl(server, "/agents/slow-writer/drain"));
+    const streaming = await open(wsUrl(server, "/agents/slow-stream-writer/drain"));
+    plain.sendCall("slowWrite", [100]);
+    streaming.sendCall("slowWriteStream", [300]);
+    await streaming.waitFor((m) => JSON.stringify(m).includes('"result":"started"'));
+    await server.close();
+    server = undefined;
+    server = await startServer({ SlowWriter, SlowStreamWriter }, { dataDir: data.dir });
+    for (const path of ["/agents/slow-writer/drain", "/agents/slow-stream-writer/drain"]) {
+      const client = await open(wsUrl(server, path));
+      expect(client.frames("cf_agent_state")[0]).toMatchObject({ state: { writes: 1 } });
     }
   });
 
