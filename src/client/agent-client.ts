@@ -157,6 +157,18 @@ interface Deferred {
   settled: boolean;
 }
 
+/**
+ * partysocket re-dispatches every event of the socket as a copy; the client reads them
+ * through the `on*` handlers instead, which partysocket calls first with the original.
+ * Skipping the copy saves an allocation per frame, and avoids a crash where the event
+ * classes of two realms meet (jsdom's `Event` on Node's `EventTarget` in component tests).
+ */
+class QuietSocket extends ReconnectingWebSocket {
+  override dispatchEvent(_event: Event): boolean {
+    return true;
+  }
+}
+
 /** Property names runtimes and test libraries probe on any object; never RPC methods. */
 const PROBED_PROPERTIES = new Set([
   "then",
@@ -308,7 +320,7 @@ export class AgentClient<State = unknown> {
     // Its delays are zeroed because the URL provider below does the waiting: partysocket's
     // backoff has no jitter, cannot wait the time a 4008 asks for, and it would flush
     // queued frames on a bare socket open — before the server has accepted the credentials.
-    this.#socket = new ReconnectingWebSocket(() => this.#nextUrl(), undefined, {
+    this.#socket = new QuietSocket(() => this.#nextUrl(), undefined, {
       WebSocket: options.WebSocket,
       minReconnectionDelay: 0,
       maxReconnectionDelay: 0,
@@ -317,8 +329,8 @@ export class AgentClient<State = unknown> {
       startClosed: this.#stopped,
       shouldReconnectOnClose: (event) => this.#handleClose(event.code, event.reason ?? ""),
     });
-    this.#socket.addEventListener("open", () => this.#handleOpen());
-    this.#socket.addEventListener("message", (event) => this.#handleMessage(event));
+    this.#socket.onopen = () => this.#handleOpen();
+    this.#socket.onmessage = (event) => this.#handleMessage(event);
   }
 
   /**

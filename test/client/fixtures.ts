@@ -70,6 +70,12 @@ export class Lab extends Agent<unknown, LabState> {
     return "bye";
   }
 
+  /** The subject of the caller's credentials. */
+  @callable()
+  whoami() {
+    return getCurrentAgent().connection?.auth?.sub ?? null;
+  }
+
   /** The `exp` the server holds for the caller's credentials. */
   @callable()
   expiry() {
@@ -96,7 +102,8 @@ export interface Outpost {
 export async function startOutpost(
   options: { auth?: boolean; clockTolerance?: number } = {},
 ): Promise<Outpost> {
-  const keys = await createKeySet({ secret: "client-tests-secret-client-tests-secret" });
+  // Ed25519, the default: generated per server, nothing to share.
+  const keys = await createKeySet();
   const dataDir = mkdtempSync(join(tmpdir(), "outpost-client-"));
   const start = (port: number) =>
     serve({
@@ -137,6 +144,7 @@ export async function startOutpost(
 }
 
 /** Every client a test made, closed after it. */
+// (Hook tests make their own through `useAgent`.)
 const clients = new Set<AgentClient<LabState>>();
 
 /** A client of `lab/<name>` on `outpost`, with quick retries so tests run fast. */

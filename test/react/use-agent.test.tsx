@@ -1,0 +1,224 @@
+// @vitest-environment jsdom
+import { act, cleanup, type RenderResult, render, screen, waitFor } from "@testing-library/react";
+import { type ReactNode, StrictMode, Suspense } from "react";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { AgentClient, type QueryParams } from "../../src/client/index.js";
+import { dropCachedQuery, type UseAgentResult, useAgent } from "../../src/react/index.js";
+import { type LabState, type Outpost, startOutpost } from "../client/fixtures.js";
+
+let outpost: Outpost;
+let instance = 0;
+const room = () => `hook-room-${++instance}`;
+const connections = () => outpost.server.stats().connections;
+
+// jsdom's own WebSocket (undici's) fires events of another realm under Vitest; a browser's
+// does not, so stand in with `ws`, as a Node app would.
+const jsdomWebSocket = globalThis.WebSocket;
+beforeAll(async () => {
+  globalThis.WebSocket = WebSocket as unknown as typeof globalThis.WebSocket;
+  outpost = await startOutpost();
+});
+afterEach(() => {
+  cleanup();
+  dropCachedQuery();
+});
+afterAll(async () => {
+  globalThis.WebSocket = jsdomWebSocket;
+  await outpost.dispose();
+});
+
+/** The hook's last result, for the test to call through. */
+const seen = new Map<string, UseAgentResult<LabState>>();
+
+function Count(props: {
+  id?: string;
+  name: string;
+  query: (() => Promise<QueryParams>) | QueryParams;
+  queryDeps?: unknown[];
+}) {
+  const agent = useAgent<LabState>({
+    agent: "Lab",
+    name: props.name,
+    host: outpost.server.url,
+    query: props.query,
+    queryDeps: props.queryDeps,
+    reconnect: { minDelay: 20, maxDelay: 100 },
+  });
+  seen.set(props.id ?? "main", agent);
+  return <output data-testid={props.id ?? "main"}>{agent.state?.count ?? "…"}</output>;
+}
+
+const text = (id = "main") => screen.getByTestId(id).textContent;
+
+/** Render inside an async `act`, so React 19 retries what suspended once its promise settles. */
+async function mount(ui: ReactNode): Promise<RenderResult> {
+  let result!: RenderResult;
+  await act(async () => {
+    result = render(ui);
+  });
+  return result;
+}
+
+describe("useAgent", () => {
+  it("shows the Suspense fallback while an async query runs, then the agent's state", async () => {
+    const name = room();
+    let release!: (params: QueryParams) => void;
+    const query = () => new Promise<QueryParams>((resolve) => (release = resolve));
+    await mount(
+      <Suspense fallback={<p>Authenticating...</p>}>
+        <Count name={name} query={query} />
+      </Suspense>,
+    );
+    expect(screen.getByText("Authenticating...")).toBeTruthy();
+    await act(async () => release({ token: await outpost.token(name) }));
+    await waitFor(() => expect(text()).toBe("0"));
+    expect(screen.queryByText("Authenticating...")).toBeNull();
+  });
+
+  it("re-renders when another client changes the state", async () => {
+    const name = room();
+    await mount(<Count name={name} query={{ token: await outpost.token(name) }} />);
+    await waitFor(() => expect(text()).toBe("0"));
+    const other = new AgentClient({
+      agent: "Lab",
+      name,
+      host: outpost.server.url,
+      WebSocket,
+      query: { token: await outpost.token(name) },
+    });
+    try {
+      await other.call("increment", [4]);
+      await waitFor(() => expect(text()).toBe("4"));
+    } finally {
+      other.close();
+    }
+  });
+
+  it("sets state, calls and streams through the returned object", async () => {
+    const name = room();
+    await mount(<Count name={name} query={{ token: await outpost.token(name) }} />);
+    await waitFor(() => expect(seen.get("main")?.readyState).toBe(1));
+    const agent = seen.get("main")!;
+    expect(agent.agent).toBe("lab");
+    expect(agent.name).toBe(name);
+    act(() => agent.setState({ count: 10 }));
+    await waitFor(() => expect(text()).toBe("10"));
+    expect(await agent.stub.increment!(1)).toBe(11);
+    const chunks: unknown[] = [];
+    await agent.call("countdown", [2], { stream: { onChunk: (c) => chunks.push(c) } });
+    expect(chunks).toEqual([2, 1]);
+    await waitFor(() => expect(text()).toBe("11"));
+  });
+
+  it("reconnects with a fresh query result when queryDeps change, closing the old socket", async () => {
+    const name = room();
+    const runs: string[] = [];
+    function App({ user }: { user: string }) {
+      const query = async () => {
+        runs.push(user);
+        return { token: await outpost.token(name, 60, user) };
+      };
+      return (
+        <Suspense fallback={<p>Authenticating...</p>}>
+          <Count name={name} query={query} queryDeps={[user]} />
+        </Suspense>
+      );
+    }
+    const { rerender } = await mount(<App user="ada" />);
+    await waitFor(() => expect(seen.get("main")?.readyState).toBe(1));
+    expect(await seen.get("main")!.call("whoami")).toBe("ada");
+    const first = seen.get("main")!.client;
+
+    await act(async () => rerender(<App user="grace" />));
+    await waitFor(() => expect(seen.get("main")?.client).not.toBe(first));
+    await waitFor(() => expect(seen.get("main")?.readyState).toBe(1));
+    expect(await seen.get("main")!.call("whoami")).toBe("grace");
+    expect(first.status).toEqual({ state: "closed", reason: "closed_by_client" });
+    await waitFor(() => expect(connections()).toBe(1));
+    expect(runs).toEqual(["ada", "grace"]);
+  });
+
+  it("closes its socket on unmount", async () => {
+    const name = room();
+    const { unmount } = await mount(
+      <Count name={name} query={{ token: await outpost.token(name) }} />,
+    );
+    await waitFor(() => expect(seen.get("main")?.readyState).toBe(1));
+    expect(connections()).toBe(1);
+    unmount();
+    await waitFor(() => expect(connections()).toBe(0));
+  });
+
+  it("opens one socket under StrictMode's double mount, and none after unmount", async () => {
+    const name = room();
+    let runs = 0;
+    const query = async () => {
+      runs++;
+      return { token: await outpost.token(name) };
+    };
+    const { unmount } = await mount(
+      <StrictMode>
+        <Suspense fallback={null}>
+          <Count name={name} query={query} />
+        </Suspense>
+      </StrictMode>,
+    );
+    await waitFor(() => expect(text()).toBe("0"));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(connections()).toBe(1);
+    expect(runs).toBe(1);
+    unmount();
+    await waitFor(() => expect(connections()).toBe(0));
+  });
+
+  it("shares one query result between components mounted together", async () => {
+    const name = room();
+    let runs = 0;
+    const query = async () => {
+      runs++;
+      return { token: await outpost.token(name) };
+    };
+    await mount(
+      <Suspense fallback={null}>
+        <Count id="a" name={name} query={query} />
+        <Count id="b" name={name} query={query} />
+      </Suspense>,
+    );
+    await waitFor(() => expect([text("a"), text("b")]).toEqual(["0", "0"]));
+    expect(runs).toBe(1);
+  });
+
+  it("drops the cached token on a 4001 and fetches a fresh one for every component", async () => {
+    const name = room();
+    const tokens: string[] = [];
+    const query = async () => {
+      const token = tokens.length === 0 ? "stale-token" : await outpost.token(name);
+      tokens.push(token);
+      return { token };
+    };
+    await mount(
+      <Suspense fallback={null}>
+        <Count id="a" name={name} query={query} />
+      </Suspense>,
+    );
+    await waitFor(() => expect(text("a")).toBe("0"));
+    expect(tokens).toHaveLength(2);
+    expect(seen.get("a")!.connectionError).toBeNull();
+    // A component mounted afterwards gets the fresh token from the cache, not the refused one.
+    await mount(
+      <Suspense fallback={null}>
+        <Count id="b" name={name} query={query} />
+      </Suspense>,
+    );
+    await waitFor(() => expect(text("b")).toBe("0"));
+    expect(tokens).toHaveLength(2);
+  });
+
+  it("surfaces connectionError and re-renders when the server refuses for good", async () => {
+    const name = room();
+    await mount(<Count name={name} query={{ token: await outpost.token(`${name}-other`) }} />);
+    await waitFor(() => expect(seen.get("main")?.connectionError?.code).toBe("forbidden"));
+    expect(seen.get("main")!.readyState).toBe(3);
+  });
+});
