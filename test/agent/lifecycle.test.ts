@@ -62,6 +62,33 @@ describe("instance lifecycle", () => {
     expect(b.frames("cf_agent_identity")).toHaveLength(1);
   });
 
+  it("runs the hooks in order: onStart, onConnect, onMessage, onClose", async () => {
+    server = await startServer({ Counter });
+    const first = await connect(wsUrl(server, "/agents/counter/hooks?tag=a"));
+    first.send("hi");
+    await first.waitFor((m) => m === "echo:hi");
+    first.ws.close(1000, "bye");
+    await first.closed;
+    const second = await open(wsUrl(server, "/agents/counter/hooks?tag=b"));
+    await waitFor(
+      async () => (await second.rpc<string[]>("getEvents")).includes("close:1000"),
+      "onClose of the first connection",
+    );
+    expect(await second.rpc("getEvents")).toEqual([
+      "start",
+      "connect:a",
+      "message:hi",
+      "close:1000",
+      "connect:b",
+    ]);
+  });
+
+  it("sends nothing else to a connection that onConnect closes", async () => {
+    server = await startServer({ Counter });
+    const closed = await refused(wsUrl(server, "/agents/counter/reject?reject=1"));
+    expect(closed).toEqual({ code: 4001, reason: "Unauthorized", received: [] });
+  });
+
   it("evicts an idle instance, closing its database, and brings it back with its state", async () => {
     server = await startServer({ Counter }, { idleTimeout: 100 });
     const dbFile = join(server.dataDir, "counter", "evict.sqlite");
