@@ -49,6 +49,19 @@ function Count(props: {
   return <output data-testid={props.id ?? "main"}>{agent.state?.count ?? "…"}</output>;
 }
 
+/** The page's pattern: a query that depends on who is signed in, with `queryDeps: [user]`. */
+function SignedIn({ name, user, runs }: { name: string; user: string; runs: string[] }) {
+  const query = async () => {
+    runs.push(user);
+    return { token: await outpost.token(name, 60, user) };
+  };
+  return (
+    <Suspense fallback={<p>Authenticating...</p>}>
+      <Count name={name} query={query} queryDeps={[user]} />
+    </Suspense>
+  );
+}
+
 const text = (id = "main") => screen.getByTestId(id).textContent;
 
 /** Render inside an async `act`, so React 19 retries what suspended once its promise settles. */
@@ -114,23 +127,12 @@ describe("useAgent", () => {
   it("reconnects with a fresh query result when queryDeps change, closing the old socket", async () => {
     const name = room();
     const runs: string[] = [];
-    function App({ user }: { user: string }) {
-      const query = async () => {
-        runs.push(user);
-        return { token: await outpost.token(name, 60, user) };
-      };
-      return (
-        <Suspense fallback={<p>Authenticating...</p>}>
-          <Count name={name} query={query} queryDeps={[user]} />
-        </Suspense>
-      );
-    }
-    const { rerender } = await mount(<App user="ada" />);
+    const { rerender } = await mount(<SignedIn name={name} user="ada" runs={runs} />);
     await waitFor(() => expect(seen.get("main")?.readyState).toBe(1));
     expect(await seen.get("main")!.call("whoami")).toBe("ada");
     const first = seen.get("main")!.client;
 
-    await act(async () => rerender(<App user="grace" />));
+    await act(async () => rerender(<SignedIn name={name} user="grace" runs={runs} />));
     await waitFor(() => expect(seen.get("main")?.client).not.toBe(first));
     await waitFor(() => expect(seen.get("main")?.readyState).toBe(1));
     expect(await seen.get("main")!.call("whoami")).toBe("grace");
