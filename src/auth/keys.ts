@@ -252,8 +252,14 @@ class LocalKeySet implements KeySet {
 
 /** Import an HMAC secret once as a non-extractable `CryptoKey`; jose verifies it faster than raw bytes. */
 export async function importSecret(secret: string | Uint8Array): Promise<CryptoKey> {
-  const bytes = typeof secret === "string" ? new TextEncoder().encode(secret) : secret;
-  if (!(bytes instanceof Uint8Array) || bytes.byteLength < MIN_SECRET_BYTES) {
+  // Not `instanceof Uint8Array`: bytes from another realm (jsdom, vm) must work too.
+  const bytes =
+    typeof secret === "string"
+      ? Buffer.from(secret, "utf8")
+      : ArrayBuffer.isView(secret)
+        ? Buffer.from(secret.buffer, secret.byteOffset, secret.byteLength)
+        : undefined;
+  if (bytes === undefined || bytes.byteLength < MIN_SECRET_BYTES) {
     throw new TypeError(
       `a shared secret must be at least ${MIN_SECRET_BYTES} bytes (RFC 7518 §3.2); ` +
         "generate one with `openssl rand -base64 48`",

@@ -235,9 +235,12 @@ class OutpostServer implements AgentServer {
         const chosen = this.#selectedProtocol.get(req);
         if (chosen !== undefined && protocols.has(chosen)) return chosen;
         if (protocols.has("outpost")) return "outpost";
-        // Browsers fail a handshake whose offered protocols get no answer at all.
-        const [first] = protocols;
-        return first ?? false;
+        // Browsers fail a handshake whose offered protocols get no answer at all, but a
+        // protocol carrying a credential is never echoed back in a response header.
+        for (const protocol of protocols) {
+          if (!protocol.startsWith("outpost.bearer.")) return protocol;
+        }
+        return false;
       },
     });
   }
