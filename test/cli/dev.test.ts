@@ -1,0 +1,94 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { createKeySet, issueToken } from "../../src/auth/index.js";
+import { tempDir } from "../helpers/server.js";
+import { waitFor } from "../helpers/wait.js";
+import { connect, refused } from "../helpers/ws-client.js";
+
+const ROOT = join(import.meta.dirname, "..", "..");
+const BIN = join(ROOT, "bin", "outpost.js");
+
+/** Run the CLI as a user would, collecting its output. */
+function run(args: string[]): {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+} {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout?.on("data", (chunk) => {
+    output += chunk;
+  });
+  child.stderr?.on("data", (chunk) => {
+    output += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { child, output: () => output, exited };
+}
+
+describe("outpost dev", () => {
+  const children: ChildProcess[] = [];
+  afterEach(() => {
+    for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
+  });
+
+  it.skipIf(!existsSync(join(ROOT, "dist", "cli", "main.js")))(
+    "serves every Agent a TypeScript module exports, with its auth, and stops on SIGTERM",
+    async () => {
+      const data = tempDir();
+      const dev = run([
+        "dev",
+        "test/fixtures/dev-module.ts",
+        "--port",
+        "0",
+        "--data-dir",
+        data.dir,
+        "--json",
+      ]);
+      children.push(dev.child);
+      await waitFor(
+        () => /http:\/\/127\.0\.0\.1:\d+/.test(dev.output()),
+        "the dev server URL",
+        15_000,
+      );
+      const port = Number(/127\.0\.0\.1:(\d+)/.exec(dev.output())![1]);
+      expect(dev.output()).toContain("TallyBoard → ws://127.0.0.1:");
+      expect(dev.output()).not.toContain("notAnAgent");
+
+      // The module's `auth` export guards the agents.
+      const closed = await refused(`ws://127.0.0.1:${port}/agents/tally-board/main`);
+      expect(closed.code).toBe(4001);
+
+      const keys = await createKeySet({ secret: "dev-module-secret-0123456789abcdef-xyz" });
+      const token = await issueToken(keys, { sub: "dev", agent: "tally-board", name: "main" });
+      const client = await connect(`ws://127.0.0.1:${port}/agents/tally-board/main?token=${token}`);
+      expect(await client.rpc("add", [5])).toBe(5);
+      expect(existsSync(join(data.dir, "tally-board", "main.sqlite"))).toBe(true);
+
+      dev.child.kill("SIGTERM");
+      expect((await client.closed).code).toBe(1001);
+      expect(await dev.exited).toBe(0);
+      data.remove();
+    },
+    30_000,
+  );
+
+  it("explains what it needs when the module is missing or exports no agent", async () => {
+    const missing = run(["dev"]);
+    expect(await missing.exited).toBe(2);
+    expect(missing.output()).toContain("outpost dev needs exactly one module");
+
+    const empty = run(["dev", "test/helpers/wait.ts", "--port", "0"]);
+    expect(await empty.exited).toBe(1);
+    expect(empty.output()).toContain("exports no Agent subclass");
+
+    const badPort = run(["dev", "x.ts", "--port", "http"]);
+    expect(await badPort.exited).toBe(2);
+    expect(badPort.output()).toContain("--port must be a number");
+  });
+});
