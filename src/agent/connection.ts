@@ -62,6 +62,7 @@ export class ServerConnection<State = unknown> implements Connection<State> {
   readonly #limits: ConnectionLimits;
   readonly #queue: Task[] = [];
   #busy = false;
+  #awaitingPong = false;
   #expiryTimer: NodeJS.Timeout | undefined;
   readonly #onTaskError: (error: unknown) => void;
 
@@ -188,6 +189,26 @@ export class ServerConnection<State = unknown> implements Connection<State> {
   /** A handler of this connection is running or waiting. */
   get busy(): boolean {
     return this.#busy || this.#queue.length > 0;
+  }
+
+  /**
+   * One heartbeat tick: drop the socket if the previous ping went unanswered, else ping.
+   * Returns false when the connection was dropped.
+   */
+  heartbeat(): boolean {
+    if (this.#socket.readyState !== 1) return true;
+    if (this.#awaitingPong) {
+      this.terminate();
+      return false;
+    }
+    this.#awaitingPong = true;
+    this.#socket.ping();
+    return true;
+  }
+
+  /** The client answered a ping (or sent anything): it is still there. */
+  markAlive(): void {
+    this.#awaitingPong = false;
   }
 
   /** Drop the socket without a close handshake. */

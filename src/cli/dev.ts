@@ -70,6 +70,10 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
     auth: loaded.auth as AuthPolicy | Promise<AuthPolicy> | undefined,
     logger: values.json ? { level: "info" } : { level: "info", pretty: true },
   });
+  // A stray rejected promise in agent code is a bug to show, not a reason to stop serving.
+  process.on("unhandledRejection", (reason) => {
+    server.logger.error({ err: reason }, "unhandled promise rejection in agent code");
+  });
   const wsUrl = server.url.replace(/^http/, "ws");
   io.stdout(`Outpost dev server at ${server.url}\n`);
   for (const name of Object.keys(agents)) {

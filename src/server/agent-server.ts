@@ -58,6 +58,12 @@ export interface AgentServerOptions<Env = unknown> {
   /** How long shutdown waits for running handlers, in ms. Default 5 s. */
   shutdownTimeout?: number;
   /**
+   * Milliseconds between pings; a connection that has not answered the previous ping is
+   * dropped, so sockets whose network vanished do not stay open. `0` turns it off.
+   * Default 30 s.
+   */
+  heartbeatInterval?: number;
+  /**
    * Take the client address from the last `X-Forwarded-For` entry, the one your proxy
    * appended (only behind exactly one proxy you run).
    */
@@ -108,6 +114,7 @@ const DEFAULTS = {
   maxUrlLength: 8 * 1024,
   idleTimeout: 60_000,
   shutdownTimeout: 5_000,
+  heartbeatInterval: 30_000,
 };
 
 /**
@@ -185,6 +192,7 @@ class OutpostServer implements AgentServer {
   readonly #pendingAccepts = new Map<string, number>();
   readonly #refusals: Record<string, number> = {};
   #closing: Promise<void> | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(options: AgentServerOptions) {
     this.logger = createLogger(options.logger);
@@ -201,6 +209,7 @@ class OutpostServer implements AgentServer {
       idleTimeout: options.idleTimeout ?? DEFAULTS.idleTimeout,
       durability: options.durability ?? "process",
       shutdownTimeout: options.shutdownTimeout ?? DEFAULTS.shutdownTimeout,
+      heartbeatInterval: options.heartbeatInterval ?? DEFAULTS.heartbeatInterval,
       trustProxy: options.trustProxy ?? false,
     };
     this.#limits = {
@@ -243,6 +252,15 @@ class OutpostServer implements AgentServer {
         return false;
       },
     });
+    if (this.#options.heartbeatInterval > 0) {
+      this.#heartbeat = setInterval(() => {
+        let dropped = 0;
+        for (const connection of this.#connections) if (!connection.heartbeat()) dropped++;
+        if (dropped > 0)
+          this.logger.info({ dropped }, "dropped connections that stopped answering");
+      }, this.#options.heartbeatInterval);
+      this.#heartbeat.unref();
+    }
   }
 
   /** Resolves once the auth policy (which may be a promise) is ready. */
@@ -455,7 +473,11 @@ class OutpostServer implements AgentServer {
       });
       this.#armExpiry(connection);
     }
-    ws.on("message", (data, isBinary) => instance.receive(connection, data as Buffer, isBinary));
+    ws.on("message", (data, isBinary) => {
+      connection.markAlive();
+      instance.receive(connection, data as Buffer, isBinary);
+    });
+    ws.on("pong", () => connection.markAlive());
     ws.on("error", (error) => {
       this.logger.debug({ err: error, connection: connection.id }, "socket error");
     });
@@ -687,6 +709,7 @@ class OutpostServer implements AgentServer {
 
   async #shutdown(): Promise<void> {
     const started = Date.now();
+    if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
     const instances = [...this.#registry.instances];
     await Promise.all(
       instances.map((instance) =>
