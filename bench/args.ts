@@ -16,6 +16,8 @@ export interface BenchOptions {
   outDir: string;
   /** Rewrite the results section of BENCHMARKS.md (default: on for full runs only). */
   writeDocs: boolean;
+  /** Measure nothing: draw the chart and tables again from the output directory's latest.json. */
+  render: boolean;
   help: boolean;
 }
 
@@ -28,6 +30,7 @@ export const USAGE = `Usage: npm run bench -- [options]
   --cpu-prof           write the servers' CPU profiles to the output directory
   --out=DIR            output directory (default bench/results)
   --docs / --no-docs   rewrite the results in BENCHMARKS.md (default: full runs only)
+  --render             measure nothing: redraw chart, tables and docs from latest.json
   --help               this text
 `;
 
@@ -56,6 +59,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     cpuProf: false,
     outDir: "bench/results",
     writeDocs: false,
+    render: false,
     help: false,
   };
   let docs: boolean | undefined;
@@ -97,6 +101,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case "--no-docs":
         docs = false;
+        break;
+      case "--render":
+        options.render = true;
         break;
       case "--help":
       case "-h":

@@ -38,15 +38,19 @@ function rows(results: Results): string[][] {
   return [header, ...body];
 }
 
+/** Which columns hold text (left-aligned) rather than numbers. */
+function textColumns(header: string[]): boolean[] {
+  return header.map((name) => name === "workload" || name === "unit");
+}
+
 /** A fixed-width table for the terminal: text left-aligned, numbers right-aligned. */
 export function terminalTable(results: Results): string {
   const table = rows(results);
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => (r[i] ?? "").length)));
+  const left = textColumns(table[0]!);
   const line = (cells: string[]) =>
     cells
-      .map((cell, i) =>
-        i === 0 || i === cells.length - 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!),
-      )
+      .map((cell, i) => (left[i] ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
       .join("  ")
       .trimEnd();
   const [header, ...body] = table;
@@ -66,7 +70,7 @@ export function markdownResults(results: Results): string {
   const table = rows(results);
   const [header, ...body] = table;
   const md = (cells: string[]) => `| ${cells.join(" | ")} |`;
-  const align = header!.map((_, i) => (i === 0 || i === header!.length - 1 ? "---" : "---:"));
+  const align = textColumns(header!).map((text) => (text ? "---" : "---:"));
   const targets = results.targets.map((t) => {
     const ratio = t.ratio === null ? "–" : `${t.ratio.toFixed(2)}×`;
     const verdict = t.met === null ? "not measured" : t.met ? "met" : "**missed**";

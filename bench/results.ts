@@ -159,6 +159,37 @@ export function evaluateTargets(workloads: Record<string, WorkloadResult>): Targ
   });
 }
 
+/** What `measure()` notes when another program kept both processes off their cores. */
+const DISTURBED = /^(\S+) (\S+): no undisturbed window in (\d+) tries/;
+
+/**
+ * One line for all the disturbed windows instead of one per window; other notes as they are.
+ * Each such window is still measured (its least disturbed try is kept) and counts in the
+ * median like any other round.
+ */
+export function condenseNotes(notes: readonly string[]): string[] {
+  const counts = new Map<string, number>();
+  let tries = 0;
+  const rest: string[] = [];
+  for (const note of notes) {
+    const match = DISTURBED.exec(note);
+    if (match === null) {
+      rest.push(note);
+      continue;
+    }
+    const key = `${match[1]} ${match[2]}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+    tries = Math.max(tries, Number(match[3]));
+  }
+  if (counts.size === 0) return rest;
+  const total = [...counts.values()].reduce((a, b) => a + b, 0);
+  const list = [...counts].map(([key, n]) => (n > 1 ? `${key} ×${n}` : key)).join(", ");
+  return [
+    `${total} window(s) where other programs kept both processes below 85% of their cores in all ${tries} tries (the least disturbed try is kept; the median over rounds absorbs them): ${list}`,
+    ...rest,
+  ];
+}
+
 /** Medians over rounds, ratios and targets: the document written to latest.json. */
 export function shapeResults(
   samples: Samples,
@@ -190,5 +221,12 @@ export function shapeResults(
       ratios[w.key]![against] = round(ratio);
     }
   }
-  return { machine, settings, workloads, ratios, targets: evaluateTargets(workloads), notes };
+  return {
+    machine,
+    settings,
+    workloads,
+    ratios,
+    targets: evaluateTargets(workloads),
+    notes: condenseNotes(notes),
+  };
 }

@@ -14,7 +14,7 @@ import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs, type Settings, settingsFor, USAGE } from "./args.js";
 import { canPin, fileLimit, ROOT } from "./child.js";
-import { type Algorithm, CONTENDER_LABELS, type Contender } from "./config.js";
+import { type Algorithm, type BenchKeys, CONTENDER_LABELS, type Contender } from "./config.js";
 import { LoadGenerator } from "./load/index.js";
 import type {
   ConnectsResult,
@@ -24,7 +24,14 @@ import type {
   RpcResult,
 } from "./load/protocol.js";
 import { markdownResults, svgChart, targetLines, terminalTable } from "./report.js";
-import { addSample, type Results, type Samples, shapeResults } from "./results.js";
+import {
+  addSample,
+  condenseNotes,
+  evaluateTargets,
+  type Results,
+  type Samples,
+  shapeResults,
+} from "./results.js";
 import { ServerProcess } from "./servers/index.js";
 import { median } from "./stats.js";
 import { createBenchKeys } from "./tokens.js";
@@ -391,92 +398,106 @@ function machine(): Record<string, unknown> {
   };
 }
 
-const keys = await createBenchKeys();
-const load = LoadGenerator.start();
-const cleanup = () => {
-  void load.stop();
-};
-process.once("SIGINT", () => {
-  cleanup();
-  process.exit(130);
-});
-
-try {
-  say(
-    `Outpost benchmark (${options.quick ? "quick" : "full"}, ${options.rounds} round${options.rounds > 1 ? "s" : ""}): ${options.contenders.map((c) => CONTENDER_LABELS[c]).join(", ")}`,
-  );
-  if (!canPin()) notes.push("taskset is missing: processes were not pinned to cores");
-  await load.run({ cmd: "init", keys });
-  const w = options.workloads;
-  const edTokens = Math.max(
-    w.includes("connects") ? settings.connects.maxCount : 0,
-    w.includes("memory") ? settings.memory.connections + 1 : 0,
-    settings.fanout.clients,
-    5_000,
-  );
-  status(`signing ${fmt(edTokens)} EdDSA tokens`, false);
-  await load.run({ cmd: "tokens", algorithm: "EdDSA", count: edTokens });
-  if (w.includes("connects")) {
-    status(`signing ${fmt(settings.connects.maxCount)} HS256 tokens`, false);
-    await load.run({ cmd: "tokens", algorithm: "HS256", count: settings.connects.maxCount });
-  }
-  status("tokens signed");
-
-  for (let round = 0; round < options.rounds; round++) {
-    if (options.rounds > 1) say(`— round ${round + 1} of ${options.rounds}`);
-    if (w.some((x) => x !== "memory")) {
-      const servers = await startServers("EdDSA", round);
-      try {
-        if (w.includes("connects")) await runConnects(servers, round, "EdDSA");
-        if (w.includes("refused")) await runRefused(servers, round);
-        if (w.includes("rpc")) await runRpc(servers, round, 100);
-        if (w.includes("rpc") || w.includes("fanout"))
-          await runRpc(servers, round, settings.fanout.clients);
-      } finally {
-        await stopAll(servers);
-      }
-    }
-    if (w.includes("refused") && options.contenders.includes("outpost")) {
-      await runRefusedLimited();
-    }
+/** Run every selected workload, all rounds; the results as written to latest.json. */
+async function measureAll(): Promise<Results> {
+  keys = await createBenchKeys();
+  load = LoadGenerator.start();
+  process.once("SIGINT", () => {
+    void load.stop();
+    process.exit(130);
+  });
+  try {
+    say(
+      `Outpost benchmark (${options.quick ? "quick" : "full"}, ${options.rounds} round${options.rounds > 1 ? "s" : ""}): ${options.contenders.map((c) => CONTENDER_LABELS[c]).join(", ")}`,
+    );
+    if (!canPin()) notes.push("taskset is missing: processes were not pinned to cores");
+    await load.run({ cmd: "init", keys });
+    const w = options.workloads;
+    const edTokens = Math.max(
+      w.includes("connects") ? settings.connects.maxCount : 0,
+      w.includes("memory") ? settings.memory.connections + 1 : 0,
+      settings.fanout.clients,
+      5_000,
+    );
+    status(`signing ${fmt(edTokens)} EdDSA tokens`, false);
+    await load.run({ cmd: "tokens", algorithm: "EdDSA", count: edTokens });
     if (w.includes("connects")) {
-      const servers = await startServers("HS256", round);
-      try {
-        await runConnects(servers, round, "HS256");
-      } finally {
-        await stopAll(servers);
-      }
+      status(`signing ${fmt(settings.connects.maxCount)} HS256 tokens`, false);
+      await load.run({ cmd: "tokens", algorithm: "HS256", count: settings.connects.maxCount });
     }
-    if (w.includes("memory")) await runMemory(round);
+    status("tokens signed");
+
+    for (let round = 0; round < options.rounds; round++) {
+      if (options.rounds > 1) say(`— round ${round + 1} of ${options.rounds}`);
+      if (w.some((x) => x !== "memory")) {
+        const servers = await startServers("EdDSA", round);
+        try {
+          if (w.includes("connects")) await runConnects(servers, round, "EdDSA");
+          if (w.includes("refused")) await runRefused(servers, round);
+          if (w.includes("rpc")) await runRpc(servers, round, 100);
+          if (w.includes("rpc") || w.includes("fanout"))
+            await runRpc(servers, round, settings.fanout.clients);
+        } finally {
+          await stopAll(servers);
+        }
+      }
+      if (w.includes("refused") && options.contenders.includes("outpost")) {
+        await runRefusedLimited();
+      }
+      if (w.includes("connects")) {
+        const servers = await startServers("HS256", round);
+        try {
+          await runConnects(servers, round, "HS256");
+        } finally {
+          await stopAll(servers);
+        }
+      }
+      if (w.includes("memory")) await runMemory(round);
+    }
+  } finally {
+    await load.stop();
   }
-} finally {
-  await load.stop();
+  return shapeResults(
+    samples,
+    machine(),
+    { ...settings, workloads: options.workloads, contenders: options.contenders },
+    notes,
+  );
 }
 
-const results: Results = shapeResults(
-  samples,
-  machine(),
-  { ...settings, workloads: options.workloads, contenders: options.contenders },
-  notes,
-);
+let keys: BenchKeys;
+let load: LoadGenerator;
+let results: Results;
+if (options.render) {
+  // Redraw from the numbers already measured; the verdicts follow the current targets.
+  const previous = JSON.parse(readFileSync(join(outDir, "latest.json"), "utf8")) as Results;
+  results = {
+    ...previous,
+    targets: evaluateTargets(previous.workloads),
+    notes: condenseNotes(previous.notes ?? []),
+  };
+} else {
+  results = await measureAll();
+}
 writeFileSync(join(outDir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 const title = `Outpost vs bare ws+jose vs Socket.IO (${results.machine.mode as string} run, ${String(results.machine.date).slice(0, 10)})`;
 writeFileSync(join(outDir, "latest.svg"), svgChart(results, title));
 writeFileSync(join(outDir, "latest.md"), `${markdownResults(results)}\n`);
-if (options.writeDocs) updateDocs(results);
+const docs = options.writeDocs || options.render ? updateDocs(results) : undefined;
 
 say("");
 say(terminalTable(results));
 say("");
 say("Targets (Outpost ÷ other, same run):");
 for (const line of targetLines(results)) say(`  ${line}`);
-for (const note of notes) say(`note: ${note}`);
+for (const note of results.notes) say(`note: ${note}`);
+if (docs !== undefined && docs !== true) say(`note: ${docs}`);
 say(
-  `\nwrote ${options.outDir}/latest.json, latest.svg, latest.md${options.writeDocs ? " and BENCHMARKS.md" : ""} in ${elapsed().trim()}`,
+  `\nwrote ${options.outDir}/latest.json, latest.svg, latest.md${docs === true ? " and BENCHMARKS.md" : ""} in ${elapsed().trim()}`,
 );
 
-/** Replace the generated part of BENCHMARKS.md, between its two markers. */
-function updateDocs(r: Results): void {
+/** Replace the generated part of BENCHMARKS.md, between its two markers; true or why not. */
+function updateDocs(r: Results): true | string {
   const path = join(ROOT, "BENCHMARKS.md");
   const start = "<!-- results:start -->";
   const end = "<!-- results:end -->";
@@ -484,14 +505,12 @@ function updateDocs(r: Results): void {
   try {
     doc = readFileSync(path, "utf8");
   } catch {
-    notes.push("BENCHMARKS.md not found: results section not written");
-    return;
+    return "BENCHMARKS.md not found: results section not written";
   }
   const from = doc.indexOf(start);
   const to = doc.indexOf(end);
   if (from < 0 || to < from) {
-    notes.push("BENCHMARKS.md has no results markers: results section not written");
-    return;
+    return "BENCHMARKS.md has no results markers: results section not written";
   }
   const m = r.machine;
   const section = [
@@ -509,4 +528,5 @@ function updateDocs(r: Results): void {
     end,
   ].join("\n");
   writeFileSync(path, doc.slice(0, from) + section + doc.slice(to + end.length));
+  return true;
 }

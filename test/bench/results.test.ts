@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { markdownResults, svgChart, terminalTable } from "../../bench/report.js";
-import { addSample, type Samples, shapeResults } from "../../bench/results.js";
+import { addSample, condenseNotes, type Samples, shapeResults } from "../../bench/results.js";
 import { quantile } from "../../bench/stats.js";
 
 function sampleRun(): Samples {
@@ -67,6 +67,20 @@ describe("bench results", () => {
     expect(svg.trimEnd().endsWith("</svg>")).toBe(true);
     expect(svg).toContain("a &lt;title&gt; &amp; more");
     expect(svg).not.toContain("NaN");
+  });
+
+  it("condenses disturbed-window notes into one line and keeps the others", () => {
+    const notes = condenseNotes([
+      "connects outpost: no undisturbed window in 3 tries (busy: server 58%, load 27%)",
+      "rpc bare: 2 calls answered with an error",
+      "connects outpost: no undisturbed window in 3 tries (busy: server 70%, load 30%)",
+      "rpc_1000 socketio: no undisturbed window in 3 tries (busy: server 26%, load 18%)",
+    ]);
+    expect(notes).toHaveLength(2);
+    expect(notes[0]).toMatch(/^3 window\(s\) .* all 3 tries/);
+    expect(notes[0]).toContain("connects outpost ×2, rpc_1000 socketio");
+    expect(notes[1]).toBe("rpc bare: 2 calls answered with an error");
+    expect(condenseNotes(["x"])).toEqual(["x"]);
   });
 
   it("takes nearest-rank quantiles of the filled part of a buffer", () => {
