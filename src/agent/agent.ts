@@ -1,5 +1,6 @@
 import type { SqlValue } from "../storage/agent-database.js";
 import type { Connection } from "./connection.js";
+import { AGENT_BRAND, processWide } from "./shared.js";
 
 /** What `onConnect` receives besides the connection. */
 export interface ConnectionContext {
@@ -40,7 +41,10 @@ export interface AgentRuntime {
   reportError(connection: Connection | undefined, error: unknown): void;
 }
 
-const runtimes = new WeakMap<Agent<unknown, unknown>, AgentRuntime>();
+const runtimes = processWide(
+  "runtimes",
+  () => new WeakMap<Agent<unknown, unknown>, AgentRuntime>(),
+);
 
 /** @internal Construction context handed to every agent by the runtime. */
 export interface AgentContext {
@@ -73,6 +77,8 @@ export function runtimeOf(agent: Agent<unknown, unknown>): AgentRuntime {
  * }
  */
 export class Agent<Env = unknown, State = unknown> {
+  /** Marks Agent classes (and subclasses) from any copy of Outpost. */
+  static readonly [AGENT_BRAND] = true;
   /** State used until the first `setState`. */
   initialState?: State;
   /** The `env` given to `serve()`. */
@@ -204,6 +210,15 @@ export class Agent<Env = unknown, State = unknown> {
   onRequest(_request: Request): Response | Promise<Response> {
     return new Response("Not found", { status: 404 });
   }
+}
+
+/** Is `value` a class that extends `Agent` (from any copy of Outpost)? */
+export function isAgentClass(value: unknown): value is AgentClass {
+  return (
+    typeof value === "function" &&
+    value !== Agent &&
+    (value as unknown as Record<symbol, unknown>)[AGENT_BRAND] === true
+  );
 }
 
 /** Any class that extends `Agent`. */

@@ -1,3 +1,5 @@
+import { processWide } from "./shared.js";
+
 /** Options for `@callable()`. */
 export interface CallableMetadata {
   /** Short description, for tooling. */
@@ -9,7 +11,7 @@ export interface CallableMetadata {
   streaming?: boolean;
 }
 
-const callables = new WeakMap<Function, CallableMetadata>();
+const callables = processWide("callables", () => new WeakMap<Function, CallableMetadata>());
 
 /**
  * Marks an agent method as callable by clients over RPC (TC39 standard decorator).

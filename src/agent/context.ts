@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Agent } from "./agent.js";
 import type { Connection } from "./connection.js";
+import { processWide } from "./shared.js";
 
 /** The agent (and connection, for frames) whose code is running now. */
 export interface CurrentAgent<A extends Agent<unknown, unknown> = Agent<unknown, unknown>> {
@@ -9,7 +10,7 @@ export interface CurrentAgent<A extends Agent<unknown, unknown> = Agent<unknown,
   connection: Connection | undefined;
 }
 
-const storage = new AsyncLocalStorage<CurrentAgent>();
+const storage = processWide("currentAgent", () => new AsyncLocalStorage<CurrentAgent>());
 
 /** @internal Run `work` with `current` visible to `getCurrentAgent()`. */
 export function runWithAgent<T>(current: CurrentAgent, work: () => T): T {

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { Agent, type AgentClass } from "../agent/agent.js";
+import { type AgentClass, isAgentClass } from "../agent/agent.js";
 import type { AuthPolicy } from "../auth/policy.js";
 import { agentNameToKebab } from "../protocol/frames.js";
 import { serve } from "../server/serve.js";
@@ -46,11 +46,11 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
     return 2;
   }
 
-  const { register } = await import("tsx/esm/api");
-  register();
+  // tsImport loads TypeScript (decorators included) whether the user's package is ESM or not.
+  const { tsImport } = await import("tsx/esm/api");
   let loaded: Record<string, unknown>;
   try {
-    loaded = await import(pathToFileURL(resolve(modulePath)).href);
+    loaded = await tsImport(pathToFileURL(resolve(modulePath)).href, import.meta.url);
   } catch (error) {
     io.stderr(`could not load ${modulePath}: ${(error as Error).message}\n`);
     return 1;
@@ -103,9 +103,7 @@ function parseDevArgs(argv: string[]) {
 export function agentExports(module: Record<string, unknown>): Record<string, AgentClass> {
   const agents: Record<string, AgentClass> = {};
   for (const [name, value] of Object.entries(module)) {
-    if (typeof value === "function" && value.prototype instanceof Agent) {
-      agents[name] = value as AgentClass;
-    }
+    if (isAgentClass(value)) agents[name] = value;
   }
   return agents;
 }

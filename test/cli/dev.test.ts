@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createKeySet, issueToken } from "../../src/auth/index.js";
@@ -74,6 +74,48 @@ describe("outpost dev", () => {
       expect((await client.closed).code).toBe(1001);
       expect(await dev.exited).toBe(0);
       data.remove();
+    },
+    30_000,
+  );
+
+  it.skipIf(!existsSync(join(ROOT, "dist", "cli", "main.js")))(
+    "loads a TypeScript module from a project that is not ESM, callables and getCurrentAgent included",
+    async () => {
+      // A user's project: no "type": "module", Outpost installed under node_modules.
+      const project = tempDir();
+      mkdirSync(join(project.dir, "node_modules"));
+      symlinkSync(ROOT, join(project.dir, "node_modules", "outpost"));
+      writeFileSync(join(project.dir, "package.json"), '{ "name": "user-app" }');
+      writeFileSync(
+        join(project.dir, "agents.ts"),
+        [
+          'import { Agent, callable, getCurrentAgent } from "outpost";',
+          "export class Greeter extends Agent {",
+          "  @callable()",
+          "  hello() { return getCurrentAgent().connection ? 'hello caller' : 'hello nobody'; }",
+          "}",
+        ].join("\n"),
+      );
+      const dev = run([
+        "dev",
+        join(project.dir, "agents.ts"),
+        "--port",
+        "0",
+        "--data-dir",
+        join(project.dir, "data"),
+      ]);
+      children.push(dev.child);
+      await waitFor(
+        () => /http:\/\/127\.0\.0\.1:\d+/.test(dev.output()),
+        "the dev server URL",
+        15_000,
+      );
+      const port = Number(/127\.0\.0\.1:(\d+)/.exec(dev.output())![1]);
+      const client = await connect(`ws://127.0.0.1:${port}/agents/greeter/one`);
+      expect(await client.rpc("hello")).toBe("hello caller");
+      dev.child.kill("SIGTERM");
+      expect(await dev.exited).toBe(0);
+      project.remove();
     },
     30_000,
   );
