@@ -52,7 +52,7 @@ describe("outpost dev", () => {
       ]);
       children.push(dev.child);
       await waitFor(
-        () => /http:\/\/127\.0\.0\.1:\d+/.test(dev.output()),
+        () => /http:\/\/127\.0\.0\.1:\d+\n/.test(dev.output()),
         "the dev server URL",
         15_000,
       );
@@ -106,7 +106,7 @@ describe("outpost dev", () => {
       ]);
       children.push(dev.child);
       await waitFor(
-        () => /http:\/\/127\.0\.0\.1:\d+/.test(dev.output()),
+        () => /http:\/\/127\.0\.0\.1:\d+\n/.test(dev.output()),
         "the dev server URL",
         15_000,
       );
