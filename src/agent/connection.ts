@@ -51,7 +51,6 @@ export interface ConnectionLimits {
  */
 export class ServerConnection<State = unknown> implements Connection<State> {
   readonly id: string;
-  readonly uri: string;
   readonly remoteAddress: string;
   session: AuthSession | undefined;
   readonly = false;
@@ -62,6 +61,7 @@ export class ServerConnection<State = unknown> implements Connection<State> {
   readonly #limits: ConnectionLimits;
   readonly #queue: Task[] = [];
   #busy = false;
+  #uri: string | (() => string);
   #awaitingPong = false;
   #expiryTimer: NodeJS.Timeout | undefined;
   readonly #onTaskError: (error: unknown) => void;
@@ -69,7 +69,8 @@ export class ServerConnection<State = unknown> implements Connection<State> {
   constructor(options: {
     id: string;
     socket: WebSocket;
-    uri: string;
+    /** The request URL with credentials redacted, computed when first read. */
+    uri: () => string;
     remoteAddress: string;
     session: AuthSession | undefined;
     limits: ConnectionLimits;
@@ -77,11 +78,16 @@ export class ServerConnection<State = unknown> implements Connection<State> {
   }) {
     this.id = options.id;
     this.#socket = options.socket;
-    this.uri = options.uri;
+    this.#uri = options.uri;
     this.remoteAddress = options.remoteAddress;
     this.session = options.session;
     this.#limits = options.limits;
     this.#onTaskError = options.onTaskError;
+  }
+
+  get uri(): string {
+    if (typeof this.#uri === "function") this.#uri = this.#uri();
+    return this.#uri;
   }
 
   get state(): State | undefined {

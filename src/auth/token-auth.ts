@@ -214,15 +214,17 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
     },
 
     authorize(session: AuthSession, action: AuthAction) {
-      const options = { fingerprint: session.fingerprint };
+      // Runs on every frame: allocate nothing unless refusing.
       if (session.expiresAt !== undefined && Date.now() >= session.expiresAt) {
-        throw new AuthError("token_expired", undefined, options);
+        throw new AuthError("token_expired", undefined, { fingerprint: session.fingerprint });
       }
       if (revocations.isRevoked(session.claims)) {
-        throw new AuthError("token_revoked", undefined, options);
+        throw new AuthError("token_revoked", undefined, { fingerprint: session.fingerprint });
       }
       if (!session.claims.scope.includes(action)) {
-        throw new AuthError("scope_mismatch", `token scope does not allow ${action}`, options);
+        throw new AuthError("scope_mismatch", `token scope does not allow ${action}`, {
+          fingerprint: session.fingerprint,
+        });
       }
     },
 

@@ -162,6 +162,22 @@ function toRefusal(error: unknown): Refusal {
   return { code: "internal_error", closeCode: 1011, status: 500, message: "internal error" };
 }
 
+/**
+ * Build `ctx.request` only when an agent reads it. A separate function so the closure does
+ * not share a scope with the socket's listeners, which would keep the upgrade URL (token
+ * included) and headers alive for the life of every connection.
+ */
+function requestFactory(authRequest: AuthRequest): () => Request {
+  const { url, headers } = authRequest;
+  return () => new Request(url, { headers });
+}
+
+/** `connection.uri`, computed on first read: most connections never log it. */
+function redactedUri(url: URL): () => string {
+  const href = url.href;
+  return () => redactUrl(href);
+}
+
 function closeReason(refusal: Refusal): string {
   if (refusal.retryAfterMs === undefined) return refusal.message;
   const seconds = Math.max(1, Math.ceil(refusal.retryAfterMs / 1000));
@@ -344,11 +360,16 @@ class OutpostServer implements AgentServer {
     if (route.kind === "bad-name") return rejectUpgrade(socket, 400, route.reason);
     if (this.#closing) return rejectUpgrade(socket, 503);
     const remoteAddress = this.#clientAddress(req);
+    let headers: Headers | undefined;
     const authRequest: AuthRequest = {
       agent: route.agent,
       name: route.name,
       url,
-      headers: toHeaders(req.headers),
+      // A WHATWG Headers copy costs more than most upgrades need: build it when read.
+      get headers() {
+        headers ??= toHeaders(req.headers);
+        return headers;
+      },
       remoteAddress,
       websocket: true,
     };
@@ -418,7 +439,7 @@ class OutpostServer implements AgentServer {
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       this.#release(key);
-      this.#attach(ws, instance, authRequest, session);
+      this.#attach(ws, instance, authRequest, session, req.headers.origin ?? null);
     });
   }
 
@@ -453,11 +474,12 @@ class OutpostServer implements AgentServer {
     instance: AgentInstance,
     authRequest: AuthRequest,
     session: AuthSession | undefined,
+    origin: string | null,
   ): void {
     const connection = new ServerConnection({
       id: randomUUID(),
       socket: ws,
-      uri: redactUrl(authRequest.url),
+      uri: redactedUri(authRequest.url),
       remoteAddress: authRequest.remoteAddress,
       session,
       limits: this.#limits,
@@ -468,8 +490,9 @@ class OutpostServer implements AgentServer {
       this.#origins.set(connection, {
         agent: authRequest.agent,
         name: authRequest.name,
-        href: authRequest.url.href,
-        origin: authRequest.headers.get("origin"),
+        // Without the query: a refresh does not need it, and it holds the token.
+        href: `${authRequest.url.origin}${authRequest.url.pathname}`,
+        origin,
       });
       this.#armExpiry(connection);
     }
@@ -485,11 +508,7 @@ class OutpostServer implements AgentServer {
       this.#connections.delete(connection);
       instance.detach(connection, code, reason.toString());
     });
-    // Most agents never read the upgrade request: build it only when asked.
-    instance.attach(
-      connection,
-      () => new Request(authRequest.url, { headers: authRequest.headers }),
-    );
+    instance.attach(connection, requestFactory(authRequest));
   }
 
   /** The request a connection was authenticated with, rebuilt for a refresh. */
