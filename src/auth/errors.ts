@@ -1,3 +1,4 @@
+import { fingerprint } from "./fingerprint.js";
 /**
  * Every refusal of the auth layer, one stable code per reason. The code goes to the log and
  * to the client; the close code tells a WebSocket client what to do next (see
@@ -171,4 +172,16 @@ export function fromJoseError(error: unknown): AuthError {
       // could not be read as one we issue. Never leak the underlying message.
       return new AuthError("token_malformed");
   }
+}
+
+/**
+ * Any failure while checking `token` as an `AuthError` (jose errors mapped by code), with
+ * the token's fingerprint attached so the refusal can be logged without the token.
+ */
+export function toRefusal(error: unknown, token: string | undefined): AuthError {
+  const refusal = isAuthError(error) ? error : fromJoseError(error);
+  if (typeof token === "string" && token !== "" && refusal.fingerprint === undefined) {
+    refusal.fingerprint = fingerprint(token);
+  }
+  return refusal;
 }

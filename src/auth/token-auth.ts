@@ -1,4 +1,4 @@
-import { AuthError, fromJoseError, isAuthError } from "./errors.js";
+import { AuthError, toRefusal } from "./errors.js";
 import { fingerprint } from "./fingerprint.js";
 import type { KeySet, VerificationKeys } from "./keys.js";
 import { isOriginAllowed, normalizeOrigins } from "./origin.js";
@@ -132,11 +132,8 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
 
   /** Count the failure and make sure the refusal is an AuthError with the token's fingerprint. */
   function refuse(request: AuthRequest, error: unknown, token: string | undefined): never {
-    const refusal = isAuthError(error) ? error : fromJoseError(error);
+    const refusal = toRefusal(error, token);
     if (!refusal.transient) limiter?.fail(request.remoteAddress);
-    if (token !== undefined && token !== "" && refusal.fingerprint === undefined) {
-      refusal.fingerprint = fingerprint(token);
-    }
     throw refusal;
   }
 

@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { decodeProtectedHeader, type JWTPayload, jwtVerify, SignJWT } from "jose";
-import { AuthError, fromJoseError, isAuthError } from "./errors.js";
-import { fingerprint } from "./fingerprint.js";
+import { AuthError, fromJoseError, toRefusal } from "./errors.js";
 import { importSecret, type KeySet, type VerificationKeys } from "./keys.js";
 import type { AuthClaims } from "./policy.js";
 import type { ReplayStore } from "./replay.js";
@@ -135,11 +134,7 @@ export async function verifyToken(
   try {
     return await verify(keys, token, options);
   } catch (error) {
-    const refusal = isAuthError(error) ? error : fromJoseError(error);
-    if (typeof token === "string" && token !== "" && refusal.fingerprint === undefined) {
-      refusal.fingerprint = fingerprint(token);
-    }
-    throw refusal;
+    throw toRefusal(error, token);
   }
 }
 
@@ -279,8 +274,6 @@ export async function verifyJWT(token: string, secret: string | Uint8Array): Pro
     return payload;
   } catch (error) {
     if (error instanceof TypeError) throw error;
-    const refusal = isAuthError(error) ? error : fromJoseError(error);
-    if (typeof token === "string" && token !== "") refusal.fingerprint = fingerprint(token);
-    throw refusal;
+    throw toRefusal(error, token);
   }
 }
