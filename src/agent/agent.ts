@@ -41,6 +41,13 @@ export interface AgentRuntime {
   reportError(connection: Connection | undefined, error: unknown): void;
 }
 
+/**
+ * The connection type hooks receive. Overrides may narrow it to `Connection<MyState>`,
+ * so hooks can read a typed `connection.state` without casts.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: lets overrides annotate their own connection state.
+export type HookConnection = Connection<any>;
+
 const runtimes = processWide(
   "runtimes",
   () => new WeakMap<Agent<unknown, unknown>, AgentRuntime>(),
@@ -179,30 +186,30 @@ export class Agent<Env = unknown, State = unknown> {
    * A client connected (and, with `auth`, was verified). Runs before the identity and
    * state frames go out, so closing here sends the client nothing else.
    */
-  onConnect(_connection: Connection, _ctx: ConnectionContext): void | Promise<void> {}
+  onConnect(_connection: HookConnection, _ctx: ConnectionContext): void | Promise<void> {}
 
   /** A frame the framework does not own (not RPC, state or `outpost_` frames). */
-  onMessage(_connection: Connection, _message: string | Buffer): void | Promise<void> {}
+  onMessage(_connection: HookConnection, _message: string | Buffer): void | Promise<void> {}
 
   /** A connection closed. */
   onClose(
-    _connection: Connection,
+    _connection: HookConnection,
     _code: number,
     _reason: string,
     _wasClean: boolean,
   ): void | Promise<void> {}
 
   /** An error thrown by one of this agent's hooks, callables or schedules. */
-  onError(_connection: Connection | undefined, _error: unknown): void | Promise<void> {}
+  onError(_connection: HookConnection | undefined, _error: unknown): void | Promise<void> {}
 
   /** The state changed; `source` is the connection that wrote it, or `"server"`. */
-  onStateUpdate(_state: State, _source: Connection | "server"): void | Promise<void> {}
+  onStateUpdate(_state: State, _source: HookConnection | "server"): void | Promise<void> {}
 
   /** Throw to refuse a state change; the writer gets `cf_agent_state_error`. */
-  validateStateChange(_nextState: State, _source: Connection | "server"): void {}
+  validateStateChange(_nextState: State, _source: HookConnection | "server"): void {}
 
   /** Return true to make a connection read-only (its state writes are refused). */
-  shouldConnectionBeReadonly(_connection: Connection, _ctx: ConnectionContext): boolean {
+  shouldConnectionBeReadonly(_connection: HookConnection, _ctx: ConnectionContext): boolean {
     return false;
   }
 
