@@ -4,6 +4,9 @@
  * divided by N. The memory workload says how much; this says what.
  *
  *   npx tsx bench/heap.ts [--contender=outpost] [--connections=2000] [--top=30]
+ *
+ * Strings that grew are listed with examples of their contents (these are bench tokens
+ * and URLs on 127.0.0.1, nothing secret).
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,25 +24,33 @@ interface Snapshot {
 }
 
 /** Self size and count per `type:name` of every object in a heap snapshot. */
-export function tally(snapshot: Snapshot): Map<string, { size: number; count: number }> {
+export function tally(
+  snapshot: Snapshot,
+): Map<string, { size: number; count: number; examples: string[] }> {
   const fields = snapshot.snapshot.meta.node_fields;
   const width = fields.length;
   const typeAt = fields.indexOf("type");
   const nameAt = fields.indexOf("name");
   const sizeAt = fields.indexOf("self_size");
   const types = snapshot.snapshot.meta.node_types[0];
-  const totals = new Map<string, { size: number; count: number }>();
+  const totals = new Map<string, { size: number; count: number; examples: string[] }>();
   for (let i = 0; i < snapshot.nodes.length; i += width) {
     const type = types[snapshot.nodes[i + typeAt]!] ?? "?";
     let name = snapshot.strings[snapshot.nodes[i + nameAt]!] ?? "?";
-    // Strings and code are grouped by kind: their names are their contents.
+    // Strings and code are grouped by kind: their names are their contents (kept as examples).
+    const content = name;
     if (type === "string" || type === "concatenated string" || type === "sliced string") name = "";
     if (type === "code" || type === "hidden" || type === "number") name = "";
     if (name.length > 60) name = `${name.slice(0, 57)}...`;
     const key = `${type}:${name}`;
-    const entry = totals.get(key) ?? { size: 0, count: 0 };
+    const entry = totals.get(key) ?? { size: 0, count: 0, examples: [] };
     entry.size += snapshot.nodes[i + sizeAt]!;
     entry.count++;
+    // The newest strings are the likeliest per-connection ones: keep the last few.
+    if (name === "" && type.endsWith("string")) {
+      entry.examples.push(content.slice(0, 100));
+      if (entry.examples.length > 400) entry.examples.splice(0, 200);
+    }
     totals.set(key, entry);
   }
   return totals;
@@ -99,6 +110,15 @@ try {
     console.log(
       `${r.bytes.toFixed(0).padStart(12)}  ${r.objects.toFixed(2).padStart(12)}  ${r.key}`,
     );
+  }
+  // What the strings that grew say, so a retained copy of a URL or token can be named.
+  for (const [key, entry] of after) {
+    const grew = (entry.count - (before.get(key)?.count ?? 0)) / n;
+    if (!key.endsWith("string:") || grew < 0.5) continue;
+    const seen = new Set(before.get(key)?.examples);
+    const fresh = [...new Set(entry.examples.filter((e) => !seen.has(e)))].slice(-8);
+    console.log(`\n  newest ${key.slice(0, -1)}s, for example:`);
+    for (const e of fresh) console.log(`    ${JSON.stringify(e)}`);
   }
   await load.run({ cmd: "closeAll" });
 } finally {
