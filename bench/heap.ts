@@ -13,7 +13,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CONTENDERS, type Contender } from "./config.js";
 import { LoadGenerator } from "./load/index.js";
-import type { OpenResult } from "./load/protocol.js";
 import { ServerProcess } from "./servers/index.js";
 import { createBenchKeys } from "./tokens.js";
 
@@ -73,23 +72,10 @@ try {
   await load.run({ cmd: "init", keys });
   await load.run({ cmd: "tokens", algorithm: "EdDSA", count: count + 1 });
   const target = { contender, port: server.port };
-  await load.run<OpenResult>({
-    cmd: "open",
-    ...target,
-    algorithm: "EdDSA",
-    count: 1,
-    concurrency: 1,
-  });
-  const before = tally(
-    JSON.parse(readFileSync(await server.snapshot(join(dir, "before.heapsnapshot")), "utf8")),
-  );
-  const opened = await load.run<OpenResult>({
-    cmd: "open",
-    ...target,
-    algorithm: "EdDSA",
-    count,
-    concurrency: 200,
-    offset: 1,
+  let before: ReturnType<typeof tally> = new Map();
+  const opened = await load.openIdle(target, count, 200, async () => {
+    const path = await server.snapshot(join(dir, "before.heapsnapshot"));
+    before = tally(JSON.parse(readFileSync(path, "utf8")));
   });
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   const after = tally(

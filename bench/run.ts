@@ -14,7 +14,13 @@ import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs, type Settings, settingsFor, USAGE } from "./args.js";
 import { canPin, fileLimit, ROOT } from "./child.js";
-import { type Algorithm, type BenchKeys, CONTENDER_LABELS, type Contender } from "./config.js";
+import {
+  type Algorithm,
+  type BenchKeys,
+  CONTENDER_LABELS,
+  type Contender,
+  type ServerStats,
+} from "./config.js";
 import { LoadGenerator } from "./load/index.js";
 import type {
   ConnectsResult,
@@ -323,28 +329,16 @@ async function runMemory(round: number) {
     const server = await ServerProcess.start(contender, { keys, algorithm: "EdDSA" });
     try {
       const target = { contender, port: server.port };
-      // One connection first: the agent instance (and its database) is not per connection.
-      await load.run<OpenResult>({
-        cmd: "open",
-        ...target,
-        algorithm: "EdDSA",
-        count: 1,
-        concurrency: 1,
-      });
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      const before = await server.stats(true);
       load.onProgress = (p) => status(`memory           ${label(contender)} opening ${p}`, false);
-      const opened = await load.run<OpenResult>({
-        cmd: "open",
-        ...target,
-        algorithm: "EdDSA",
-        count,
-        concurrency: settings.memory.concurrency,
-        offset: 1,
+      let before: ServerStats | undefined;
+      const opened = await load.openIdle(target, count, settings.memory.concurrency, async () => {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        before = await server.stats(true);
       });
       // Idle for a moment, so buffers of the handshakes are released before measuring.
       await new Promise((resolve) => setTimeout(resolve, 1_000));
       const after = await server.stats(true);
+      if (before === undefined) throw new Error("memory: no baseline was taken");
       const n = Math.max(1, opened.opened);
       if (opened.opened < count)
         notes.push(`memory ${contender}: only ${opened.opened} of ${count} connections opened`);

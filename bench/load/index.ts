@@ -1,7 +1,7 @@
 /** The orchestrator's handle on the load-generator process. */
 import type { ChildProcess } from "node:child_process";
 import { startChild, stopChild } from "../child.js";
-import type { LoadCommand, Reply } from "./protocol.js";
+import type { LoadCommand, OpenResult, Reply, Target } from "./protocol.js";
 
 /** Core the load generator runs on; the servers get the other one. */
 export const LOAD_CPU = 1;
@@ -41,6 +41,35 @@ export class LoadGenerator {
     return new Promise<T>((resolve, reject) => {
       this.#waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.child.send({ id, command });
+    });
+  }
+
+  /**
+   * How the memory measurements open idle connections: one first (the agent instance and
+   * its database are not per connection), then `baseline()`, then `count` more, each with
+   * its own token.
+   */
+  async openIdle(
+    target: Target,
+    count: number,
+    concurrency: number,
+    baseline: () => Promise<void>,
+  ): Promise<OpenResult> {
+    await this.run<OpenResult>({
+      cmd: "open",
+      ...target,
+      algorithm: "EdDSA",
+      count: 1,
+      concurrency: 1,
+    });
+    await baseline();
+    return this.run<OpenResult>({
+      cmd: "open",
+      ...target,
+      algorithm: "EdDSA",
+      count,
+      concurrency,
+      offset: 1,
     });
   }
 
