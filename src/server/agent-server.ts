@@ -168,8 +168,8 @@ function toRefusal(error: unknown): Refusal {
  * included) and headers alive for the life of every connection.
  */
 function requestFactory(authRequest: AuthRequest): () => Request {
-  const { url, headers } = authRequest;
-  return () => new Request(url, { headers });
+  // Read `headers` only inside: it is built on first access.
+  return () => new Request(authRequest.url, { headers: authRequest.headers });
 }
 
 /** `connection.uri`, computed on first read: most connections never log it. */
