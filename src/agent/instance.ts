@@ -264,7 +264,11 @@ export class AgentInstance implements AgentRuntime {
     }
   }
 
-  async #rpc(connection: ServerConnection, frame: RpcRequestFrame): Promise<void> {
+  /**
+   * Answer one call. Not `async`: a synchronous callable is answered without allocating a
+   * promise; only a callable that returns one makes the connection wait for it.
+   */
+  #rpc(connection: ServerConnection, frame: RpcRequestFrame): Promise<void> | undefined {
     const { id, method, args } = frame;
     const refusal = this.#host.authorize(connection, "rpc");
     if (refusal !== undefined) {
@@ -299,17 +303,26 @@ export class AgentInstance implements AgentRuntime {
     }
     let result: unknown;
     try {
-      result = await found.method.apply(this.agent, args);
+      result = found.method.apply(this.agent, args);
     } catch (error) {
-      this.reportError(connection, error);
-      connection.sendFrame({
-        type: FrameType.Rpc,
-        id,
-        success: false,
-        error: publicMessage(error),
-      });
+      this.#rpcFailed(connection, id, error);
       return;
     }
+    if (isThenable(result)) {
+      return Promise.resolve(result).then(
+        (value) => this.#rpcAnswer(connection, id, method, value),
+        (error) => this.#rpcFailed(connection, id, error),
+      );
+    }
+    this.#rpcAnswer(connection, id, method, result);
+  }
+
+  #rpcFailed(connection: ServerConnection, id: string, error: unknown): void {
+    this.reportError(connection, error);
+    connection.sendFrame({ type: FrameType.Rpc, id, success: false, error: publicMessage(error) });
+  }
+
+  #rpcAnswer(connection: ServerConnection, id: string, method: string, result: unknown): void {
     let text: string;
     try {
       text = JSON.stringify({ type: FrameType.Rpc, id, success: true, result, done: true });
@@ -462,6 +475,14 @@ function toSchedule(
     time: Math.floor(stored.time / 1000),
     type,
   };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === "object" || typeof value === "function") &&
+    typeof (value as PromiseLike<unknown>).then === "function"
+  );
 }
 
 /** The message a client may see for an error thrown by agent code: never a stack. */
