@@ -29,6 +29,7 @@ export type {
   AuthPolicy,
   AuthRequest,
   AuthSession,
+  HeaderReader,
 } from "./policy.js";
 export type { RateLimitOptions } from "./rate-limit.js";
 export { MemoryReplayStore, type MemoryReplayStoreOptions, type ReplayStore } from "./replay.js";

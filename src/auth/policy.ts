@@ -22,6 +22,11 @@ export interface AuthClaims {
   [claim: string]: unknown;
 }
 
+/** Read access to request headers, by case-insensitive name. `Headers` satisfies it. */
+export interface HeaderReader {
+  get(name: string): string | null;
+}
+
 /** What is asked of the auth layer when a connection (or an HTTP request) arrives. */
 export interface AuthRequest {
   /** Kebab-case agent class name from the URL. */
@@ -30,8 +35,8 @@ export interface AuthRequest {
   name: string;
   /** Full request URL (carries the query string). */
   url: URL;
-  /** Request headers (upgrade headers for a WebSocket). */
-  headers: Headers;
+  /** Request headers (upgrade headers for a WebSocket); a `Headers` object will do. */
+  headers: HeaderReader;
   /** Client address as seen by the server (after any trusted-proxy handling). */
   remoteAddress: string;
   /** True for a WebSocket upgrade, false for plain HTTP. */

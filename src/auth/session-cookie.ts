@@ -1,7 +1,7 @@
 import { AuthError } from "./errors.js";
 import { fingerprint } from "./fingerprint.js";
 import { createKeySet, type KeySet } from "./keys.js";
-import type { AuthClaims } from "./policy.js";
+import type { AuthClaims, HeaderReader } from "./policy.js";
 import { DEFAULT_ISSUER, issueToken, verifyToken } from "./tokens.js";
 import { readCookie } from "./transports.js";
 
@@ -60,7 +60,7 @@ export interface SessionCookie {
    * The cookie's token in a request, or undefined. Throws `token_ambiguous` when the cookie
    * is sent more than once: that is how a sibling subdomain plants its own (cookie tossing).
    */
-  read(headers: Headers): string | undefined;
+  read(headers: HeaderReader): string | undefined;
   /** Verify a token read from this cookie for one agent instance; throws `AuthError`. */
   verify(
     token: string,

@@ -1,6 +1,6 @@
 import { AuthError } from "./errors.js";
 import { fingerprint } from "./fingerprint.js";
-import type { AuthRequest } from "./policy.js";
+import type { AuthRequest, HeaderReader } from "./policy.js";
 
 /**
  * Where a token may travel: the URL query (`?token=`), the `Sec-WebSocket-Protocol`
@@ -32,7 +32,7 @@ export interface FindTokenOptions {
   param: string;
   transports: ReadonlySet<Transport>;
   /** The session cookie's reader, when cookies are accepted (see `SessionCookie.read`). */
-  cookie?: { read(headers: Headers): string | undefined };
+  cookie?: { read(headers: HeaderReader): string | undefined };
 }
 
 /**
@@ -97,7 +97,7 @@ export function findToken(request: AuthRequest, options: FindTokenOptions): Foun
 }
 
 /** Every value of cookie `name` in the request's `Cookie` header(s). */
-export function readCookie(headers: Headers, name: string): string[] {
+export function readCookie(headers: HeaderReader, name: string): string[] {
   const header = headers.get("cookie");
   if (header === null) return [];
   const values: string[] = [];

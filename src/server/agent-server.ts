@@ -14,6 +14,7 @@ import { FrameType } from "../protocol/frames.js";
 import type { Durability } from "../storage/agent-database.js";
 import {
   BodyTooLargeError,
+  headerReader,
   json,
   rejectUpgrade,
   toHeaders,
@@ -167,9 +168,8 @@ function toRefusal(error: unknown): Refusal {
  * not share a scope with the socket's listeners, which would keep the upgrade URL (token
  * included) and headers alive for the life of every connection.
  */
-function requestFactory(authRequest: AuthRequest): () => Request {
-  // Read `headers` only inside: it is built on first access.
-  return () => new Request(authRequest.url, { headers: authRequest.headers });
+function requestFactory(url: URL, raw: IncomingMessage["headers"]): () => Request {
+  return () => new Request(url, { headers: toHeaders(raw) });
 }
 
 /** `connection.uri`, computed on first read: most connections never log it. */
@@ -360,16 +360,11 @@ class OutpostServer implements AgentServer {
     if (route.kind === "bad-name") return rejectUpgrade(socket, 400, route.reason);
     if (this.#closing) return rejectUpgrade(socket, 503);
     const remoteAddress = this.#clientAddress(req);
-    let headers: Headers | undefined;
     const authRequest: AuthRequest = {
       agent: route.agent,
       name: route.name,
       url,
-      // A WHATWG Headers copy costs more than most upgrades need: build it when read.
-      get headers() {
-        headers ??= toHeaders(req.headers);
-        return headers;
-      },
+      headers: headerReader(req.headers),
       remoteAddress,
       websocket: true,
     };
@@ -439,7 +434,7 @@ class OutpostServer implements AgentServer {
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       this.#release(key);
-      this.#attach(ws, instance, authRequest, session, req.headers.origin ?? null);
+      this.#attach(ws, instance, authRequest, session, req);
     });
   }
 
@@ -474,7 +469,7 @@ class OutpostServer implements AgentServer {
     instance: AgentInstance,
     authRequest: AuthRequest,
     session: AuthSession | undefined,
-    origin: string | null,
+    req: IncomingMessage,
   ): void {
     const connection = new ServerConnection({
       id: randomUUID(),
@@ -492,7 +487,7 @@ class OutpostServer implements AgentServer {
         name: authRequest.name,
         // Without the query: a refresh does not need it, and it holds the token.
         href: `${authRequest.url.origin}${authRequest.url.pathname}`,
-        origin,
+        origin: req.headers.origin ?? null,
       });
       this.#armExpiry(connection);
     }
@@ -508,7 +503,7 @@ class OutpostServer implements AgentServer {
       this.#connections.delete(connection);
       instance.detach(connection, code, reason.toString());
     });
-    instance.attach(connection, requestFactory(authRequest));
+    instance.attach(connection, requestFactory(authRequest.url, req.headers));
   }
 
   /** The request a connection was authenticated with, rebuilt for a refresh. */

@@ -12,6 +12,22 @@ export function toHeaders(raw: IncomingMessage["headers"]): Headers {
   return headers;
 }
 
+/**
+ * `get()` straight over a Node request's header object: what the auth layer reads on
+ * every upgrade, without copying every header into a WHATWG `Headers` first.
+ */
+export function headerReader(raw: IncomingMessage["headers"]): {
+  get(name: string): string | null;
+} {
+  return {
+    get(name) {
+      const value = raw[name.toLowerCase()];
+      if (value === undefined) return null;
+      return Array.isArray(value) ? value.join(", ") : value;
+    },
+  };
+}
+
 /** Thrown when a request body is larger than allowed. */
 export class BodyTooLargeError extends Error {}
 
