@@ -4,16 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { issueToken, loadKeySet, verifyToken } from "../../src/auth/index.js";
 import { keysCommand } from "../../src/cli/keys.js";
-
-function bufferIo() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    io: { stdout: (s: string) => void out.push(s), stderr: (s: string) => void err.push(s) },
-    stdout: () => out.join(""),
-    stderr: () => err.join(""),
-  };
-}
+import { bufferIo } from "../helpers/io.js";
 
 const ROOM = { agent: "chat", name: "room-1" };
 let dir: string;

@@ -6,16 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createKeySet, loadKeySet, verifyToken } from "../../src/auth/index.js";
 import { keysCommand } from "../../src/cli/keys.js";
 import { tokenCommand } from "../../src/cli/token.js";
-
-function bufferIo() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    io: { stdout: (s: string) => void out.push(s), stderr: (s: string) => void err.push(s) },
-    stdout: () => out.join(""),
-    stderr: () => err.join(""),
-  };
-}
+import { bufferIo } from "../helpers/io.js";
 
 const SECRET_ENV = "OUTPOST_TEST_TOKEN_SECRET";
 const SECRET = "a-test-secret-that-is-long-enough-1234";
