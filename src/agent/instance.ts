@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { AuthAction } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { FrameType, parseClientFrame, type RpcRequestFrame } from "../protocol/frames.js";
-import type { AgentDatabase, SqlValue } from "../storage/agent-database.js";
+import type { AgentDatabase, SqlValue, StoredSchedule } from "../storage/agent-database.js";
 import type { Agent, AgentClass, AgentRuntime, ConnectionContext, Schedule } from "./agent.js";
 import { findCallable } from "./callable.js";
 import type { Connection, ServerConnection } from "./connection.js";
@@ -111,19 +111,25 @@ export class AgentInstance implements AgentRuntime {
       time = Date.now() + when * 1000;
     else throw new TypeError("schedule(): `when` must be a Date or a number of seconds >= 0");
     if (!Number.isFinite(time)) throw new TypeError("schedule(): invalid date");
-    const stored = { id: randomUUID(), callback, payload: payload ?? null, time };
+    const stored: StoredSchedule = {
+      id: randomUUID(),
+      callback,
+      payload: payload ?? null,
+      time,
+      type: when instanceof Date ? "scheduled" : "delayed",
+    };
     this.#db.insertSchedule(stored);
     this.#armSchedules();
-    return toSchedule(stored, when instanceof Date ? "scheduled" : "delayed");
+    return toSchedule(stored);
   }
 
   getSchedules(): Schedule[] {
-    return this.#db.listSchedules().map((s) => toSchedule(s, "scheduled"));
+    return this.#db.listSchedules().map((s) => toSchedule(s));
   }
 
   getSchedule(id: string): Schedule | undefined {
     const stored = this.#db.getSchedule(id);
-    return stored === undefined ? undefined : toSchedule(stored, "scheduled");
+    return stored === undefined ? undefined : toSchedule(stored);
   }
 
   cancelSchedule(id: string): boolean {
@@ -428,7 +434,7 @@ export class AgentInstance implements AgentRuntime {
         try {
           if (typeof method !== "function") throw new Error(`${due.callback} is not a method`);
           await runWithAgent({ agent: this.agent, connection: undefined }, () =>
-            method.call(this.agent, due.payload, toSchedule(due, "scheduled")),
+            method.call(this.agent, due.payload, toSchedule(due)),
           );
         } catch (error) {
           this.reportError(undefined, error);
@@ -464,16 +470,13 @@ export class AgentInstance implements AgentRuntime {
   }
 }
 
-function toSchedule(
-  stored: { id: string; callback: string; payload: unknown; time: number },
-  type: Schedule["type"],
-): Schedule {
+function toSchedule(stored: StoredSchedule): Schedule {
   return {
     id: stored.id,
     callback: stored.callback,
     payload: stored.payload,
     time: Math.floor(stored.time / 1000),
-    type,
+    type: stored.type,
   };
 }
 

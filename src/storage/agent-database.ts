@@ -12,6 +12,8 @@ export interface StoredSchedule {
   payload: unknown;
   /** Milliseconds since the epoch. */
   time: number;
+  /** `delayed`: made with a number of seconds; `scheduled`: made with a date. */
+  type: "scheduled" | "delayed";
 }
 
 /** How hard a write is pushed to disk before `setState` returns. */
@@ -22,12 +24,14 @@ interface ScheduleRow {
   callback: string;
   payload: string;
   time: number;
+  type: "scheduled" | "delayed";
 }
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS _outpost_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _outpost_schedules (
-  id TEXT PRIMARY KEY, callback TEXT NOT NULL, payload TEXT NOT NULL, time INTEGER NOT NULL
+  id TEXT PRIMARY KEY, callback TEXT NOT NULL, payload TEXT NOT NULL, time INTEGER NOT NULL,
+  type TEXT NOT NULL DEFAULT 'scheduled'
 );
 CREATE INDEX IF NOT EXISTS _outpost_schedules_time ON _outpost_schedules (time);
 `;
@@ -51,6 +55,13 @@ export class AgentDatabase {
     this.#db.pragma(`synchronous = ${durability === "full" ? "FULL" : "NORMAL"}`);
     this.#db.pragma("busy_timeout = 5000");
     this.#db.exec(SCHEMA);
+    // Databases made before schedules recorded their type.
+    const columns = this.#db.pragma("table_info(_outpost_schedules)") as { name: string }[];
+    if (!columns.some((column) => column.name === "type")) {
+      this.#db.exec(
+        "ALTER TABLE _outpost_schedules ADD COLUMN type TEXT NOT NULL DEFAULT 'scheduled'",
+      );
+    }
     this.#getKv = this.#db.prepare("SELECT value FROM _outpost_kv WHERE key = ?");
     this.#putKv = this.#db.prepare(
       "INSERT INTO _outpost_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -91,8 +102,16 @@ export class AgentDatabase {
 
   insertSchedule(schedule: StoredSchedule): void {
     this.#db
-      .prepare("INSERT INTO _outpost_schedules (id, callback, payload, time) VALUES (?, ?, ?, ?)")
-      .run(schedule.id, schedule.callback, JSON.stringify(schedule.payload ?? null), schedule.time);
+      .prepare(
+        "INSERT INTO _outpost_schedules (id, callback, payload, time, type) VALUES (?, ?, ?, ?, ?)",
+      )
+      .run(
+        schedule.id,
+        schedule.callback,
+        JSON.stringify(schedule.payload ?? null),
+        schedule.time,
+        schedule.type,
+      );
   }
 
   deleteSchedule(id: string): boolean {
@@ -101,14 +120,14 @@ export class AgentDatabase {
 
   listSchedules(): StoredSchedule[] {
     const rows = this.#db
-      .prepare("SELECT id, callback, payload, time FROM _outpost_schedules ORDER BY time, id")
+      .prepare("SELECT id, callback, payload, time, type FROM _outpost_schedules ORDER BY time, id")
       .all() as ScheduleRow[];
     return rows.map((row) => ({ ...row, payload: JSON.parse(row.payload) }));
   }
 
   getSchedule(id: string): StoredSchedule | undefined {
     const row = this.#db
-      .prepare("SELECT id, callback, payload, time FROM _outpost_schedules WHERE id = ?")
+      .prepare("SELECT id, callback, payload, time, type FROM _outpost_schedules WHERE id = ?")
       .get(id) as ScheduleRow | undefined;
     return row === undefined ? undefined : { ...row, payload: JSON.parse(row.payload) };
   }

@@ -99,11 +99,18 @@ describe("schedules", () => {
         callback: "applyLabel",
         payload: { label: "later" },
         time: expect.any(Number),
-        // Documented as "delayed" for a number of seconds; the stored row does not keep it.
-        type: expect.stringMatching(/^(delayed|scheduled)$/),
+        // Made with a number of seconds, so it is "delayed" (a Date makes it "scheduled").
+        type: "delayed",
       },
     ]);
     expect(list[0]!.time as number).toBeGreaterThan(Date.now() / 1000 + 50);
+    const dated = await client.rpc<string>("scheduleAt", [Date.now() + 120_000, "dated"]);
+    const both = await client.rpc<Array<Record<string, unknown>>>("listSchedules");
+    expect(both.map((s) => [s.id, s.type])).toEqual([
+      [later, "delayed"],
+      [dated, "scheduled"],
+    ]);
+    expect(await client.rpc("cancel", [dated])).toBe(true);
     expect(await client.rpc("cancel", [later])).toBe(true);
     expect(await client.rpc("cancel", [later])).toBe(false);
     expect(await client.rpc("listSchedules")).toEqual([]);
