@@ -9,6 +9,7 @@ Commands:
   dev <module>     serve the agents a module exports (TypeScript loads directly)
   keys generate    create a signing key file (EdDSA by default)
   keys rotate      add a new signing key; old keys keep verifying
+  keys retire      stop accepting tokens signed by one key
   token            issue a token: --sub --agent --name [--ttl]
 
 Run \`outpost <command> --help\` for a command's options.
