@@ -1,47 +1,12 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
-import { type AgentClass, type ServeHandle, type ServeOptions, serve } from "../../src/index.js";
 import type { ChildConfig, ChildStats } from "./server-child.js";
 
-/** A fresh data directory, removed by the returned function. */
-export function tempDir(prefix = "outpost-rel-"): { dir: string; remove(): void } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
-}
-
-/** A quiet server on 127.0.0.1, port 0, in its own data directory. */
-export async function startServer(
-  agents: Record<string, AgentClass>,
-  options: Partial<ServeOptions> = {},
-): Promise<ServeHandle & { dataDir: string; stop(): Promise<void> }> {
-  const data = options.dataDir === undefined ? tempDir() : undefined;
-  const handle = await serve({
-    agents,
-    port: 0,
-    hostname: "127.0.0.1",
-    logger: false,
-    handleSignals: false,
-    ...options,
-    dataDir: options.dataDir ?? data!.dir,
-  });
-  return Object.assign(handle, {
-    dataDir: options.dataDir ?? data!.dir,
-    async stop() {
-      await handle.close();
-      data?.remove();
-    },
-  });
-}
-
-export function wsUrl(server: { port: number }, path: string): string {
-  return `ws://127.0.0.1:${server.port}${path}`;
-}
+// One server helper for every suite.
+export { startServer, tempDir, wsUrl } from "../helpers/server.js";
 
 export interface Closed {
   code: number;
