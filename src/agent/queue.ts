@@ -134,6 +134,10 @@ export class TaskQueue {
       .track(() => this.#flush())
       .finally(() => {
         this.#flushing = false;
+        // An item pushed after the loop saw an empty queue, but before it ended, runs now.
+        if (!this.#closed && this.#poll === undefined && this.#table.head() !== undefined) {
+          this.#kick();
+        }
       });
   }
 
