@@ -34,6 +34,9 @@ export interface Admitted {
   release(): void;
 }
 
+/** When every instance slot is busy, a client should look again after about this long. */
+const INSTANCE_RETRY_MS = 5_000;
+
 interface Pending {
   session: AuthSession;
   revoked: boolean;
@@ -116,6 +119,8 @@ export class Admission {
           remoteAddress: request.remoteAddress,
           websocket: request.websocket,
         });
+        // The scope for the action itself: watching over a socket, or an HTTP request.
+        policy.authorize(session, request.websocket ? "connect" : "http");
         pending = { session, revoked: false };
         this.#pending.add(pending);
       }
@@ -128,7 +133,7 @@ export class Admission {
         instance = await this.#registry.get(route.agent, route.name);
       } catch (error) {
         throw error instanceof InstanceLimitError
-          ? new AuthError("too_many_instances")
+          ? new AuthError("too_many_instances", undefined, { retryAfterMs: INSTANCE_RETRY_MS })
           : new AuthError("agent_failed_to_start");
       }
       let held = true;
