@@ -11,6 +11,7 @@ export type { Connection } from "./agent/connection.js";
 export type { CurrentAgent } from "./agent/context.js";
 export { getCurrentAgent } from "./agent/context.js";
 export type { QueueItem, QueueOptions } from "./agent/queue.js";
+export { requestAuth } from "./agent/request-auth.js";
 export type { RetryCallOptions, RetryOptions } from "./agent/retry.js";
 export type { ScheduleCriteria, ScheduleOptions } from "./agent/schedules.js";
 export { StreamingResponse } from "./agent/streaming-response.js";

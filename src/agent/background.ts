@@ -18,6 +18,15 @@ export interface BackgroundHost {
   changed(): void;
 }
 
+/**
+ * A table of the instance's database, which is created on its first write: `read()` is
+ * `undefined` while there is no database file, `write()` creates it.
+ */
+export interface LazyTable<T> {
+  read(): T | undefined;
+  write(): T;
+}
+
 /** Throws unless `callback` names a method of the agent. */
 export function assertCallback(agent: object, callback: unknown, what: string): string {
   if (typeof callback !== "string") throw new TypeError(`${what}(): callback must be a string`);

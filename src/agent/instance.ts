@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { AuthAction } from "../auth/policy.js";
+import type { AuthClaims } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { FrameType, parseClientFrame, type RpcRequestFrame } from "../protocol/frames.js";
 import type { AgentDatabase, SqlValue } from "../storage/agent-database.js";
@@ -7,8 +7,9 @@ import type { Agent, AgentClass, AgentRuntime, ConnectionContext } from "./agent
 import type { BackgroundHost } from "./background.js";
 import { findCallable } from "./callable.js";
 import type { Connection, ServerConnection } from "./connection.js";
-import { runWithAgent } from "./context.js";
+import { getCurrentAgent, runWithAgent } from "./context.js";
 import { TaskQueue } from "./queue.js";
+import { setRequestAuth } from "./request-auth.js";
 import { type RetryOptions, resolveRetry } from "./retry.js";
 import { Schedules } from "./schedules.js";
 import { StreamingResponse } from "./streaming-response.js";
@@ -23,13 +24,12 @@ export interface InstanceHost {
   onNextWakeup(instance: AgentInstance, time: number | undefined): void;
   /** `destroy()`: forget the instance and delete its data; the next access starts fresh. */
   onDestroy(instance: AgentInstance): void;
-  /**
-   * May `connection` do `action` now? Returns a refusal message, after closing the
-   * connection itself when its credentials are gone (expired, revoked).
-   */
-  authorize(connection: ServerConnection, action: AuthAction): string | undefined;
-  /** An `outpost_auth` frame: verify the new token and answer the client. */
-  refresh(connection: ServerConnection, token: string): Promise<void>;
+}
+
+/** How an instance reaches its database without creating it before the first write. */
+export interface InstanceStorage {
+  open(): AgentDatabase;
+  exists(): boolean;
 }
 
 const STATE_KEY = "state";
@@ -44,7 +44,8 @@ export class AgentInstance implements AgentRuntime {
   readonly name: string;
   readonly key: string;
   readonly agent: Agent<unknown, unknown>;
-  readonly #db: AgentDatabase;
+  #database: AgentDatabase | undefined;
+  readonly #storage: InstanceStorage;
   readonly #host: InstanceHost;
   readonly #log: Logger;
   readonly #connections = new Map<string, ServerConnection>();
@@ -63,13 +64,13 @@ export class AgentInstance implements AgentRuntime {
     agentName: string;
     name: string;
     agentClass: AgentClass;
-    db: AgentDatabase;
+    database: InstanceStorage;
     host: InstanceHost;
   }) {
     this.agentName = options.agentName;
     this.name = options.name;
     this.key = `${options.agentName}/${options.name}`;
-    this.#db = options.db;
+    this.#storage = options.database;
     this.#host = options.host;
     this.#log = options.host.logger.child({ agent: options.agentName, instance: options.name });
     this.agent = new options.agentClass({ runtime: this }, options.host.env);
@@ -88,8 +89,26 @@ export class AgentInstance implements AgentRuntime {
       failed: (error) => this.#notifyError(undefined, error),
       changed: () => this.#reportWakeup(),
     };
-    this.schedules = new Schedules(background, options.db.schedules);
-    this.queue = new TaskQueue(background, options.db.queue);
+    this.schedules = new Schedules(background, {
+      read: () => this.#existingDb?.schedules,
+      write: () => this.#db.schedules,
+    });
+    this.queue = new TaskQueue(background, {
+      read: () => this.#existingDb?.queue,
+      write: () => this.#db.queue,
+    });
+  }
+
+  /** The database, created on first use. */
+  get #db(): AgentDatabase {
+    this.#database ??= this.#storage.open();
+    return this.#database;
+  }
+
+  /** For reads: the database when one exists on disk; never creates a file. */
+  get #existingDb(): AgentDatabase | undefined {
+    if (this.#database === undefined && !this.#storage.exists()) return undefined;
+    return this.#db;
   }
 
   /** Runs `onStart`, then any schedule already due and any queue item waiting. */
@@ -112,13 +131,18 @@ export class AgentInstance implements AgentRuntime {
 
   readState(): unknown {
     if (!this.#stateLoaded) {
-      this.#state = this.#db.readJson(STATE_KEY);
+      this.#state = this.#existingDb?.readJson(STATE_KEY);
       this.#stateLoaded = true;
     }
     return this.#state;
   }
 
   writeState(state: unknown): void {
+    // A read-only connection must not change state through a callable either.
+    const caller = getCurrentAgent().connection;
+    if (caller?.readonly && this.#connections.get(caller.id) === caller) {
+      throw new Error("Connection is readonly");
+    }
     this.agent.validateStateChange(state, "server");
     this.#commitState(state, "server");
   }
@@ -201,7 +225,7 @@ export class AgentInstance implements AgentRuntime {
       },
     };
     try {
-      connection.readonly = this.agent.shouldConnectionBeReadonly(connection, ctx) === true;
+      if (this.agent.shouldConnectionBeReadonly(connection, ctx) === true) connection.restrict();
       await this.agent.onConnect(connection, ctx);
     } catch (error) {
       this.reportError(connection, error);
@@ -217,7 +241,7 @@ export class AgentInstance implements AgentRuntime {
       ...(state !== undefined && { stateFollows: true }),
     });
     if (state !== undefined) connection.sendFrame({ type: FrameType.State, state });
-    connection.accepted = true;
+    connection.markAccepted();
   }
 
   /** A frame arrived; it is handled after every earlier frame of the same connection. */
@@ -249,10 +273,6 @@ export class AgentInstance implements AgentRuntime {
 
   #handleFrame(connection: ServerConnection, data: Buffer, isBinary: boolean): unknown {
     if (!connection.isOpen) return undefined;
-    if (connection.session?.expiresAt !== undefined && Date.now() >= connection.session.expiresAt) {
-      connection.close(CloseCode.Unauthorized, "token expired");
-      return undefined;
-    }
     if (isBinary) return this.#userMessage(connection, data);
     const text = data.toString("utf8");
     const parsed = parseClientFrame(text);
@@ -262,7 +282,7 @@ export class AgentInstance implements AgentRuntime {
       case "state":
         return this.#clientState(connection, parsed.frame.state);
       case "auth":
-        return this.#host.refresh(connection, parsed.frame.token);
+        return connection.refreshAuth(parsed.frame.token);
       case "invalid":
         if (parsed.id !== undefined) {
           connection.sendFrame({
@@ -281,6 +301,11 @@ export class AgentInstance implements AgentRuntime {
   }
 
   async #userMessage(connection: ServerConnection, message: string | Buffer): Promise<void> {
+    const refusal = connection.authorize("message");
+    if (refusal !== undefined) {
+      connection.sendFrame({ type: FrameType.Refused, action: "message", error: refusal });
+      return;
+    }
     try {
       await this.agent.onMessage(connection, message);
     } catch (error) {
@@ -294,7 +319,7 @@ export class AgentInstance implements AgentRuntime {
    */
   #rpc(connection: ServerConnection, frame: RpcRequestFrame): Promise<void> | undefined {
     const { id, method, args } = frame;
-    const refusal = this.#host.authorize(connection, "rpc");
+    const refusal = connection.authorize("rpc");
     if (refusal !== undefined) {
       connection.sendFrame({ type: FrameType.Rpc, id, success: false, error: refusal });
       return;
@@ -366,7 +391,7 @@ export class AgentInstance implements AgentRuntime {
       connection.sendFrame({ type: FrameType.StateError, error: "Connection is readonly" });
       return;
     }
-    const refusal = this.#host.authorize(connection, "state:write");
+    const refusal = connection.authorize("state:write");
     if (refusal !== undefined) {
       connection.sendFrame({ type: FrameType.StateError, error: refusal });
       return;
@@ -419,8 +444,9 @@ export class AgentInstance implements AgentRuntime {
     }
   }
 
-  /** Plain HTTP to the agent's URL. */
-  fetch(request: Request): Promise<Response> {
+  /** Plain HTTP to the agent's URL, from a caller with verified `claims` (with `auth`). */
+  fetch(request: Request, claims?: AuthClaims): Promise<Response> {
+    if (claims !== undefined) setRequestAuth(request, claims);
     return this.track(async () =>
       runWithAgent({ agent: this.agent, connection: undefined }, () =>
         this.agent.onRequest(request),
@@ -458,11 +484,11 @@ export class AgentInstance implements AgentRuntime {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#db.open) {
+    if (this.#database?.open) {
       this.schedules.close();
       this.queue.close();
     }
-    this.#db.close();
+    this.#database?.close();
   }
 
   get closed(): boolean {

@@ -1,6 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { QueueTable, StoredQueueItem } from "../storage/queue-table.js";
-import { assertCallback, type BackgroundHost, retryJson, runCallback } from "./background.js";
+import {
+  assertCallback,
+  type BackgroundHost,
+  type LazyTable,
+  retryJson,
+  runCallback,
+} from "./background.js";
 import { CLAIM_TOKEN, isStaleClaim } from "./claims.js";
 import { type RetryOptions, resolveRetry } from "./retry.js";
 
@@ -37,7 +43,7 @@ const FOREIGN_CLAIM_POLL_MS = 1000;
  */
 export class TaskQueue {
   readonly #host: BackgroundHost;
-  readonly #table: QueueTable;
+  readonly #tables: LazyTable<QueueTable>;
   #started = false;
   #closed = false;
   #flushing = false;
@@ -45,9 +51,9 @@ export class TaskQueue {
   /** The item this process is running, so close() can give its claim back. */
   #claimed: string | undefined;
 
-  constructor(host: BackgroundHost, table: QueueTable) {
+  constructor(host: BackgroundHost, tables: LazyTable<QueueTable>) {
     this.#host = host;
-    this.#table = table;
+    this.#tables = tables;
   }
 
   /** `onStart` finished: run what is waiting (also what a dead process left claimed). */
@@ -63,7 +69,7 @@ export class TaskQueue {
       throw new TypeError("queue(): `id` must be a non-empty string");
     }
     const id = options.id ?? randomUUID();
-    this.#table.push({
+    this.#tables.write().push({
       id,
       callback,
       payload: JSON.stringify(payload ?? null),
@@ -76,46 +82,43 @@ export class TaskQueue {
   }
 
   dequeue(id: string): boolean {
-    const removed = this.#table.delete(id);
+    const removed = this.#tables.read()?.delete(id) ?? false;
     if (removed) this.#host.changed();
     return removed;
   }
 
   dequeueAll(): number {
-    const removed = this.#table.deleteAll();
+    const removed = this.#tables.read()?.deleteAll() ?? 0;
     if (removed > 0) this.#host.changed();
     return removed;
   }
 
   dequeueAllByCallback(callback: string): number {
-    const removed = this.#table.deleteByCallback(callback);
+    const removed = this.#tables.read()?.deleteByCallback(callback) ?? 0;
     if (removed > 0) this.#host.changed();
     return removed;
   }
 
   get(id: string): QueueItem | undefined {
-    const row = this.#table.get(id);
+    const row = this.#tables.read()?.get(id);
     return row === undefined ? undefined : toQueueItem(row);
   }
 
   /** Every waiting item whose payload has `key` equal to `value`, in queue order. */
   find(key: string, value: unknown): QueueItem[] {
-    return this.#table
-      .all()
-      .map(toQueueItem)
-      .filter((item) => {
-        const payload = item.payload;
-        return (
-          typeof payload === "object" &&
-          payload !== null &&
-          (payload as Record<string, unknown>)[key] === value
-        );
-      });
+    return (this.#tables.read()?.all() ?? []).map(toQueueItem).filter((item) => {
+      const payload = item.payload;
+      return (
+        typeof payload === "object" &&
+        payload !== null &&
+        (payload as Record<string, unknown>)[key] === value
+      );
+    });
   }
 
   /** When this instance must next be awake for its queue: now while items wait. */
   nextWakeup(): number | undefined {
-    const head = this.#table.head();
+    const head = this.#tables.read()?.head();
     if (head === undefined) return undefined;
     if (
       head.claimedBy !== null &&
@@ -135,7 +138,11 @@ export class TaskQueue {
       .finally(() => {
         this.#flushing = false;
         // An item pushed after the loop saw an empty queue, but before it ended, runs now.
-        if (!this.#closed && this.#poll === undefined && this.#table.head() !== undefined) {
+        if (
+          !this.#closed &&
+          this.#poll === undefined &&
+          this.#tables.read()?.head() !== undefined
+        ) {
           this.#kick();
         }
       });
@@ -143,8 +150,9 @@ export class TaskQueue {
 
   async #flush(): Promise<void> {
     while (!this.#closed) {
-      const head = this.#table.head();
-      if (head === undefined) break;
+      const table = this.#tables.read();
+      const head = table?.head();
+      if (table === undefined || head === undefined) break;
       const expected = head.claimedBy;
       if (expected !== null && !isStaleClaim(expected)) {
         // Another live process runs it; its order must hold, so wait rather than skip.
@@ -155,7 +163,7 @@ export class TaskQueue {
         this.#poll.unref();
         break;
       }
-      if (!this.#table.claim(head.id, head.version, CLAIM_TOKEN, expected)) continue;
+      if (!table.claim(head.id, head.version, CLAIM_TOKEN, expected)) continue;
       this.#claimed = head.id;
       const item = toQueueItem(head);
       await runCallback(
@@ -163,11 +171,11 @@ export class TaskQueue {
         "queue",
         head,
         [item.payload, item],
-        () => !this.#closed && this.#table.get(head.id)?.version === head.version,
+        () => !this.#closed && table.get(head.id)?.version === head.version,
       );
       this.#claimed = undefined;
       if (this.#closed) return;
-      this.#table.complete(head.id, head.version);
+      table.complete(head.id, head.version);
       this.#host.changed();
     }
   }
@@ -176,7 +184,7 @@ export class TaskQueue {
   close(): void {
     this.#closed = true;
     if (this.#poll !== undefined) clearTimeout(this.#poll);
-    if (this.#claimed !== undefined) this.#table.release(this.#claimed, CLAIM_TOKEN);
+    if (this.#claimed !== undefined) this.#tables.read()?.release(this.#claimed, CLAIM_TOKEN);
   }
 }
 

@@ -1,6 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { ScheduleTable, ScheduleType, StoredSchedule } from "../storage/schedule-table.js";
-import { assertCallback, type BackgroundHost, retryJson, runCallback } from "./background.js";
+import {
+  assertCallback,
+  type BackgroundHost,
+  type LazyTable,
+  retryJson,
+  runCallback,
+} from "./background.js";
 import { CLAIM_TOKEN, isStaleClaim } from "./claims.js";
 import { nextCronTime, validateCron } from "./cron.js";
 import { type RetryOptions, resolveRetry } from "./retry.js";
@@ -61,7 +67,7 @@ const FOREIGN_CLAIM_POLL_MS = 1000;
  */
 export class Schedules {
   readonly #host: BackgroundHost;
-  readonly #table: ScheduleTable;
+  readonly #tables: LazyTable<ScheduleTable>;
   #timer: NodeJS.Timeout | undefined;
   #started = false;
   #closed = false;
@@ -70,9 +76,14 @@ export class Schedules {
   /** The one-shot schedule this process is running, so close() can give its claim back. */
   #claimed: string | undefined;
 
-  constructor(host: BackgroundHost, table: ScheduleTable) {
+  constructor(host: BackgroundHost, tables: LazyTable<ScheduleTable>) {
     this.#host = host;
-    this.#table = table;
+    this.#tables = tables;
+  }
+
+  /** Every schedule, the earliest first; none while the database does not exist. */
+  #rows(): StoredSchedule[] {
+    return this.#tables.read()?.all() ?? [];
   }
 
   /** `onStart` finished: run what is due and arm the timer. */
@@ -153,24 +164,23 @@ export class Schedules {
 
   #insert(row: Omit<StoredSchedule, "claimedBy">, idempotent: boolean): Schedule {
     if (idempotent) {
-      const existing = this.#table.findSame(row);
+      const existing = this.#tables.read()?.findSame(row);
       if (existing !== undefined) return toSchedule(existing);
     }
-    this.#table.insert(row);
+    this.#tables.write().insert(row);
     this.#arm();
     return toSchedule({ ...row, claimedBy: null });
   }
 
   get(id: string): Schedule | undefined {
-    const row = this.#table.get(id);
+    const row = this.#tables.read()?.get(id);
     return row === undefined ? undefined : toSchedule(row);
   }
 
   list(criteria: ScheduleCriteria = {}): Schedule[] {
     const start = criteria.timeRange?.start?.getTime() ?? -Infinity;
     const end = criteria.timeRange?.end?.getTime() ?? Infinity;
-    return this.#table
-      .all()
+    return this.#rows()
       .filter(
         (row) =>
           (criteria.id === undefined || row.id === criteria.id) &&
@@ -182,14 +192,14 @@ export class Schedules {
   }
 
   cancel(id: string): boolean {
-    const removed = this.#table.delete(id);
+    const removed = this.#tables.read()?.delete(id) ?? false;
     if (removed) this.#arm();
     return removed;
   }
 
   /** Remove every schedule (`destroy()`). */
   clear(): void {
-    this.#table.deleteAll();
+    this.#tables.read()?.deleteAll();
   }
 
   /**
@@ -198,7 +208,7 @@ export class Schedules {
    */
   nextWakeup(): number | undefined {
     let earliest: number | undefined;
-    for (const row of this.#table.all()) {
+    for (const row of this.#rows()) {
       let time = row.time;
       if (row.claimedBy !== null && !isStaleClaim(row.claimedBy)) {
         // Ours is running now (the run re-arms when it ends); another process's is polled.
@@ -252,7 +262,7 @@ export class Schedules {
   /** The earliest due row this process may run now. */
   #nextDue(): StoredSchedule | undefined {
     const now = Date.now();
-    for (const row of this.#table.all()) {
+    for (const row of this.#rows()) {
       if (row.time > now) return undefined;
       if (row.claimedBy === null || isStaleClaim(row.claimedBy)) return row;
     }
@@ -260,14 +270,16 @@ export class Schedules {
   }
 
   async #runOne(row: StoredSchedule): Promise<void> {
+    // The row was read from it, so the database exists.
+    const table = this.#tables.write();
     const recurring = row.type === "cron" || row.type === "interval";
     if (recurring) {
       const next = nextTime(row, Date.now());
       // Written before the callback runs: this due time can never run again.
-      if (next === undefined) this.#table.delete(row.id);
-      else if (!this.#table.advance(row.id, row.time, next)) return;
+      if (next === undefined) table.delete(row.id);
+      else if (!table.advance(row.id, row.time, next)) return;
     } else {
-      if (!this.#table.claim(row.id, CLAIM_TOKEN, row.claimedBy)) return;
+      if (!table.claim(row.id, CLAIM_TOKEN, row.claimedBy)) return;
       this.#claimed = row.id;
     }
     const schedule = toSchedule(row);
@@ -276,20 +288,20 @@ export class Schedules {
       "schedule",
       row,
       [schedule.payload, schedule],
-      () => !this.#closed && this.#table.get(row.id) !== undefined,
+      () => !this.#closed && table.get(row.id) !== undefined,
     );
     this.#claimed = undefined;
     if (this.#closed) return;
     if (!recurring) {
-      this.#table.delete(row.id);
+      table.delete(row.id);
       return;
     }
     // A run longer than the period skips the occurrences it overlapped, as in the SDK.
-    const current = this.#table.get(row.id);
+    const current = table.get(row.id);
     if (current !== undefined && current.time <= Date.now()) {
       const next = nextTime(current, Date.now());
-      if (next === undefined) this.#table.delete(row.id);
-      else this.#table.advance(row.id, current.time, next);
+      if (next === undefined) table.delete(row.id);
+      else table.advance(row.id, current.time, next);
     }
   }
 
@@ -298,7 +310,7 @@ export class Schedules {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#claimed !== undefined) this.#table.release(this.#claimed, CLAIM_TOKEN);
+    if (this.#claimed !== undefined) this.#tables.read()?.release(this.#claimed, CLAIM_TOKEN);
   }
 }
 
