@@ -101,6 +101,8 @@ export class AgentInstance implements AgentRuntime {
 
   /** The database, created on first use. */
   get #db(): AgentDatabase {
+    // Agent code still running after eviction or destroy() must not create the file again.
+    if (this.#closed) throw new Error("this agent instance is closed");
     this.#database ??= this.#storage.open();
     return this.#database;
   }
@@ -483,11 +485,10 @@ export class AgentInstance implements AgentRuntime {
   /** Stop timers and close the database. The instance cannot be used afterwards. */
   close(): void {
     if (this.#closed) return;
+    // First, while the database is open: they give back claims this process still holds.
+    this.schedules.close();
+    this.queue.close();
     this.#closed = true;
-    if (this.#database?.open) {
-      this.schedules.close();
-      this.queue.close();
-    }
     this.#database?.close();
   }
 
