@@ -74,7 +74,7 @@ describe("destroy", () => {
     expect(await a.rpc("setNote", ["hello"])).toEqual(["hello"]);
     await a.rpc("after", [0.6, "cancelled-by-destroy"]);
     await a.rpc("every", [0.3, "cancelled-interval"]);
-    await a.rpc("enqueue", ["work", { label: "running", gate: true }]);
+    await a.rpc("enqueue", ["work", { label: "running", gate: true, write: true }]);
     await waitFor(() => runs.get("doomed")?.length === 1, "the queue item to start");
     await a.rpc("enqueue", ["work", { label: "never" }]);
     const file = join(server.dataDir, "planner", "doomed.sqlite");
@@ -87,8 +87,11 @@ describe("destroy", () => {
     for (const path of [file, `${file}-wal`, `${file}-shm`]) expect(existsSync(path)).toBe(false);
     expect(server.stats().instances).toBe(0);
 
-    // The item that was running finishes without touching the deleted data.
+    // The item that was running finishes; its late write does not bring the data back.
     expect(openGate("running")).toBe(true);
+    await waitFor(() => runs.get("doomed")?.[0]?.end !== undefined, "the running item to end");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(existsSync(file)).toBe(false);
     const fresh = await open("doomed");
     expect(starts.get("doomed")).toBe(2);
     expect(fresh.frames("cf_agent_state")[0]).toMatchObject({ state: { note: "initial" } });
@@ -96,5 +99,29 @@ describe("destroy", () => {
     expect(await fresh.rpc("listSync")).toEqual([]);
     await new Promise((resolve) => setTimeout(resolve, 800)); // past every cancelled due time
     expect(runs.get("doomed")?.map((r) => r.label)).toEqual(["running"]);
+  });
+
+  it("a schedule whose callback calls destroy() deletes the instance, as the SDK's self-destructing agent", async () => {
+    server = await startServer({ Planner });
+    const client = await open("self-destruct");
+    expect(await client.rpc("setNote", ["soon gone"])).toEqual(["soon gone"]);
+    await client.rpc("destroyLater", [0.2]);
+    expect(await client.closed).toEqual({ code: 1001, reason: "agent destroyed" });
+    const file = join(server.dataDir, "planner", "self-destruct.sqlite");
+    expect(existsSync(file)).toBe(false);
+    const fresh = await open("self-destruct");
+    expect(await fresh.rpc("notes")).toEqual([]);
+    expect(await fresh.rpc("listSync")).toEqual([]);
+  });
+
+  it("agent code still running after destroy() cannot create the database again", async () => {
+    server = await startServer({ Planner });
+    const client = await open("late-writer");
+    expect(await client.rpc("writeLater", [300])).toBe(true);
+    client.sendCall("destroyMe");
+    expect((await client.closed).code).toBe(1001);
+    await waitFor(() => (runs.get("late-writer") ?? []).length === 1, "the late write");
+    expect(runs.get("late-writer")?.[0]?.label).toBe("refused");
+    expect(existsSync(join(server.dataDir, "planner", "late-writer.sqlite"))).toBe(false);
   });
 });

@@ -1,7 +1,15 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { errors, Planner, type Run, runs, Tuned } from "../fixtures/scheduling-agents.js";
+import {
+  errors,
+  Heartbeat,
+  Planner,
+  type Run,
+  runs,
+  starts,
+  Tuned,
+} from "../fixtures/scheduling-agents.js";
 import { captureLogs } from "../helpers/log-capture.js";
-import { startServer, type TestServer, wsUrl } from "../helpers/server.js";
+import { startServer, type TestServer, tempDir, wsUrl } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
 import { connect, type RawClient } from "../helpers/ws-client.js";
 
@@ -15,7 +23,7 @@ afterEach(async () => {
 });
 
 async function start(options: Parameters<typeof startServer>[1] = {}): Promise<TestServer> {
-  const server = await startServer({ Planner, Tuned }, options);
+  const server = await startServer({ Planner, Tuned, Heartbeat }, options);
   servers.push(server);
   return server;
 }
@@ -105,6 +113,27 @@ describe("cron schedules", () => {
     const d3 = await client.rpc<{ id: string }>("after", [900, "once", { idempotent: true }]);
     expect(d3.id).toBe(d1.id);
     expect(await client.rpc<unknown[]>("listSync")).toHaveLength(8);
+  });
+});
+
+describe("schedules made in onStart", () => {
+  it("scheduleEvery and a cron string in onStart make one schedule each, however often the instance starts", async () => {
+    const data = tempDir("outpost-onstart-");
+    try {
+      for (let run = 1; run <= 3; run++) {
+        const server = await start({ dataDir: data.dir });
+        const client = await open(server, "beat", "heartbeat");
+        const list = await client.rpc<Array<{ type: string; payload: unknown }>>("listSync");
+        expect(list.map((s) => s.type).sort()).toEqual(["cron", "interval"]);
+        await client.close();
+        clients.splice(clients.indexOf(client), 1);
+        await server.close();
+        servers.splice(servers.indexOf(server), 1);
+      }
+      expect(starts.get("beat")).toBe(3);
+    } finally {
+      data.remove();
+    }
   });
 });
 
