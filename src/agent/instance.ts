@@ -121,9 +121,9 @@ export class AgentInstance implements AgentRuntime {
   /** Runs `onStart`, then any schedule already due and any queue item waiting. */
   async start(): Promise<void> {
     await runWithAgent({ agent: this.agent, connection: undefined }, () => this.agent.onStart());
+    // Arming the schedules reports the instance's next wakeup, queue included.
     this.schedules.start();
     this.queue.start();
-    this.#reportWakeup();
   }
 
   get connectionCount(): number {
