@@ -75,6 +75,8 @@ export class Schedules {
   #again = false;
   /** The one-shot schedule this process is running, so close() can give its claim back. */
   #claimed: string | undefined;
+  /** Callbacks already warned about (see `#warnInOnStart`). */
+  readonly #warned = new Set<string>();
 
   constructor(host: BackgroundHost, tables: LazyTable<ScheduleTable>) {
     this.#host = host;
@@ -133,7 +135,21 @@ export class Schedules {
         "schedule(): `when` must be a Date, a number of seconds or a cron string",
       );
     }
+    if (options.idempotent === undefined && row.type !== "cron") this.#warnInOnStart(callback);
     return this.#insert(row, options.idempotent ?? row.type === "cron");
+  }
+
+  /**
+   * As the SDK does: a one-shot schedule made in `onStart` (which runs on every start)
+   * without `idempotent` adds a row each time, which is rarely meant.
+   */
+  #warnInOnStart(callback: string): void {
+    if (this.#started || this.#warned.has(callback)) return;
+    this.#warned.add(callback);
+    this.#host.log.warn(
+      { event: "schedule_in_onstart", callback },
+      `schedule("${callback}") in onStart() without { idempotent: true } adds a schedule on every start; pass { idempotent: true } or use scheduleEvery()`,
+    );
   }
 
   every(

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   errors,
+  Forgetful,
   Heartbeat,
   Planner,
   type Run,
@@ -23,7 +24,7 @@ afterEach(async () => {
 });
 
 async function start(options: Parameters<typeof startServer>[1] = {}): Promise<TestServer> {
-  const server = await startServer({ Planner, Tuned, Heartbeat }, options);
+  const server = await startServer({ Planner, Tuned, Heartbeat, Forgetful }, options);
   servers.push(server);
   return server;
 }
@@ -134,6 +135,21 @@ describe("schedules made in onStart", () => {
     } finally {
       data.remove();
     }
+  });
+
+  it("warns once per start about a one-shot schedule made in onStart without idempotent, as the SDK does", async () => {
+    const { logger, lines } = captureLogs();
+    const server = await start({ logger });
+    const client = await open(server, "forgetful", "forgetful");
+    const list = await client.rpc<Array<{ payload: { label: string } }>>("listSync");
+    // Not deduplicated (the SDK's default for one-shots), but the user was told.
+    expect(list.map((s) => s.payload.label)).toEqual(["again", "again", "once"]);
+    const warnings = lines.filter((l) => l.event === "schedule_in_onstart");
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ level: 40, callback: "tick", instance: "forgetful" });
+    // Outside onStart the same call is ordinary.
+    await client.rpc("after", [60, "later"]);
+    expect(lines.filter((l) => l.event === "schedule_in_onstart")).toHaveLength(1);
   });
 });
 
