@@ -12,8 +12,10 @@ import {
   sessionCookie,
   tokenAuth,
 } from "../../src/auth/index.js";
+import { waitFor } from "../helpers/wait.js";
+import { connect, RawClient, refused } from "../helpers/ws-client.js";
 import { Flaky, Ledger } from "./fixtures.js";
-import { Client, openClient, refusal, startServer, waitFor, wsUrl } from "./helpers.js";
+import { startServer, wsUrl } from "./helpers.js";
 
 /**
  * The claims of SECURITY.md that involve credentials, each proven over a real socket
@@ -93,12 +95,12 @@ describe("security claims (auth)", () => {
     const cases = ["", "garbage", "a.b.c", forged, `${header}.${body}.`];
     const from = address();
     for (const t of cases) {
-      const closed = await refusal(
+      const closed = await refused(
         wsUrl(server, `/agents/flaky/vault${t === "" ? "" : `?token=${t}`}`),
         from,
       );
       expect(closed.code, t).toBe(4001);
-      expect(closed.frames, t).toEqual([]);
+      expect(closed.received, t).toEqual([]);
     }
     expect(Flaky.attempts).toBe(attempts);
     expect(existsSync(join(server.dataDir, "flaky"))).toBe(false);
@@ -107,13 +109,13 @@ describe("security claims (auth)", () => {
 
   it("a refusal does not reveal whether the instance exists", async () => {
     const from = address();
-    const owner = await openClient(url("exists", await token("exists")), from);
-    const forExisting = await refusal(url("exists", "garbage"), from);
-    const forMissing = await refusal(url("never-created", "garbage"), from);
+    const owner = await connect(url("exists", await token("exists")), from);
+    const forExisting = await refused(url("exists", "garbage"), from);
+    const forMissing = await refused(url("never-created", "garbage"), from);
     expect(forExisting).toEqual(forMissing);
     const wrongScope = await token("somewhere-else");
-    expect(await refusal(url("exists", wrongScope), from)).toEqual(
-      await refusal(url("never-created", wrongScope), from),
+    expect(await refused(url("exists", wrongScope), from)).toEqual(
+      await refused(url("never-created", wrongScope), from),
     );
     await owner.close();
   });
@@ -121,11 +123,11 @@ describe("security claims (auth)", () => {
   it("a token opens only the agent and instance it names, with only the scopes it grants", async () => {
     const from = address();
     const forA = await token("room-a");
-    expect((await refusal(url("room-b", forA), from)).code).toBe(4003);
-    expect((await refusal(wsUrl(server, `/agents/flaky/room-a?token=${forA}`), from)).code).toBe(
+    expect((await refused(url("room-b", forA), from)).code).toBe(4003);
+    expect((await refused(wsUrl(server, `/agents/flaky/room-a?token=${forA}`), from)).code).toBe(
       4003,
     );
-    const readOnly = await openClient(
+    const readOnly = await connect(
       url("room-a", await token("room-a", { scope: "connect" })),
       from,
     );
@@ -133,12 +135,12 @@ describe("security claims (auth)", () => {
     expect(call).toMatchObject({ success: false });
     readOnly.ws.send(JSON.stringify({ type: "cf_agent_state", state: { hacked: true } }));
     await waitFor(
-      () => readOnly.frames.some((f) => typeof f === "object" && f.type === "cf_agent_state_error"),
-      2_000,
+      () => readOnly.frames("cf_agent_state_error").length > 0,
       "state write refusal",
+      2_000,
     );
     await readOnly.close();
-    const full = await openClient(url("room-a", forA), from);
+    const full = await connect(url("room-a", forA), from);
     expect(await full.rpc("get", ["x"])).toBe(0);
     await full.close();
   });
@@ -146,12 +148,12 @@ describe("security claims (auth)", () => {
   it("a token sent in two places, or living longer than maxLifetime, is refused; weak setups do not start", async () => {
     const from = address();
     const t = await token("narrow");
-    const twice = await refusal(url("narrow", t), {
+    const twice = await refused(url("narrow", t), {
       headers: { ...from.headers, authorization: `Bearer ${t}` },
     });
-    expect(twice).toMatchObject({ code: 4001, frames: [] });
+    expect(twice).toMatchObject({ code: 4001, received: [] });
     const longLived = await token("narrow", { ttl: 2 * 3600 });
-    expect((await refusal(url("narrow", longLived), from)).code).toBe(4001);
+    expect((await refused(url("narrow", longLived), from)).code).toBe(4001);
     await expect(createKeySet({ secret: "too-short" })).rejects.toThrow();
     expect(() => tokenAuth({ keys, cookie })).toThrow(/allowedOrigins/);
   });
@@ -163,9 +165,9 @@ describe("security claims (auth)", () => {
     );
     try {
       const ticket = await issueToken(keys, { sub: "alice", agent: "ledger", name: "t", ttl: 60 });
-      const first = await openClient(wsUrl(singleUse, `/agents/ledger/t?token=${ticket}`));
-      const replay = await refusal(wsUrl(singleUse, `/agents/ledger/t?token=${ticket}`));
-      expect(replay).toMatchObject({ code: 4001, frames: [] });
+      const first = await connect(wsUrl(singleUse, `/agents/ledger/t?token=${ticket}`));
+      const replay = await refused(wsUrl(singleUse, `/agents/ledger/t?token=${ticket}`));
+      expect(replay).toMatchObject({ code: 4001, received: [] });
       // The legitimate connection is unaffected by the replay attempt.
       expect(await first.rpc("get", ["x"])).toBe(0);
       await first.close();
@@ -182,7 +184,7 @@ describe("security claims (auth)", () => {
     const signature = (t: string) => t.split(".")[2]!;
     const seen: string[] = [good, expired, wrongRoom];
     // Accepted with the token in the query; agent code sees the URL redacted.
-    const viaQuery = await openClient(url("logs", good), from);
+    const viaQuery = await connect(url("logs", good), from);
     expect(await viaQuery.rpc("whoami")).toEqual({
       sub: "alice",
       uri: expect.stringContaining("token=[redacted]"),
@@ -193,28 +195,26 @@ describe("security claims (auth)", () => {
     viaQuery.ws.send(JSON.stringify({ type: "outpost_auth", token: refreshed }));
     viaQuery.ws.send(JSON.stringify({ type: "outpost_auth", token: wrongRoom }));
     await waitFor(
-      () =>
-        viaQuery.frames.filter((f) => typeof f === "object" && f.type === "outpost_auth_result")
-          .length === 2,
-      2_000,
+      () => viaQuery.frames("outpost_auth_result").length === 2,
       "refresh answers",
+      2_000,
     );
     await viaQuery.close();
     // Accepted as a subprotocol.
-    const viaProtocol = new Client(url("logs"), {
+    const viaProtocol = new RawClient(url("logs"), {
       ...from,
       protocols: ["outpost", `outpost.bearer.${good}`],
     });
     await viaProtocol.opened.catch(() => {});
     viaProtocol.terminate();
     // Refused: wrong instance, expired, tampered.
-    await refusal(url("logs", wrongRoom), from);
+    await refused(url("logs", wrongRoom), from);
     await new Promise((resolve) => setTimeout(resolve, 1_100));
-    await refusal(url("logs", expired), from);
+    await refused(url("logs", expired), from);
     const tampered = `${good.slice(0, -4)}AAAA`;
     seen.push(tampered);
-    await refusal(url("logs", tampered), from);
-    await waitFor(() => logs.text.includes('"auth_refused"'), 2_000, "refusal log lines");
+    await refused(url("logs", tampered), from);
+    await waitFor(() => logs.text.includes('"auth_refused"'), "refusal log lines", 2_000);
     for (const t of seen) {
       expect(logs.text).not.toContain(t);
       expect(logs.text).not.toContain(signature(t));
@@ -232,16 +232,16 @@ describe("security claims (auth)", () => {
     const from = address();
     const setCookie = await cookie.issue({ sub: "alice", agent: "ledger", name: "inbox" });
     const cookieHeader = setCookie.split(";")[0]!;
-    const foreign = await refusal(url("inbox"), {
+    const foreign = await refused(url("inbox"), {
       headers: { ...from.headers, cookie: cookieHeader, origin: "https://evil.example" },
     });
-    expect(foreign).toMatchObject({ code: 4003, frames: [] });
+    expect(foreign).toMatchObject({ code: 4003, received: [] });
     // No Origin at all (not a browser) is no excuse for a cookie either.
-    const bare = await refusal(url("inbox"), {
+    const bare = await refused(url("inbox"), {
       headers: { ...from.headers, cookie: cookieHeader },
     });
     expect(bare.code).toBe(4003);
-    const same = await openClient(url("inbox"), {
+    const same = await connect(url("inbox"), {
       headers: { ...from.headers, cookie: cookieHeader, origin: APP_ORIGIN },
     });
     expect(await same.rpc("whoami")).toMatchObject({ sub: "alice" });
@@ -251,11 +251,11 @@ describe("security claims (auth)", () => {
   it("a token presented from a foreign browser origin is refused when origins are listed", async () => {
     const from = address();
     const t = await token("origin");
-    const foreign = await refusal(url("origin", t), {
+    const foreign = await refused(url("origin", t), {
       headers: { ...from.headers, origin: "https://evil.example" },
     });
-    expect(foreign).toMatchObject({ code: 4003, frames: [] });
-    const app = await openClient(url("origin", t), {
+    expect(foreign).toMatchObject({ code: 4003, received: [] });
+    const app = await connect(url("origin", t), {
       headers: { ...from.headers, origin: APP_ORIGIN },
     });
     await app.close();
@@ -267,10 +267,10 @@ describe("security claims (auth)", () => {
     const started = Date.now();
     let lastReason = "";
     for (let i = 0; i < 200; i++) {
-      const closed = await refusal(url("flood", `bad.${i}.token`), attacker);
+      const closed = await refused(url("flood", `bad.${i}.token`), attacker);
       codes[closed.code] = (codes[closed.code] ?? 0) + 1;
       if (closed.code === 4008) lastReason = closed.reason;
-      expect(closed.frames).toEqual([]);
+      expect(closed.received).toEqual([]);
     }
     const elapsed = Date.now() - started;
     expect(codes[4001]).toBe(10);
@@ -278,9 +278,9 @@ describe("security claims (auth)", () => {
     expect(lastReason).toMatch(/retry in \d+s/);
     // The attacker's address is refused even with a valid token until its window ends.
     const good = await token("flood");
-    expect((await refusal(url("flood", good), attacker)).code).toBe(4008);
+    expect((await refused(url("flood", good), attacker)).code).toBe(4008);
     // Another address connects at once.
-    const other = await openClient(url("flood", good), address());
+    const other = await connect(url("flood", good), address());
     expect(await other.rpc("get", ["x"])).toBe(0);
     await other.close();
     console.log(`200 bad tokens from one address in ${elapsed} ms: ${JSON.stringify(codes)}`);
@@ -294,7 +294,7 @@ describe("security claims (auth)", () => {
     try {
       const codes: number[] = [];
       for (let i = 0; i < 10; i++) {
-        const closed = await refusal(wsUrl(direct, `/agents/ledger/x?token=bad${i}`), {
+        const closed = await refused(wsUrl(direct, `/agents/ledger/x?token=bad${i}`), {
           headers: { "x-forwarded-for": `192.0.2.${i}` },
           localAddress: "127.0.0.1",
         });
@@ -302,7 +302,7 @@ describe("security claims (auth)", () => {
       }
       expect(codes.filter((c) => c === 4008).length).toBe(5);
       const good = await token("x");
-      const other = await openClient(wsUrl(direct, `/agents/ledger/x?token=${good}`), {
+      const other = await connect(wsUrl(direct, `/agents/ledger/x?token=${good}`), {
         localAddress: "127.0.0.2",
       });
       expect(await other.rpc("get", ["k"])).toBe(0);
@@ -318,7 +318,7 @@ describe("security claims (auth)", () => {
     const real = address().headers["x-forwarded-for"]!;
     const codes: number[] = [];
     for (let i = 0; i < 15; i++) {
-      const closed = await refusal(url("proxied", `bad${i}`), {
+      const closed = await refused(url("proxied", `bad${i}`), {
         headers: { "x-forwarded-for": `203.0.113.${i}, ${real}` },
       });
       codes.push(closed.code);
@@ -329,16 +329,16 @@ describe("security claims (auth)", () => {
   it("revocation closes live connections 4009 and refuses the token afterwards", async () => {
     const from = address();
     const t = await issueToken(keys, { sub: "bob", agent: "ledger", name: "rev" });
-    const live = await openClient(url("rev", t), from);
+    const live = await connect(url("rev", t), from);
     expect(await server.revoke({ sub: "bob" })).toBe(1);
     expect((await live.closed).code).toBe(4009);
-    expect([4001, 4009]).toContain((await refusal(url("rev", t), from)).code);
+    expect([4001, 4009]).toContain((await refused(url("rev", t), from)).code);
   });
 
   it("an expiring token closes its connection 4001; refresh cannot switch identity", async () => {
     const from = address();
     const short = await token("exp", { ttl: 2 });
-    const client = await openClient(url("exp", short), from);
+    const client = await connect(url("exp", short), from);
     const otherUser = await issueToken(keys, { sub: "mallory", agent: "ledger", name: "exp" });
     const answer = new Promise((resolve) =>
       client.ws.on("message", (data) => {
@@ -362,7 +362,7 @@ describe("security claims (auth)", () => {
     );
     try {
       const good = await token("fuzz");
-      const client = await openClient(wsUrl(fuzzServer, `/agents/ledger/fuzz?token=${good}`), from);
+      const client = await connect(wsUrl(fuzzServer, `/agents/ledger/fuzz?token=${good}`), from);
       const mutated = fc.oneof(
         fc.string({ maxLength: 300 }),
         fc.constantFrom(
@@ -387,10 +387,8 @@ describe("security claims (auth)", () => {
         { numRuns: 150, seed: 11 },
       );
       expect(client.ws.readyState).toBe(1);
-      const results = client.frames.filter(
-        (f) => typeof f === "object" && f.type === "outpost_auth_result",
-      );
-      expect(results.every((f) => typeof f === "object" && f.ok === false)).toBe(true);
+      const results = client.frames("outpost_auth_result");
+      expect(results.every((f) => f.ok === false)).toBe(true);
       expect(answers).toBeGreaterThan(100);
       await client.close();
     } finally {
