@@ -1,4 +1,5 @@
-import { AuthError, toRefusal } from "./errors.js";
+import { formatRetryReason } from "../protocol/retry-hint.js";
+import { AuthError, REASONS, toRefusal } from "./errors.js";
 import { fingerprint } from "./fingerprint.js";
 import type { KeySet, VerificationKeys } from "./keys.js";
 import { isOriginAllowed, normalizeOrigins } from "./origin.js";
@@ -7,6 +8,7 @@ import { FailureLimiter, type RateLimitOptions } from "./rate-limit.js";
 import { MemoryReplayStore, type ReplayStore } from "./replay.js";
 import { Revocations } from "./revocations.js";
 import type { SessionCookie } from "./session-cookie.js";
+import type { AuthStateStore, RevocationEntry } from "./state-store.js";
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, verifyToken } from "./tokens.js";
 import { type FoundToken, findToken, TRANSPORTS, type Transport } from "./transports.js";
 
@@ -104,7 +106,24 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
         : undefined;
   const limiter =
     options.rateLimit === false ? undefined : new FailureLimiter(options.rateLimit ?? {});
-  const revocations = new Revocations(maxLifetime + clockTolerance);
+  const revocations = new Revocations(maxLifetime + clockTolerance, clockTolerance);
+  const durable = new DurableState(revocations, memoryReplay(replay));
+  // Every spend goes through memory first (fast, and refuses a replay on this node at once),
+  // then through the durable store, which is the one that knows about other nodes and restarts.
+  const spender: ReplayStore | undefined =
+    replay === undefined
+      ? undefined
+      : {
+          async spend(jti, expiresAt) {
+            if (!(await replay.spend(jti, expiresAt))) return false;
+            try {
+              return await durable.spendTicket(jti, expiresAt * 1000);
+            } catch {
+              // Fail closed, and say it is ours: a broken store is not a malformed token.
+              throw new AuthError("internal_error");
+            }
+          },
+        };
   const findOptions = {
     param,
     transports,
@@ -115,12 +134,15 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
   function checkRateLimit(request: AuthRequest, token: () => string | undefined): void {
     const wait = limiter?.retryAfter(request.remoteAddress) ?? 0;
     if (wait <= 0) return;
-    const seconds = Math.max(1, Math.ceil(wait / 1000));
     const presented = token();
-    throw new AuthError("too_many_attempts", `too many failed attempts; retry in ${seconds}s`, {
-      retryAfterMs: wait,
-      ...(presented !== undefined && { fingerprint: fingerprint(presented) }),
-    });
+    throw new AuthError(
+      "too_many_attempts",
+      formatRetryReason(REASONS.too_many_attempts.message, wait),
+      {
+        retryAfterMs: wait,
+        ...(presented !== undefined && { fingerprint: fingerprint(presented) }),
+      },
+    );
   }
 
   function checkOrigin(request: AuthRequest, required: boolean): void {
@@ -133,7 +155,9 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
   /** Count the failure and make sure the refusal is an AuthError with the token's fingerprint. */
   function refuse(request: AuthRequest, error: unknown, token: string | undefined): never {
     const refusal = toRefusal(error, token);
-    if (!refusal.transient) limiter?.fail(request.remoteAddress);
+    // Only a credential that failed counts: not an origin refusal (a foreign page must not
+    // lock its visitors out of the real app), and never an outage on our side.
+    if (refusal.counted) limiter?.fail(request.remoteAddress);
     throw refusal;
   }
 
@@ -158,9 +182,13 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
           clockTolerance,
           allowUnscoped,
           // A cookie is sent again on every reconnect, so only explicit tokens are single-use.
-          ...(replay !== undefined && { replay }),
+          ...(spender !== undefined && { replay: spender }),
         });
     if (revocations.isRevoked(claims)) throw new AuthError("token_revoked");
+    const action: AuthAction = request.websocket ? "connect" : "http";
+    if (!claims.scope.includes(action)) {
+      throw new AuthError("scope_mismatch", `token scope does not allow ${action}`);
+    }
     return {
       claims,
       ...(typeof claims.exp === "number" && { expiresAt: claims.exp * 1000 }),
@@ -171,6 +199,7 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
 
   const policy: AuthPolicy = {
     rejectWithHttp: rejectWith === "http",
+    credentialParams: transports.has("query") ? [param] : [],
 
     async authenticate(request) {
       checkRateLimit(request, () => {
@@ -234,10 +263,19 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
       if ((sub === undefined || sub === "") && (jti === undefined || jti === "")) {
         throw new TypeError("revoke() needs a `sub` or a `jti`");
       }
-      revocations.revoke({
+      // In memory at once, so the very next check refuses; then written through.
+      const entries = revocations.revoke({
         ...(typeof sub === "string" && sub !== "" && { sub }),
         ...(typeof jti === "string" && jti !== "" && { jti }),
       });
+      const written = durable.addRevocations(entries);
+      // A caller that does not await must not crash the process when the store fails.
+      written.catch(() => {});
+      return written;
+    },
+
+    useStateStore(store) {
+      return durable.use(store);
     },
   };
 
@@ -261,4 +299,76 @@ function isKeySet(keys: unknown): keys is KeySet {
 function hasPublicKeys(keys: VerificationKeys | Promise<VerificationKeys>): boolean | undefined {
   if (typeof (keys as Promise<unknown>).then === "function") return undefined;
   return isKeySet(keys) && keys.jwks().keys.length > 0;
+}
+
+/** The in-memory replay store to load spent ids into, when it is the built-in one. */
+function memoryReplay(replay: ReplayStore | undefined): MemoryReplayStore | undefined {
+  return replay instanceof MemoryReplayStore ? replay : undefined;
+}
+
+/** How often the policy reloads the durable state, for changes a store cannot push. */
+const RELOAD_INTERVAL_MS = 30_000;
+
+/**
+ * The policy's link to an `AuthStateStore`: loads it into the in-memory checks, writes
+ * changes through, takes pushed changes, and reloads and prunes periodically.
+ */
+class DurableState {
+  #store: AuthStateStore | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly revocations: Revocations,
+    readonly replay: MemoryReplayStore | undefined,
+  ) {}
+
+  async use(store: AuthStateStore): Promise<void> {
+    this.#stop();
+    this.#store = store;
+    await this.#load(store);
+    this.#unsubscribe = store.subscribe?.((entry) => this.revocations.add(entry));
+    this.#timer = setInterval(() => {
+      const now = Date.now();
+      store
+        .prune(now)
+        .then(() => this.#load(store))
+        // A closed store ends the reloads; the in-memory state keeps working.
+        .catch(() => this.#store === store && this.#stop());
+    }, RELOAD_INTERVAL_MS);
+    this.#timer.unref();
+  }
+
+  async addRevocations(entries: RevocationEntry[]): Promise<void> {
+    const store = this.#store;
+    if (store === undefined) return;
+    for (const entry of entries) await store.addRevocation(entry);
+  }
+
+  /** False when another node (or this one before a restart) already spent `jti`. */
+  async spendTicket(jti: string, expiresAtMs: number): Promise<boolean> {
+    const store = this.#store;
+    return store === undefined ? true : store.spendTicket(jti, expiresAtMs);
+  }
+
+  async #load(store: AuthStateStore): Promise<void> {
+    const { revocations, spentTickets } = await store.load();
+    for (const entry of revocations) this.revocations.add(entry);
+    const now = Date.now();
+    for (const ticket of spentTickets) {
+      if (ticket.expiresAt <= now) continue;
+      try {
+        this.replay?.spend(ticket.jti, Math.ceil(ticket.expiresAt / 1000));
+      } catch {
+        // Memory is full: the durable store still refuses the replay.
+      }
+    }
+  }
+
+  #stop(): void {
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
 }

@@ -9,9 +9,11 @@ import { ServerConnection } from "../agent/connection.js";
 import type { AgentInstance } from "../agent/instance.js";
 import { InstanceRegistry } from "../agent/registry.js";
 import type { AuthAction, AuthPolicy, AuthRequest, AuthSession } from "../auth/policy.js";
+import type { AuthStateStore } from "../auth/state-store.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { FrameType } from "../protocol/frames.js";
 import type { Durability } from "../storage/agent-database.js";
+import { openAuthStateStore } from "../storage/auth-state.js";
 import {
   BodyTooLargeError,
   headerReader,
@@ -196,6 +198,7 @@ class OutpostServer implements AgentServer {
   readonly #wss: WebSocketServer;
   readonly #auth: Promise<AuthPolicy | undefined>;
   #policy: AuthPolicy | undefined;
+  #authState: AuthStateStore | undefined;
   readonly #connections = new Set<ServerConnection>();
   /** What a refresh needs to re-ask the auth layer; kept small, one per connection. */
   readonly #origins = new WeakMap<
@@ -235,7 +238,15 @@ class OutpostServer implements AgentServer {
     const agents = agentUrlNames(options.agents);
     if (agents.size === 0) throw new Error("serve(): `agents` must name at least one Agent class");
     this.#router = new Router(this.#options.prefix, agents.keys());
-    this.#auth = Promise.resolve(options.auth).then((policy) => {
+    this.#auth = Promise.resolve(options.auth).then(async (policy) => {
+      // --- Durable auth state: revocations and spent tickets kept in the data directory,
+      // loaded before anything is served (every request awaits #auth), closed on shutdown.
+      if (policy?.useStateStore !== undefined) {
+        this.#authState = openAuthStateStore(this.#options.dataDir, this.#options.durability);
+        // biome-ignore lint/correctness/useHookAtTopLevel: an AuthPolicy method, not a React hook
+        await policy.useStateStore(this.#authState);
+      }
+      // --- end durable auth state
       this.#policy = policy;
       return policy;
     });
@@ -733,6 +744,7 @@ class OutpostServer implements AgentServer {
     for (const connection of this.#connections)
       connection.close(CloseCode.GoingAway, "server shutting down");
     await this.#registry.close();
+    await this.#authState?.close();
     this.#wss.close();
     this.logger.info({ ms: Date.now() - started, instances: instances.length }, "closed");
   }

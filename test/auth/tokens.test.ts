@@ -81,7 +81,13 @@ describe("issueToken", () => {
 
   it("treats a token without scope as full access", async () => {
     const token = await issueToken(ed, { ...ROOM, sub: "u" });
-    expect((await verifyToken(ed, token, ROOM)).scope).toEqual(["connect", "rpc", "state:write"]);
+    expect((await verifyToken(ed, token, ROOM)).scope).toEqual([
+      "connect",
+      "rpc",
+      "state:write",
+      "message",
+      "http",
+    ]);
   });
 
   it("keeps registered claims when extra claims try to override them", async () => {
@@ -267,7 +273,7 @@ describe("verifyToken refusal matrix", () => {
     const noAud = await signRaw(ed, claims({ aud: undefined }));
     await expectRefused(ed, noAud, "audience_mismatch", 4001);
     const iss = await issueToken(ed, { ...ROOM, sub: "u", issuer: "https://evil.example" });
-    await expectRefused(ed, iss, "audience_mismatch", 4001);
+    await expectRefused(ed, iss, "issuer_mismatch", 4001);
   });
 
   it("refuses a token for another agent or instance with 4003", async () => {
