@@ -6,12 +6,15 @@ import { SignJWT } from "jose";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  type AuthErrorCode,
   createKeySet,
   issueToken,
   type KeySet,
+  REASONS,
   sessionCookie,
   tokenAuth,
 } from "../../src/auth/index.js";
+import { assemble, claims, signRaw } from "../auth/forge.js";
 import { waitFor } from "../helpers/wait.js";
 import { connect, RawClient, refused } from "../helpers/ws-client.js";
 import { Flaky, Ledger } from "./fixtures.js";
@@ -394,5 +397,127 @@ describe("security claims (auth)", () => {
     } finally {
       await fuzzServer.stop();
     }
+  });
+});
+
+/**
+ * The refusal matrix: one named case per reason a credential is refused, each over a real
+ * socket, each expecting the close code the reasons table gives for its code, with nothing
+ * sent before the close and the refusal counted under that code.
+ */
+describe("refusal matrix", () => {
+  let keys: KeySet;
+  let server: Awaited<ReturnType<typeof startServer>>;
+
+  beforeAll(async () => {
+    keys = await createKeySet({ secret: SECRET });
+    const auth = tokenAuth({
+      keys,
+      allowedOrigins: [APP_ORIGIN],
+      rateLimit: { failures: 3, windowMs: 60_000 },
+    });
+    server = await startServer({ Ledger }, { trustProxy: true, auth });
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const room = { agent: "ledger", name: "matrix" };
+  const signed = (overrides: Record<string, unknown>, header: Record<string, unknown> = {}) =>
+    signRaw(keys, claims({ ...room, ...overrides }), header);
+  const now = () => Math.floor(Date.now() / 1000);
+
+  interface Case {
+    token?: () => Promise<string>;
+    headers?: Record<string, string>;
+    /** Something to do first, from the same address. */
+    before?: (url: string, headers: Record<string, string>) => Promise<void>;
+  }
+  const cases: Array<[AuthErrorCode, string, Case]> = [
+    ["token_missing", "no token anywhere", {}],
+    ["token_malformed", "not a JWT", { token: async () => "garbage" }],
+    [
+      "signature_invalid",
+      "signed with another secret",
+      {
+        token: async () =>
+          new SignJWT({ ...room, sub: "mallory" })
+            .setProtectedHeader({ alg: "HS256" })
+            .setAudience("outpost")
+            .setIssuer("outpost")
+            .setIssuedAt()
+            .setExpirationTime("5m")
+            .sign(new TextEncoder().encode(OTHER_SECRET)),
+      },
+    ],
+    [
+      "token_expired",
+      "exp in the past",
+      { token: () => signed({ iat: now() - 120, nbf: now() - 120, exp: now() - 60 }) },
+    ],
+    ["token_not_yet_valid", "nbf in the future", { token: () => signed({ nbf: now() + 600 }) }],
+    [
+      "lifetime_too_long",
+      "lives longer than maxLifetime",
+      { token: () => signed({ exp: now() + 7200 }) },
+    ],
+    ["audience_mismatch", "another audience", { token: () => signed({ aud: "billing" }) }],
+    ["issuer_mismatch", "another issuer", { token: () => signed({ iss: "https://evil.example" }) }],
+    ["scope_mismatch", "another instance", { token: () => signed({ name: "elsewhere" }) }],
+    ["scope_mismatch", "no connect scope", { token: () => signed({ scope: "rpc state:write" }) }],
+    [
+      "algorithm_not_allowed",
+      "alg none",
+      { token: async () => assemble({ alg: "none", typ: "JWT" }, claims({ ...room, sub: "eve" })) },
+    ],
+    [
+      "unknown_key",
+      "a kid the key set does not have",
+      { token: () => signed({}, { kid: "nope" }) },
+    ],
+    [
+      "token_ambiguous",
+      "a token in the query and in the Authorization header",
+      { token: () => signed({}), headers: { authorization: "Bearer also-a-token" } },
+    ],
+    [
+      "origin_not_allowed",
+      "a foreign browser origin",
+      { token: () => signed({}), headers: { origin: "https://evil.example" } },
+    ],
+    [
+      "token_revoked",
+      "a revoked token id",
+      {
+        token: async () => {
+          await server.revoke({ jti: "matrix-revoked" });
+          return signed({ jti: "matrix-revoked" });
+        },
+      },
+    ],
+    [
+      "too_many_attempts",
+      "after three failures from the same address",
+      {
+        token: () => signed({}),
+        before: async (url, headers) => {
+          for (let i = 0; i < 3; i++) await refused(`${url}?token=garbage`, { headers });
+        },
+      },
+    ],
+  ];
+
+  let nextMatrixAddress = 1;
+  it.each(cases)("%s: %s", async (code, _name, { token, headers = {}, before }) => {
+    const from = { "x-forwarded-for": `10.88.0.${nextMatrixAddress++}`, ...headers };
+    const url = wsUrl(server, `/agents/ledger/${room.name}`);
+    await before?.(url, from);
+    const counted = server.stats().refusals[code] ?? 0;
+    const t = token === undefined ? undefined : await token();
+    const closed = await refused(t === undefined ? url : `${url}?token=${t}`, { headers: from });
+    expect(closed.code).toBe(REASONS[code].closeCode);
+    expect(closed.received).toEqual([]);
+    expect(server.stats().refusals[code]).toBe(counted + 1);
   });
 });
