@@ -1,4 +1,5 @@
 import { formatRetryReason } from "../protocol/retry-hint.js";
+import { DurableState } from "./durable-state.js";
 import { AuthError, REASONS, toRefusal } from "./errors.js";
 import { fingerprint } from "./fingerprint.js";
 import type { KeySet, VerificationKeys } from "./keys.js";
@@ -8,7 +9,6 @@ import { FailureLimiter, type RateLimitOptions } from "./rate-limit.js";
 import { MemoryReplayStore, type ReplayStore } from "./replay.js";
 import { Revocations } from "./revocations.js";
 import type { SessionCookie } from "./session-cookie.js";
-import type { AuthStateStore, RevocationEntry } from "./state-store.js";
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, verifyToken } from "./tokens.js";
 import { type FoundToken, findToken, TRANSPORTS, type Transport } from "./transports.js";
 
@@ -46,6 +46,11 @@ export interface TokenAuthOptions {
   publishJwks?: boolean;
   /** Accept tokens without `agent`/`name` claims for any agent (identity-provider tokens). */
   allowUnscoped?: boolean;
+  /**
+   * Milliseconds between reloads (and prunes) of the durable auth state, for changes made
+   * by other nodes that the store cannot push (default 30,000).
+   */
+  stateReloadInterval?: number;
 }
 
 /**
@@ -66,9 +71,13 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
     cookie,
     rejectWith = "close",
     allowUnscoped = false,
+    stateReloadInterval = 30_000,
   } = options;
   if (options.keys === undefined || options.keys === null) {
     throw new TypeError("tokenAuth: `keys` is required, e.g. await createKeySet({ secret })");
+  }
+  if (!(stateReloadInterval > 0)) {
+    throw new TypeError("tokenAuth: `stateReloadInterval` must be a positive number of ms");
   }
   if (!(maxLifetime > 0) || !(clockTolerance >= 0)) {
     throw new TypeError(
@@ -107,7 +116,11 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
   const limiter =
     options.rateLimit === false ? undefined : new FailureLimiter(options.rateLimit ?? {});
   const revocations = new Revocations(maxLifetime + clockTolerance, clockTolerance);
-  const durable = new DurableState(revocations, memoryReplay(replay));
+  const durable = new DurableState(
+    revocations,
+    replay instanceof MemoryReplayStore ? replay : undefined,
+    stateReloadInterval,
+  );
   // Every spend goes through memory first (fast, and refuses a replay on this node at once),
   // then through the durable store, which is the one that knows about other nodes and restarts.
   const spender: ReplayStore | undefined =
@@ -299,76 +312,4 @@ function isKeySet(keys: unknown): keys is KeySet {
 function hasPublicKeys(keys: VerificationKeys | Promise<VerificationKeys>): boolean | undefined {
   if (typeof (keys as Promise<unknown>).then === "function") return undefined;
   return isKeySet(keys) && keys.jwks().keys.length > 0;
-}
-
-/** The in-memory replay store to load spent ids into, when it is the built-in one. */
-function memoryReplay(replay: ReplayStore | undefined): MemoryReplayStore | undefined {
-  return replay instanceof MemoryReplayStore ? replay : undefined;
-}
-
-/** How often the policy reloads the durable state, for changes a store cannot push. */
-const RELOAD_INTERVAL_MS = 30_000;
-
-/**
- * The policy's link to an `AuthStateStore`: loads it into the in-memory checks, writes
- * changes through, takes pushed changes, and reloads and prunes periodically.
- */
-class DurableState {
-  #store: AuthStateStore | undefined;
-  #unsubscribe: (() => void) | undefined;
-  #timer: NodeJS.Timeout | undefined;
-
-  constructor(
-    readonly revocations: Revocations,
-    readonly replay: MemoryReplayStore | undefined,
-  ) {}
-
-  async use(store: AuthStateStore): Promise<void> {
-    this.#stop();
-    this.#store = store;
-    await this.#load(store);
-    this.#unsubscribe = store.subscribe?.((entry) => this.revocations.add(entry));
-    this.#timer = setInterval(() => {
-      const now = Date.now();
-      store
-        .prune(now)
-        .then(() => this.#load(store))
-        // A closed store ends the reloads; the in-memory state keeps working.
-        .catch(() => this.#store === store && this.#stop());
-    }, RELOAD_INTERVAL_MS);
-    this.#timer.unref();
-  }
-
-  async addRevocations(entries: RevocationEntry[]): Promise<void> {
-    const store = this.#store;
-    if (store === undefined) return;
-    for (const entry of entries) await store.addRevocation(entry);
-  }
-
-  /** False when another node (or this one before a restart) already spent `jti`. */
-  async spendTicket(jti: string, expiresAtMs: number): Promise<boolean> {
-    const store = this.#store;
-    return store === undefined ? true : store.spendTicket(jti, expiresAtMs);
-  }
-
-  async #load(store: AuthStateStore): Promise<void> {
-    const { revocations, spentTickets } = await store.load();
-    for (const entry of revocations) this.revocations.add(entry);
-    const now = Date.now();
-    for (const ticket of spentTickets) {
-      if (ticket.expiresAt <= now) continue;
-      try {
-        this.replay?.spend(ticket.jti, Math.ceil(ticket.expiresAt / 1000));
-      } catch {
-        // Memory is full: the durable store still refuses the replay.
-      }
-    }
-  }
-
-  #stop(): void {
-    this.#unsubscribe?.();
-    this.#unsubscribe = undefined;
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
-  }
 }
