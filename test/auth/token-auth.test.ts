@@ -573,6 +573,26 @@ describe("tokenAuth: authorize", () => {
     expect(() => full.authorize(everything, "state:write")).not.toThrow();
   });
 
+  it("guards user messages with the message scope and requests with the http scope", async () => {
+    const [auth, session] = await sessionWith({ scope: "connect rpc" });
+    refusedSync(() => auth.authorize(session, "message"), "scope_mismatch", 4003);
+    const [, talker] = await sessionWith({ scope: "connect message" });
+    expect(() => auth.authorize(talker, "message")).not.toThrow();
+    refusedSync(() => auth.authorize(talker, "rpc"), "scope_mismatch", 4003);
+    // authenticate() checks connect for a socket and http for a request.
+    const httpOnly = await token({ scope: "http" });
+    await refused(auth.authenticate(request({ token: httpOnly })), "scope_mismatch", 4003);
+    await expect(
+      auth.authenticate({ ...request({ token: httpOnly }), websocket: false }),
+    ).resolves.toBeTruthy();
+    const connectOnly = await token({ scope: "connect" });
+    await refused(
+      auth.authenticate({ ...request({ token: connectOnly }), websocket: false }),
+      "scope_mismatch",
+      4003,
+    );
+  });
+
   it("refuses once the credentials have expired, with 4001", async () => {
     vi.useFakeTimers({ toFake: ["Date"] });
     const [auth, session] = await sessionWith({ ttl: 60 });
