@@ -1,5 +1,5 @@
 import { CloseCode } from "../protocol/close-codes.js";
-import { formatRetryReason } from "../protocol/retry-hint.js";
+import { formatRetryReason, retryAfterSeconds } from "../protocol/retry-hint.js";
 import { fingerprint } from "./fingerprint.js";
 /**
  * Every refusal of the auth layer, one stable code per reason. The code goes to the log and
@@ -214,9 +214,7 @@ export class AuthError extends Error {
 
   /** Seconds for a `Retry-After` header, when the refusal has a wait. */
   get retryAfterSeconds(): number | undefined {
-    return this.retryAfterMs === undefined
-      ? undefined
-      : Math.max(1, Math.ceil(this.retryAfterMs / 1000));
+    return this.retryAfterMs === undefined ? undefined : retryAfterSeconds(this.retryAfterMs);
   }
 }
 

@@ -14,8 +14,12 @@ const HINT = /;? ?retry in (\d+(?:\.\d+)?)s\b/;
  */
 export function formatRetryReason(message: string, retryAfterMs: number): string {
   if (HINT.test(message)) return message;
-  const seconds = Number.isFinite(retryAfterMs) ? Math.max(1, Math.ceil(retryAfterMs / 1000)) : 1;
-  return `${message}; retry in ${seconds}s`;
+  return `${message}; retry in ${retryAfterSeconds(retryAfterMs)}s`;
+}
+
+/** A wait in whole seconds, rounded up, at least 1: the hint's number and `Retry-After`'s. */
+export function retryAfterSeconds(retryAfterMs: number): number {
+  return Number.isFinite(retryAfterMs) ? Math.max(1, Math.ceil(retryAfterMs / 1000)) : 1;
 }
 
 /** Milliseconds from a reason written by `formatRetryReason`, or undefined when it has no hint. */
