@@ -47,19 +47,25 @@ export type AuthErrorCode =
   | "token_ambiguous"
   /** A refresh token for another subject than the session's. */
   | "subject_mismatch"
-  /** No such path under the agents prefix. */
+  /** Nothing is served at that path. */
   | "not_found"
-  /** No agent class of that name. */
+  /** No agent class by that URL name on this server. */
   | "unknown_agent"
+  /** The instance name cannot be used (empty, too long, a forbidden character). */
+  | "bad_instance_name"
+  /** The request URL is longer than the server accepts. */
+  | "url_too_long"
+  /** Not a valid WebSocket handshake (method, version, key). */
+  | "bad_handshake"
+  /** The server is shutting down: reconnect to another process or later. */
+  | "shutting_down"
   /** The instance already has as many connections as it accepts. */
   | "too_many_connections"
-  /** The process already runs as many instances as it may, and none is idle. */
+  /** Every live-instance slot of this process holds a busy instance. */
   | "too_many_instances"
-  /** The server is closing. */
-  | "shutting_down"
-  /** The agent's `onStart` (or its database) failed. */
+  /** The agent's `onStart` threw (or its database could not be opened). */
   | "agent_failed_to_start"
-  /** Anything unexpected; never with details. */
+  /** Anything else that went wrong on the server's side. */
   | "internal_error";
 
 /** WebSocket close code of a refusal; see `src/protocol/close-codes.ts` for what each asks of the client. */
@@ -69,12 +75,12 @@ export type AuthCloseCode =
   | typeof CloseCode.TryAgainLater
   | typeof CloseCode.Unauthorized
   | typeof CloseCode.Forbidden
-  | typeof CloseCode.NotFound
+  | typeof CloseCode.UnknownAgent
   | typeof CloseCode.TooManyAttempts
   | typeof CloseCode.Revoked;
 
 /** HTTP status of each refusal, for the reject-with-HTTP mode and plain requests. */
-export type AuthStatus = 401 | 403 | 404 | 429 | 500 | 503;
+export type AuthStatus = 400 | 401 | 403 | 404 | 414 | 429 | 500 | 503;
 
 /** What the table says about one reason. */
 export interface Reason {
@@ -93,7 +99,7 @@ export interface Reason {
 
 const UNAUTHORIZED = { closeCode: CloseCode.Unauthorized, status: 401 } as const;
 const FORBIDDEN = { closeCode: CloseCode.Forbidden, status: 403 } as const;
-const NOT_FOUND = { closeCode: CloseCode.NotFound, status: 404 } as const;
+const NOT_FOUND = { closeCode: CloseCode.UnknownAgent, status: 404 } as const;
 const TRY_AGAIN = { closeCode: CloseCode.TryAgainLater, status: 503 } as const;
 const SERVER_ERROR = { closeCode: CloseCode.InternalError, status: 500 } as const;
 const GOING_AWAY = { closeCode: CloseCode.GoingAway, status: 503 } as const;
@@ -104,7 +110,7 @@ const credential = (base: typeof UNAUTHORIZED | typeof FORBIDDEN, message: strin
   counted: true,
 });
 const server = (
-  base: typeof NOT_FOUND | typeof TRY_AGAIN | typeof SERVER_ERROR | typeof GOING_AWAY,
+  base: Pick<Reason, "closeCode" | "status">,
   message: string,
   transient: boolean,
 ): Reason => ({ ...base, message, transient, counted: false });
@@ -149,8 +155,13 @@ export const REASONS: Readonly<Record<AuthErrorCode, Readonly<Reason>>> = {
   subject_mismatch: credential(FORBIDDEN, "token is for another subject"),
   not_found: server(NOT_FOUND, "not found", false),
   unknown_agent: server(NOT_FOUND, "unknown agent", false),
+  // Answered in the HTTP handshake (there is no socket yet); the close code is for a host
+  // that accepts first.
+  bad_instance_name: server({ ...FORBIDDEN, status: 400 }, "bad instance name", false),
+  url_too_long: server({ ...FORBIDDEN, status: 414 }, "URL too long", false),
+  bad_handshake: server({ ...FORBIDDEN, status: 400 }, "bad WebSocket handshake", false),
   too_many_connections: server(TRY_AGAIN, "too many connections", true),
-  too_many_instances: server(TRY_AGAIN, "too many agent instances", true),
+  too_many_instances: server(TRY_AGAIN, "too many live instances", true),
   shutting_down: server(GOING_AWAY, "server shutting down", false),
   agent_failed_to_start: server(SERVER_ERROR, "agent failed to start", false),
   internal_error: server(SERVER_ERROR, "internal error", false),

@@ -35,13 +35,13 @@ export type { RateLimitOptions } from "./rate-limit.js";
 export { type RemoteKeySetOptions, remoteKeySet } from "./remote-keys.js";
 export { MemoryReplayStore, type MemoryReplayStoreOptions, type ReplayStore } from "./replay.js";
 export { FULL_SCOPE, matchesTarget } from "./scope.js";
-export type { AuthStateStore, RevocationEntry } from "./state-store.js";
 export {
   type SessionCookie,
   type SessionCookieClaims,
   type SessionCookieOptions,
   sessionCookie,
 } from "./session-cookie.js";
+export type { AuthStateStore, RevocationEntry } from "./state-store.js";
 export { type TokenAuthOptions, tokenAuth } from "./token-auth.js";
 export {
   type IssueTokenOptions,

@@ -39,8 +39,11 @@ export interface AuthRequest {
   url: URL;
   /** Request headers (upgrade headers for a WebSocket); a `Headers` object will do. */
   headers: HeaderReader;
-  /** Client address as seen by the server (after any trusted-proxy handling). */
-  remoteAddress: string;
+  /**
+   * Client address as seen by the server (after any trusted-proxy handling); `undefined`
+   * when the host did not say (then no per-address limit applies).
+   */
+  remoteAddress: string | undefined;
   /** True for a WebSocket upgrade, false for plain HTTP. */
   websocket: boolean;
 }

@@ -145,7 +145,10 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
 
   /** Refuse before any crypto when this address has failed too often. */
   function checkRateLimit(request: AuthRequest, token: () => string | undefined): void {
-    const wait = limiter?.retryAfter(request.remoteAddress) ?? 0;
+    // No address (a fetch-style host that did not pass one): no bucket, rather than one
+    // bucket shared by every caller, which one attacker could fill for everybody.
+    if (limiter === undefined || request.remoteAddress === undefined) return;
+    const wait = limiter.retryAfter(request.remoteAddress);
     if (wait <= 0) return;
     const presented = token();
     throw new AuthError(
@@ -170,7 +173,9 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
     const refusal = toRefusal(error, token);
     // Only a credential that failed counts: not an origin refusal (a foreign page must not
     // lock its visitors out of the real app), and never an outage on our side.
-    if (refusal.counted) limiter?.fail(request.remoteAddress);
+    if (refusal.counted && request.remoteAddress !== undefined) {
+      limiter?.fail(request.remoteAddress);
+    }
     throw refusal;
   }
 

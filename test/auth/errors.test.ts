@@ -67,6 +67,8 @@ describe("the reasons table", () => {
     expect(uncounted.sort()).toEqual(
       [
         "agent_failed_to_start",
+        "bad_handshake",
+        "bad_instance_name",
         "internal_error",
         "keys_unavailable",
         "not_found",
@@ -77,6 +79,7 @@ describe("the reasons table", () => {
         "too_many_connections",
         "too_many_instances",
         "unknown_agent",
+        "url_too_long",
       ].sort(),
     );
     for (const code of Object.keys(REASONS) as AuthErrorCode[]) {
