@@ -10,6 +10,7 @@ export class DurableState {
   #store: AuthStateStore | undefined;
   #unsubscribe: (() => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
+  readonly #listeners = new Set<(entry: RevocationEntry) => void>();
 
   /**
    * @param revocations the policy's in-memory revocations
@@ -26,7 +27,7 @@ export class DurableState {
     this.#stop();
     this.#store = store;
     await this.#load(store);
-    this.#unsubscribe = store.subscribe?.((entry) => this.revocations.add(entry));
+    this.#unsubscribe = store.subscribe?.((entry) => this.#take(entry));
     this.#timer = setInterval(() => {
       const now = Date.now();
       store
@@ -36,6 +37,12 @@ export class DurableState {
         .catch(() => this.#store === store && this.#stop());
     }, this.reloadMs);
     this.#timer.unref();
+  }
+
+  /** Hear of revocations made elsewhere (pushed or reloaded), once each; returns a stop function. */
+  onRevocation(listener: (entry: RevocationEntry) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   async addRevocations(entries: RevocationEntry[]): Promise<void> {
@@ -52,7 +59,7 @@ export class DurableState {
 
   async #load(store: AuthStateStore): Promise<void> {
     const { revocations, spentTickets } = await store.load();
-    for (const entry of revocations) this.revocations.add(entry);
+    for (const entry of revocations) this.#take(entry);
     const now = Date.now();
     for (const ticket of spentTickets) {
       if (ticket.expiresAt <= now) continue;
@@ -62,6 +69,12 @@ export class DurableState {
         // Memory is full: the durable store still refuses the replay.
       }
     }
+  }
+
+  /** A revocation from the store: into memory, and news to the listeners when it is new here. */
+  #take(entry: RevocationEntry): void {
+    if (!this.revocations.add(entry)) return;
+    for (const listener of this.#listeners) listener(entry);
   }
 
   #stop(): void {

@@ -1,4 +1,4 @@
-import type { AuthStateStore } from "./state-store.js";
+import type { AuthStateStore, RevocationEntry } from "./state-store.js";
 
 /**
  * The contract between the server and the auth layer. The server knows nothing about
@@ -91,6 +91,11 @@ export interface AuthPolicy {
    * through. The server calls it with a store in its data directory before serving.
    */
   useStateStore?(store: AuthStateStore): Promise<void>;
+  /**
+   * Hear of revocations made elsewhere (another node, through the state store), so that
+   * matching live connections can be closed 4009 at once; returns a stop function.
+   */
+  onRevocation?(listener: (entry: RevocationEntry) => void): () => void;
   /** Query parameters that carry credentials, for the log redaction (e.g. `["token"]`). */
   readonly credentialParams?: readonly string[];
   /** Refuse with an HTTP 401/403 response instead of accepting and closing 4001/4003. */

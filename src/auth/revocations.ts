@@ -39,15 +39,19 @@ export class Revocations {
     return made;
   }
 
-  /** Take in an entry made elsewhere (loaded at startup, or pushed by another node). */
-  add(entry: RevocationEntry): void {
+  /**
+   * Take in an entry made elsewhere (loaded at startup, or pushed by another node). False
+   * when it changes nothing (already known, or older than the one kept).
+   */
+  add(entry: RevocationEntry): boolean {
     const map = entry.kind === "sub" ? this.#subjects : this.#tokens;
     const current = map.get(entry.value);
     // The latest revocation of a subject refuses the most tokens.
-    if (current !== undefined && current.revokedAt >= entry.revokedAt) return;
+    if (current !== undefined && current.revokedAt >= entry.revokedAt) return false;
     // Delete first so Map order stays oldest-first for pruning.
     map.delete(entry.value);
     map.set(entry.value, entry);
+    return true;
   }
 
   isRevoked(claims: AuthClaims): boolean {

@@ -295,6 +295,10 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
     useStateStore(store) {
       return durable.use(store);
     },
+
+    onRevocation(listener) {
+      return durable.onRevocation(listener);
+    },
   };
 
   if (options.publishJwks === true) {

@@ -137,6 +137,30 @@ describe("durable auth state in the policy", () => {
     );
   });
 
+  it("tells the server once of each revocation made elsewhere, so it can close live connections", async () => {
+    const store = new FakeStore();
+    const policy = tokenAuth({ keys, stateReloadInterval: 20 });
+    const heard: string[] = [];
+    policy.onRevocation?.((entry) => heard.push(`${entry.kind}:${entry.value}`));
+    await policy.useStateStore?.(store);
+    const entry: RevocationEntry = {
+      kind: "sub",
+      value: "ada",
+      revokedAt: Date.now(),
+      expiresAt: hour(),
+    };
+    store.push(entry);
+    store.push(entry);
+    // Reloads bring it again; it is news only once.
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(heard).toEqual(["sub:ada"]);
+    // This node's own revocations are the server's doing, not news from elsewhere.
+    await policy.revoke({ jti: "mine" });
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(heard).toEqual(["sub:ada"]);
+    await store.close();
+  });
+
   it("reloads the store periodically, for changes it cannot push", async () => {
     const store = new FakeStore();
     const policy = tokenAuth({ keys, stateReloadInterval: 20 });
