@@ -6,7 +6,7 @@ import type { RevocationEntry } from "./state-store.js";
  * subject's revocation refuses every token issued up to `clockTolerance` after it (the
  * issuer's clock may run behind ours by that much, so a token stamped "just after" may
  * really predate the revocation); a token id's refuses that token. Entries are kept only as
- * long as a token they could refuse can live (the longest accepted lifetime plus clock
+ * long as a token they could refuse can live (the longest accepted lifetime plus twice the clock
  * tolerance), so memory follows the revocation rate, not the uptime.
  */
 export class Revocations {
@@ -18,7 +18,7 @@ export class Revocations {
   readonly #toleranceMs: number;
 
   /**
-   * @param keepSeconds how long an entry can still matter: max lifetime + clock tolerance.
+   * @param keepSeconds how long an entry can still matter: max lifetime + twice the clock tolerance.
    * @param toleranceSeconds the verifier's clock tolerance.
    */
   constructor(keepSeconds: number, toleranceSeconds = 0) {

@@ -115,7 +115,9 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
         : undefined;
   const limiter =
     options.rateLimit === false ? undefined : new FailureLimiter(options.rateLimit ?? {});
-  const revocations = new Revocations(maxLifetime + clockTolerance, clockTolerance);
+  // A token stamped up to `clockTolerance` after a revocation, living `maxLifetime`, and
+  // accepted up to `clockTolerance` past its `exp`: that long can an entry still refuse one.
+  const revocations = new Revocations(maxLifetime + 2 * clockTolerance, clockTolerance);
   const durable = new DurableState(
     revocations,
     replay instanceof MemoryReplayStore ? replay : undefined,

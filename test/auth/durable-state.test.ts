@@ -110,7 +110,7 @@ describe("durable auth state in the policy", () => {
     ]);
     for (const entry of store.revocations) {
       expect(entry.revokedAt).toBeGreaterThanOrEqual(before);
-      expect(entry.expiresAt - entry.revokedAt).toBe(605_000);
+      expect(entry.expiresAt - entry.revokedAt).toBe(610_000);
     }
   });
 
