@@ -5,8 +5,10 @@ export { callable } from "./agent/callable.js";
 export type { Connection } from "./agent/connection.js";
 export type { CurrentAgent } from "./agent/context.js";
 export { getCurrentAgent } from "./agent/context.js";
+export { type AgentByNameStub, getAgentByName } from "./agent/get-agent-by-name.js";
 export { StreamingResponse } from "./agent/streaming-response.js";
 export type { AuthClaims, AuthPolicy, AuthSession } from "./auth/policy.js";
+export { AgentCallError, type CallErrorCode } from "./client/errors.js";
 export { CloseCode } from "./protocol/close-codes.js";
 export { agentNameToKebab } from "./protocol/frames.js";
 export {

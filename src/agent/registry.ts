@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { AgentDatabase, type Durability } from "../storage/agent-database.js";
 import { WakeupIndex } from "../storage/wakeups.js";
 import type { AgentClass } from "./agent.js";
+import { type AgentHost, addHost, recordHost, removeHost } from "./hosts.js";
 import { AgentInstance, type InstanceHost } from "./instance.js";
 
 export interface RegistryOptions {
@@ -24,7 +25,7 @@ export interface RegistryOptions {
  * finished; a failed start is forgotten so the next `get` tries again. Idle instances are
  * evicted and their databases closed; schedules wake them through the wakeup index.
  */
-export class InstanceRegistry implements InstanceHost {
+export class InstanceRegistry implements InstanceHost, AgentHost {
   readonly env: unknown;
   readonly logger: Logger;
   readonly authorize: InstanceHost["authorize"];
@@ -45,6 +46,13 @@ export class InstanceRegistry implements InstanceHost {
     this.refresh = options.refresh;
     this.#wakeups = new WakeupIndex(options.dataDir);
     this.#armWakeups();
+    addHost(this);
+  }
+
+  /** The URL name `agentClass` is served under here (for `getAgentByName`). */
+  urlNameOf(agentClass: AgentClass): string | undefined {
+    for (const [urlName, served] of this.#options.agents) if (served === agentClass) return urlName;
+    return undefined;
   }
 
   /** The live instance, without starting one. */
@@ -92,6 +100,8 @@ export class InstanceRegistry implements InstanceHost {
       // Inside the try: a database that cannot be opened must be retried like onStart.
       db = new AgentDatabase(this.databasePath(agent, name), this.#options.durability);
       instance = new AgentInstance({ agentName: agent, name, agentClass, db, host: this });
+      // Before onStart, so getAgentByName() from onStart finds this server first.
+      recordHost(instance.agent, this);
       await instance.start();
     } catch (error) {
       this.#starting.delete(key);
@@ -192,6 +202,7 @@ export class InstanceRegistry implements InstanceHost {
   /** Evict everything and close every database. */
   async close(): Promise<void> {
     this.#closed = true;
+    removeHost(this);
     if (this.#wakeupTimer !== undefined) clearTimeout(this.#wakeupTimer);
     for (const timer of this.#idleTimers.values()) clearTimeout(timer);
     this.#idleTimers.clear();
