@@ -2,7 +2,12 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { AuthAction } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
-import { FrameType, parseClientFrame, type RpcRequestFrame } from "../protocol/frames.js";
+import {
+  EMPTY_MCP_SERVERS_FRAME,
+  FrameType,
+  parseClientFrame,
+  type RpcRequestFrame,
+} from "../protocol/frames.js";
 import type { AgentDatabase, SqlValue, StoredSchedule } from "../storage/agent-database.js";
 import {
   Agent,
@@ -224,13 +229,17 @@ export class AgentInstance implements AgentRuntime {
     }
     if (!connection.isOpen) return;
     const state = this.readState() ?? this.agent.initialState;
-    connection.sendFrame({
-      type: FrameType.Identity,
-      agent: this.agentName,
-      name: this.name,
-      ...(state !== undefined && { stateFollows: true }),
+    connection.batch(() => {
+      connection.sendFrame({
+        type: FrameType.Identity,
+        agent: this.agentName,
+        name: this.name,
+        ...(state !== undefined && { stateFollows: true }),
+      });
+      if (state !== undefined) connection.sendFrame({ type: FrameType.State, state });
+      // As the SDK does after identity and state, so the official useAgent's onMcpUpdate fires.
+      connection.send(EMPTY_MCP_SERVERS_FRAME);
     });
-    if (state !== undefined) connection.sendFrame({ type: FrameType.State, state });
     connection.accepted = true;
   }
 

@@ -11,6 +11,7 @@ export const FrameType = {
   Rpc: "rpc",
   Auth: "outpost_auth",
   AuthResult: "outpost_auth_result",
+  McpServers: "cf_agent_mcp_servers",
 } as const;
 
 /** Server → client: sent first on every accepted connection. */
@@ -59,8 +60,24 @@ export type AuthResultFrame =
   | { type: typeof FrameType.AuthResult; ok: false; code: string; error: string };
 
 export type ClientFrame = StateFrame | RpcRequestFrame | AuthFrame;
+/**
+ * Server → client: the agent's MCP servers. Outpost has none and sends the empty list once
+ * per connect, so the official client's `onMcpUpdate` fires as it does on Cloudflare.
+ */
+export interface McpServersFrame {
+  type: typeof FrameType.McpServers;
+  mcp: { servers: Record<string, never>; tools: never[]; prompts: never[]; resources: never[] };
+}
+
+/** The `cf_agent_mcp_servers` frame Outpost sends on connect, serialized once. */
+export const EMPTY_MCP_SERVERS_FRAME = JSON.stringify({
+  type: FrameType.McpServers,
+  mcp: { servers: {}, tools: [], prompts: [], resources: [] },
+} satisfies McpServersFrame);
+
 export type ServerFrame =
   | IdentityFrame
+  | McpServersFrame
   | StateFrame
   | StateErrorFrame
   | RpcResponseFrame

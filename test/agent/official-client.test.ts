@@ -57,6 +57,15 @@ describe("the official agents client", () => {
     expect(JSON.parse(raw[1]!)).toEqual({ type: "cf_agent_state", state: { count: 0 } });
   });
 
+  it("gets cf_agent_mcp_servers with an empty list right after identity and state, as from the SDK", async () => {
+    const { raw } = await officialClient("mcp");
+    await waitFor(() => raw.length >= 3, "the third frame");
+    expect(JSON.parse(raw[2]!)).toEqual({
+      type: "cf_agent_mcp_servers",
+      mcp: { servers: {}, tools: [], prompts: [], resources: [] },
+    });
+  });
+
   it("syncs a client setState to the other clients, not back to the writer", async () => {
     const seenByOther: CounterState[] = [];
     const writer = await officialClient("sync-client");

@@ -76,6 +76,11 @@ export class Lab extends Agent<unknown, LabState> {
     return getCurrentAgent().connection?.auth?.sub ?? null;
   }
 
+  /** HTTP to the instance: where it arrived. */
+  override onRequest(request: Request) {
+    return Response.json({ pathname: new URL(request.url).pathname });
+  }
+
   /** The `exp` the server holds for the caller's credentials. */
   @callable()
   expiry() {
