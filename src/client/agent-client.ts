@@ -539,9 +539,13 @@ export class AgentClient<State = unknown> {
   /**
    * Send a raw message to the agent's `onMessage`. Kept and sent after reconnecting when
    * the connection is down; throws an `AgentCallError` (`queue_full`) when too many wait.
+   * Returns `true` when it went out at once, `false` when it waits for the connection (as
+   * partysocket's `send` does; the official chat transport reads it).
    */
-  send(data: Message): void {
-    if (!this.#transmit(data)) this.#enqueue({ text: data }, "send");
+  send(data: Message): boolean {
+    if (this.#transmit(data)) return true;
+    this.#enqueue({ text: data }, "send");
+    return false;
   }
 
   /**

@@ -418,3 +418,22 @@ describe("MCP server list", () => {
     expect(messages).toEqual(["echo:after"]);
   });
 });
+
+describe("send", () => {
+  it("returns true when the message went out at once and false when it waits for the connection", async () => {
+    const name = room();
+    const echoes: string[] = [];
+    const client = labClient(outpost, {
+      name,
+      query: { token: await outpost.token(name) },
+      startClosed: true,
+      onMessage: (event) => echoes.push(String(event.data)),
+    });
+    expect(client.send("queued")).toBe(false);
+    client.reconnect();
+    await client.ready;
+    expect(client.send("direct")).toBe(true);
+    await waitFor(() => echoes.length === 2, "both echoes");
+    expect(echoes).toEqual(["echo:queued", "echo:direct"]);
+  });
+});
