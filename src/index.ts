@@ -6,6 +6,7 @@ export type { Connection } from "./agent/connection.js";
 export type { CurrentAgent } from "./agent/context.js";
 export { getCurrentAgent } from "./agent/context.js";
 export { type AgentByNameStub, getAgentByName } from "./agent/get-agent-by-name.js";
+export { requestAuth } from "./agent/request-auth.js";
 export { StreamingResponse } from "./agent/streaming-response.js";
 export type { AuthClaims, AuthPolicy, AuthSession } from "./auth/policy.js";
 export { AgentCallError, type CallErrorCode } from "./client/errors.js";

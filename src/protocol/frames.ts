@@ -12,6 +12,7 @@ export const FrameType = {
   Auth: "outpost_auth",
   AuthResult: "outpost_auth_result",
   McpServers: "cf_agent_mcp_servers",
+  Refused: "outpost_refused",
 } as const;
 
 /** Server → client: sent first on every accepted connection. */
@@ -59,6 +60,16 @@ export type AuthResultFrame =
   | { type: typeof FrameType.AuthResult; ok: true; exp?: number }
   | { type: typeof FrameType.AuthResult; ok: false; code: string; error: string };
 
+/**
+ * Server → client: a frame of this connection was refused (e.g. a user message without the
+ * `message` scope). Frames with their own answer (RPC, state) are refused in that answer.
+ */
+export interface RefusedFrame {
+  type: typeof FrameType.Refused;
+  action: "message";
+  error: string;
+}
+
 export type ClientFrame = StateFrame | RpcRequestFrame | AuthFrame;
 /**
  * Server → client: the agent's MCP servers. Outpost has none and sends the empty list once
@@ -69,11 +80,11 @@ export interface McpServersFrame {
   mcp: { servers: Record<string, never>; tools: never[]; prompts: never[]; resources: never[] };
 }
 
-/** The `cf_agent_mcp_servers` frame Outpost sends on connect, serialized once. */
-export const EMPTY_MCP_SERVERS_FRAME = JSON.stringify({
+/** The `cf_agent_mcp_servers` frame Outpost sends on connect. */
+export const EMPTY_MCP_SERVERS: McpServersFrame = Object.freeze({
   type: FrameType.McpServers,
-  mcp: { servers: {}, tools: [], prompts: [], resources: [] },
-} satisfies McpServersFrame);
+  mcp: Object.freeze({ servers: {}, tools: [], prompts: [], resources: [] }),
+});
 
 export type ServerFrame =
   | IdentityFrame
@@ -81,7 +92,8 @@ export type ServerFrame =
   | StateFrame
   | StateErrorFrame
   | RpcResponseFrame
-  | AuthResultFrame;
+  | AuthResultFrame
+  | RefusedFrame;
 
 /** Result of classifying a text frame from a client. */
 export type ParsedClientFrame =
