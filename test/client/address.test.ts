@@ -74,6 +74,20 @@ describe("identified", () => {
 });
 
 describe("path", () => {
+  it("reaches the instance on an Outpost server, socket and HTTP, with the sub-path in the request", async () => {
+    const name = room();
+    const client = labClient(outpost, {
+      name,
+      path: "settings/profile",
+      query: { token: await outpost.token(name) },
+    });
+    await client.ready;
+    expect(client.name).toBe(name);
+    expect(await client.call("where")).toBe(`/agents/lab/${name}/settings/profile`);
+    const response = await fetch(client.getHttpUrl());
+    expect(await response.json()).toEqual({ pathname: `/agents/lab/${name}/settings/profile` });
+  });
+
   it("connects to the sub-path after the instance and reports it as a PartySocket does", async () => {
     const client = new AgentClient({
       agent: "UserAgent",
