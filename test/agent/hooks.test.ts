@@ -13,11 +13,12 @@ type Seen = Array<[string, unknown, string]>;
 const sourceName = (source: Connection | "server") =>
   source === "server" ? "server" : `connection:${source.id}`;
 
-class Changed extends Agent<unknown, { n: number }> {
+/** Bumps its state on request and reports which state hooks ran; overrides none itself. */
+class Recorder extends Agent<unknown, { n: number }> {
   override initialState = { n: 0 };
   seen: Seen = [];
-  override onStateChanged(state: { n: number }, source: Connection | "server") {
-    this.seen.push(["onStateChanged", state, sourceName(source)]);
+  record(hook: string, state: { n: number }, source: Connection | "server") {
+    this.seen.push([hook, state, sourceName(source)]);
   }
   @callable()
   bump() {
@@ -30,32 +31,24 @@ class Changed extends Agent<unknown, { n: number }> {
   }
 }
 
-class Updated extends Agent<unknown, { n: number }> {
-  override initialState = { n: 0 };
-  seen: Seen = [];
-  override onStateUpdate(state: { n: number }, source: Connection | "server") {
-    this.seen.push(["onStateUpdate", state, sourceName(source)]);
-  }
-  @callable()
-  bump() {
-    this.setState({ n: this.state.n + 1 });
-    return this.seen;
+class Changed extends Recorder {
+  override onStateChanged(state: { n: number }, source: Connection | "server") {
+    this.record("onStateChanged", state, source);
   }
 }
 
-class Both extends Agent<unknown, { n: number }> {
-  override initialState = { n: 0 };
-  seen: Seen = [];
+class Updated extends Recorder {
+  override onStateUpdate(state: { n: number }, source: Connection | "server") {
+    this.record("onStateUpdate", state, source);
+  }
+}
+
+class Both extends Recorder {
   override onStateChanged(state: { n: number }, source: Connection | "server") {
-    this.seen.push(["onStateChanged", state, sourceName(source)]);
+    this.record("onStateChanged", state, source);
   }
   override onStateUpdate(state: { n: number }, source: Connection | "server") {
-    this.seen.push(["onStateUpdate", state, sourceName(source)]);
-  }
-  @callable()
-  bump() {
-    this.setState({ n: this.state.n + 1 });
-    return this.seen;
+    this.record("onStateUpdate", state, source);
   }
 }
 
