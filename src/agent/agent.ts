@@ -279,6 +279,26 @@ export function stateChangeHook(
   return undefined;
 }
 
+const warnedStateHook = processWide("warnedStateHook", () => new WeakSet<object>());
+
+/**
+ * Say once per class that it overrides the deprecated `onStateUpdate` (and not
+ * `onStateChanged`), as the SDK does.
+ * @internal
+ */
+export function warnDeprecatedHooks(
+  agent: Agent<unknown, unknown>,
+  warn: (message: string) => void,
+): void {
+  if (stateChangeHook(agent) !== agent.onStateUpdate) return;
+  const agentClass = agent.constructor;
+  if (warnedStateHook.has(agentClass)) return;
+  warnedStateHook.add(agentClass);
+  warn(
+    `${agentClass.name}: onStateUpdate is deprecated; rename it onStateChanged (same behaviour)`,
+  );
+}
+
 /**
  * Call `onError` the way the SDK does: `(connection, error)` on a connection, `(error)`
  * otherwise, and `(error)` always for an override written `onError(error)`.

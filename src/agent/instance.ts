@@ -18,6 +18,7 @@ import {
   callOnError,
   type Schedule,
   stateChangeHook,
+  warnDeprecatedHooks,
 } from "./agent.js";
 import { findCallable } from "./callable.js";
 import type { Connection, ServerConnection } from "./connection.js";
@@ -82,6 +83,7 @@ export class AgentInstance implements AgentRuntime {
     this.#host = options.host;
     this.#log = options.host.logger.child({ agent: options.agentName, instance: options.name });
     this.agent = new options.agentClass({ runtime: this }, options.host.env);
+    warnDeprecatedHooks(this.agent, (message) => this.#log.warn(message));
   }
 
   /** The database, created on first use. */

@@ -1,3 +1,4 @@
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   Agent,
@@ -143,6 +144,31 @@ describe("agent hooks as in the SDK", () => {
     const client = await connect(wsUrl(server, "/agents/updated/a"));
     expect(await client.rpc("bump")).toEqual([["onStateUpdate", { n: 1 }, "server"]]);
     client.ws.close();
+  });
+
+  it("logs once per class that onStateUpdate is deprecated, and not for onStateChanged", async () => {
+    // A class of its own: the warning is once per class per process.
+    class Legacy extends Recorder {
+      override onStateUpdate(state: { n: number }, source: Connection | "server") {
+        this.record("onStateUpdate", state, source);
+      }
+    }
+    const lines: string[] = [];
+    const logged = await startServer(
+      { Legacy, Changed },
+      { logger: pino({ level: "warn" }, { write: (line: string) => lines.push(line) }) },
+    );
+    try {
+      for (const path of ["/agents/legacy/w1", "/agents/legacy/w2", "/agents/changed/w3"]) {
+        const client = await connect(wsUrl(logged, path));
+        await client.close();
+      }
+      const warnings = lines.filter((line) => line.includes("deprecated"));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain("Legacy: onStateUpdate is deprecated");
+    } finally {
+      await logged.stop();
+    }
   });
 
   it("calls only onStateChanged when an agent overrides both", async () => {
