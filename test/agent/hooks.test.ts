@@ -71,12 +71,10 @@ class Failing extends Agent {
 
 /** The SDK's two-argument form. */
 class TwoArgs extends Failing {
-  override onError(connection: Connection, error: unknown) {
+  override onError(connection: Connection | undefined, error: unknown) {
     this.errors.push([
-      typeof connection === "object" && connection !== null && "id" in connection
-        ? "connection"
-        : String((connection as Error).message),
-      error === undefined ? "no second argument" : (error as Error).message,
+      connection === undefined ? "no connection" : `connection ${typeof connection.id}`,
+      (error as Error).message,
     ]);
   }
 }
@@ -177,13 +175,13 @@ describe("agent hooks as in the SDK", () => {
     client.ws.close();
   });
 
-  it("calls onError(connection, error) on a connection and onError(error) off one", async () => {
+  it("gives a two-parameter onError the connection and the error, and undefined and the error off a connection", async () => {
     const client = await connect(wsUrl(server, "/agents/two-args/a"));
     await client.call("boom");
     expect((await fetch(httpUrl(server, "/agents/two-args/a"))).status).toBe(500);
     expect(await client.rpc("report")).toEqual([
-      ["connection", "on a connection"],
-      ["off a connection", "no second argument"],
+      ["connection string", "on a connection"],
+      ["no connection", "off a connection"],
     ]);
     client.ws.close();
   });
