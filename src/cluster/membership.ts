@@ -3,6 +3,7 @@ import { performance } from "node:perf_hooks";
 import postgres, { type Sql } from "postgres";
 import { NotServingError } from "./errors.js";
 import type { ResolvedClusterOptions } from "./options.js";
+import { TimeoutError, withTimeout } from "./timeout.js";
 
 /** A node whose lease had not expired, by Postgres's clock, at the last heartbeat. */
 export interface NodeInfo {
@@ -142,7 +143,11 @@ export class Membership extends EventEmitter<MembershipEvents> {
     try {
       // A renewal slower than the time a lease vouches for cannot help: give up on the
       // connection (it may hang on a dead route) and start afresh on the next beat.
-      const [, nodes] = await withTimeout(Promise.all([renewal, live]), leaseMs - fenceMarginMs);
+      const [, nodes] = await withTimeout(
+        Promise.all([renewal, live]),
+        leaseMs - fenceMarginMs,
+        "lease renewal",
+      );
       if (this.#closed) return;
       this.#nodes = nodes.map(({ id, address }) => ({ id, address }));
       this.#deadline = sentAt + leaseMs - fenceMarginMs;
@@ -192,15 +197,4 @@ function connect(options: MembershipOptions): Sql {
     idle_timeout: 0,
     onnotice: () => {},
   });
-}
-
-class TimeoutError extends Error {}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError("renewal timed out")), ms);
-  });
-  promise.catch(() => {});
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
