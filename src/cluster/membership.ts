@@ -82,6 +82,13 @@ export class Membership extends EventEmitter<MembershipEvents> {
       await membership.close();
       throw error;
     }
+    // Rows of nodes gone for a day are of no use to anyone (owner rows may keep naming
+    // them: a claim only asks whether a live node owns the instance).
+    const sql = membership.#sql;
+    await sql`
+      DELETE FROM ${sql(options.schema)}.nodes WHERE lease_expires_at < now() - interval '1 day'`.catch(
+      () => {},
+    );
     return membership;
   }
 
@@ -117,13 +124,17 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.#serving = false;
     if (wasServing) this.emit("fenced", { reason: "closed" });
     const schema = this.#options.schema;
+    const sql = this.#sql;
     try {
-      await this.#sql`
-        UPDATE ${this.#sql(schema)}.nodes SET lease_expires_at = now() WHERE id = ${this.nodeId}`;
+      await withTimeout(
+        sql`UPDATE ${sql(schema)}.nodes SET lease_expires_at = now() WHERE id = ${this.nodeId}`,
+        this.#options.heartbeatMs,
+        "giving up the lease",
+      );
     } catch {
       // Unreachable Postgres: the lease simply runs out.
     }
-    await this.#sql.end({ timeout: 1 });
+    await sql.end({ timeout: 0 });
   }
 
   async #beat(first = false): Promise<void> {
@@ -150,7 +161,12 @@ export class Membership extends EventEmitter<MembershipEvents> {
       );
       if (this.#closed) return;
       this.#nodes = nodes.map(({ id, address }) => ({ id, address }));
+      // Woken from a pause with an answer in hand: the old deadline passed meanwhile, so
+      // whatever was held is given up before the renewal counts.
+      this.#checkDeadline();
       this.#deadline = sentAt + leaseMs - fenceMarginMs;
+      // A renewal that took longer than the lease vouches for proves nothing.
+      if (performance.now() >= this.#deadline) throw new TimeoutError("lease renewal too slow");
       this.#armFence();
       if (!this.#serving) {
         this.#serving = true;

@@ -180,4 +180,20 @@ describe("ownership", () => {
       SELECT value FROM ${sql(schema)}.fence_test WHERE instance = 'counter/handover' ORDER BY value`;
     expect(after.map((row) => row.value)).toEqual([1, 3]);
   });
+
+  it("a renewal that finds an instance's row held by another node drops it here (lost: taken)", async () => {
+    const node = await startNode(nodeOptions(POSTGRES_URL, db.schema, "verifier"));
+    nodes.push(node);
+    expect(await node.ownership.claim("counter/moved")).toEqual({ owned: true, epoch: 1 });
+    const lost = new Promise((resolve) => node.ownership.once("lost", resolve));
+    const { sql, schema } = db;
+    // As if another node had claimed it in a moment this one could not see.
+    await sql`
+      UPDATE ${sql(schema)}.owners SET node_id = 'elsewhere', epoch = 2 WHERE instance = 'counter/moved'`;
+    expect(await lost).toEqual({ instance: "counter/moved", epoch: 1, reason: "taken" });
+    expect(node.ownership.epochOf("counter/moved")).toBeUndefined();
+    await expect(node.ownership.write("counter/moved", async () => {})).rejects.toMatchObject({
+      code: "ERR_CLUSTER_NOT_OWNER",
+    });
+  });
 });
