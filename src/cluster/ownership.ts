@@ -88,10 +88,10 @@ export class Ownership extends EventEmitter<OwnershipEvents> {
   /**
    * Claim `instance` (`"<kebab-agent>/<name>"`) for this node, or learn which live node owns
    * it and at what address, to route there. Concurrent claims of one instance on this node
-   * share one round trip. Throws `NotServingError` when this node is not serving.
+   * share one round trip. Rejects with `NotServingError` when this node is not serving.
    */
   claim(instance: string): Promise<ClaimResult> {
-    this.#membership.assertServing();
+    if (!this.#membership.serving) return Promise.reject(new NotServingError());
     const epoch = this.#held.get(instance)?.epoch;
     if (epoch !== undefined) return Promise.resolve({ owned: true, epoch });
     let pending = this.#claiming.get(instance);

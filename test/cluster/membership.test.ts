@@ -93,9 +93,9 @@ describe("membership", () => {
       await expect(ownership.write(instance, async () => {})).rejects.toMatchObject({
         code: "ERR_CLUSTER_NOT_SERVING",
       });
-      expect(() => ownership.claim(instance)).toThrow(
-        expect.objectContaining({ code: "ERR_CLUSTER_NOT_SERVING" }),
-      );
+      await expect(ownership.claim(instance)).rejects.toMatchObject({
+        code: "ERR_CLUSTER_NOT_SERVING",
+      });
 
       const restoredAt = performance.now();
       proxy.restore();
