@@ -12,14 +12,16 @@ export type ClusterErrorCode =
   /** This node cannot vouch for its lease (Postgres unreachable, or paused): it serves nothing. */
   | "ERR_CLUSTER_NOT_SERVING"
   /** This node does not own the instance (never claimed it, released it, or lost it). */
-  | "ERR_CLUSTER_NOT_OWNER";
+  | "ERR_CLUSTER_NOT_OWNER"
+  /** Postgres could not be reached at startup; `cause` says why. */
+  | "ERR_CLUSTER_UNREACHABLE";
 
 /** Base class of every cluster error. */
 export class ClusterError extends Error {
   readonly code: ClusterErrorCode;
 
-  constructor(code: ClusterErrorCode, message: string) {
-    super(message);
+  constructor(code: ClusterErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = new.target.name;
     this.code = code;
   }

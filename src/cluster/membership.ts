@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 import postgres, { type Sql } from "postgres";
-import { NotServingError } from "./errors.js";
+import { ClusterError, NotServingError } from "./errors.js";
 import type { ResolvedClusterOptions } from "./options.js";
 import { TimeoutError, withTimeout } from "./timeout.js";
 
@@ -71,8 +71,9 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 
   /**
-   * Register this node and start its heartbeat. Rejects when the first registration fails
-   * (Postgres unreachable at startup is a startup error, not something to wait out).
+   * Register this node and start its heartbeat. Rejects with `ERR_CLUSTER_UNREACHABLE` when
+   * the first registration fails (Postgres unreachable at startup is a startup error, not
+   * something to wait out).
    */
   static async start(options: MembershipOptions): Promise<Membership> {
     const membership = new Membership(options);
@@ -80,7 +81,13 @@ export class Membership extends EventEmitter<MembershipEvents> {
       await membership.#beat(true);
     } catch (error) {
       await membership.close();
-      throw error;
+      // The driver's message names host and port, never the password.
+      const why = error instanceof Error ? error.message : String(error);
+      throw new ClusterError(
+        "ERR_CLUSTER_UNREACHABLE",
+        `could not register this node in Postgres (cluster.postgres): ${why}`,
+        { cause: error },
+      );
     }
     // Rows of nodes gone for a day are of no use to anyone (owner rows may keep naming
     // them: a claim only asks whether a live node owns the instance).

@@ -1,5 +1,7 @@
+import { type AddressInfo, createServer } from "node:net";
 import { performance } from "node:perf_hooks";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Membership } from "../../src/cluster/membership.js";
 import type { LostReason } from "../../src/cluster/ownership.js";
 import { waitFor } from "../helpers/wait.js";
 import { nodeOptions, startNode, type TestNode } from "./nodes.js";
@@ -108,4 +110,39 @@ describe("membership", () => {
       expect(await ownership.claim(instance)).toEqual({ owned: true, epoch: 2 });
     });
   }
+
+  it("a node that closes gives its lease up at once: another node claims its instance without waiting", async () => {
+    const leaving = await startNode(nodeOptions(POSTGRES_URL, db.schema, "leaving"));
+    expect(await leaving.ownership.claim("counter/handed-over")).toEqual({ owned: true, epoch: 1 });
+    node = await startNode(nodeOptions(POSTGRES_URL, db.schema, "staying"));
+    expect(await node.ownership.claim("counter/handed-over")).toMatchObject({
+      owned: false,
+      owner: { nodeId: "leaving" },
+    });
+    await leaving.close();
+    expect(await leaseLeftMs("leaving")).toBeLessThanOrEqual(0);
+    expect(await node.ownership.claim("counter/handed-over")).toEqual({ owned: true, epoch: 2 });
+  });
+
+  it("start rejects with ERR_CLUSTER_UNREACHABLE when Postgres cannot be reached, and registers nothing", async () => {
+    // A port nothing listens on (refused at once), and a proxy that drops every connection.
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    proxy = await startTcpProxy({ host: "127.0.0.1", port: 5432 });
+    proxy.cut("refuse");
+    for (const [id, port] of [
+      ["unreachable-refused", closedPort],
+      ["unreachable-dropped", proxy.port],
+    ] as const) {
+      const started = Membership.start(nodeOptions(viaPort(POSTGRES_URL, port), db.schema, id));
+      await expect(started).rejects.toMatchObject({ code: "ERR_CLUSTER_UNREACHABLE" });
+      await expect(started).rejects.toThrow(
+        /^could not register this node in Postgres \(cluster\.postgres\): /,
+      );
+      const { sql, schema } = db;
+      expect(await sql`SELECT id FROM ${sql(schema)}.nodes WHERE id = ${id}`).toHaveLength(0);
+    }
+  });
 });
