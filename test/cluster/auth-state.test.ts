@@ -2,7 +2,13 @@ import { performance } from "node:perf_hooks";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { PostgresAuthStateStore, type RevocationEntry } from "../../src/cluster/auth-state.js";
 import { waitFor } from "../helpers/wait.js";
-import { createTestSchema, POSTGRES_URL, type TestSchema, viaPort } from "./postgres.js";
+import {
+  createTestSchema,
+  POSTGRES_TARGET,
+  POSTGRES_URL,
+  type TestSchema,
+  viaPort,
+} from "./postgres.js";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
 
 let db: TestSchema;
@@ -111,7 +117,7 @@ describe("shared auth state", () => {
 
   for (const mode of ["refuse", "blackhole"] as const) {
     it(`a missed NOTIFY (B's connection cut while A revokes${mode === "blackhole" ? ", silently" : ""}) is caught up once B reaches Postgres again`, async () => {
-      proxy = await startTcpProxy({ host: "127.0.0.1", port: 5432 });
+      proxy = await startTcpProxy(POSTGRES_TARGET);
       const a = await openStore(POSTGRES_URL, 500);
       const b = await openStore(viaPort(POSTGRES_URL, proxy.port), 500);
       const seenByB = collect(b);

@@ -5,7 +5,13 @@ import { Membership } from "../../src/cluster/membership.js";
 import type { LostReason } from "../../src/cluster/ownership.js";
 import { waitFor } from "../helpers/wait.js";
 import { nodeOptions, startNode, type TestNode } from "./nodes.js";
-import { createTestSchema, POSTGRES_URL, type TestSchema, viaPort } from "./postgres.js";
+import {
+  createTestSchema,
+  POSTGRES_TARGET,
+  POSTGRES_URL,
+  type TestSchema,
+  viaPort,
+} from "./postgres.js";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
 
 let db: TestSchema;
@@ -56,7 +62,7 @@ describe("membership", () => {
 
   for (const mode of ["refuse", "blackhole"] as const) {
     it(`self-fencing (${mode === "refuse" ? "Postgres refuses connections" : "silent partition"}): stops serving before its lease can expire, then resumes by itself`, async () => {
-      proxy = await startTcpProxy({ host: "127.0.0.1", port: 5432 });
+      proxy = await startTcpProxy(POSTGRES_TARGET);
       const id = `fencing-${mode}`;
       const instance = `counter/fenced-${mode}`;
       node = await startNode(nodeOptions(viaPort(POSTGRES_URL, proxy.port), db.schema, id));
@@ -130,7 +136,7 @@ describe("membership", () => {
     await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
     const closedPort = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
-    proxy = await startTcpProxy({ host: "127.0.0.1", port: 5432 });
+    proxy = await startTcpProxy(POSTGRES_TARGET);
     proxy.cut("refuse");
     for (const [id, port] of [
       ["unreachable-refused", closedPort],

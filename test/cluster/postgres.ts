@@ -6,6 +6,12 @@ import { migrate } from "../../src/cluster/schema.js";
 export const POSTGRES_URL =
   process.env.OUTPOST_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
 
+/** Host and port of `POSTGRES_URL`, for a proxy in front of it. */
+export const POSTGRES_TARGET = {
+  host: new URL(POSTGRES_URL).hostname || "127.0.0.1",
+  port: Number(new URL(POSTGRES_URL).port || 5432),
+};
+
 /** A schema of its own for one test file, with the cluster tables; `drop()` removes it. */
 export interface TestSchema {
   readonly schema: string;
