@@ -4,6 +4,7 @@ import type { AuthAction, AuthClaims, AuthSession } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { FrameType, type ServerFrame } from "../protocol/frames.js";
 import type { ConnectionAuth } from "./connection-auth.js";
+import { expiryClock } from "./expiry-clock.js";
 
 /** What a frame handler may be: synchronous or async. */
 type Task = () => unknown;
@@ -65,7 +66,7 @@ export class ServerConnection<State = unknown> implements Connection<State> {
   #busy = false;
   #uri: string | (() => string);
   #awaitingPong = false;
-  #expiryTimer: NodeJS.Timeout | undefined;
+  #cancelExpiry: (() => void) | undefined;
   readonly #onTaskError: (error: unknown) => void;
 
   constructor(options: {
@@ -215,28 +216,37 @@ export class ServerConnection<State = unknown> implements Connection<State> {
     return this.send(JSON.stringify(frame));
   }
 
+  /**
+   * Send frames that belong together (identity and state) in one TCP write: the socket is
+   * corked around them, so the client gets one packet instead of one per frame.
+   */
+  sendFrames(frames: readonly ServerFrame[]): void {
+    // ws keeps its net.Socket private; corking it only batches the writes ws makes anyway.
+    const raw = (this.#socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+    raw?.cork();
+    try {
+      for (const frame of frames) this.sendFrame(frame);
+    } finally {
+      raw?.uncork();
+    }
+  }
+
   close(code: number = 1000, reason = ""): void {
     this.clearExpiry();
     if (this.#socket.readyState >= 2) return;
     this.#socket.close(code, truncateReason(reason));
   }
 
-  /** Run `onExpire` at `timeMs` unless `clearExpiry` or another arming comes first. */
+  /** Run `onExpire` once `timeMs` has passed, unless cleared or re-armed first. */
   #expireAt(timeMs: number | undefined, onExpire: () => void): void {
     this.clearExpiry();
     if (timeMs === undefined) return;
-    // setTimeout overflows past ~24.8 days; re-arm in steps.
-    const delay = Math.min(Math.max(0, timeMs - Date.now()), 2 ** 31 - 1);
-    this.#expiryTimer = setTimeout(() => {
-      if (Date.now() >= timeMs) onExpire();
-      else this.#expireAt(timeMs, onExpire);
-    }, delay);
-    this.#expiryTimer.unref();
+    this.#cancelExpiry = expiryClock.at(timeMs, onExpire);
   }
 
   clearExpiry(): void {
-    if (this.#expiryTimer !== undefined) clearTimeout(this.#expiryTimer);
-    this.#expiryTimer = undefined;
+    this.#cancelExpiry?.();
+    this.#cancelExpiry = undefined;
   }
 
   /**

@@ -2,7 +2,12 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { AuthClaims } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
-import { FrameType, parseClientFrame, type RpcRequestFrame } from "../protocol/frames.js";
+import {
+  FrameType,
+  parseClientFrame,
+  type RpcRequestFrame,
+  type ServerFrame,
+} from "../protocol/frames.js";
 import type { AgentDatabase, SqlValue, StoredSchedule } from "../storage/agent-database.js";
 import type { Agent, AgentClass, AgentRuntime, ConnectionContext, Schedule } from "./agent.js";
 import { findCallable } from "./callable.js";
@@ -212,13 +217,14 @@ export class AgentInstance implements AgentRuntime {
     }
     if (!connection.isOpen) return;
     const state = this.readState() ?? this.agent.initialState;
-    connection.sendFrame({
+    const identity: ServerFrame = {
       type: FrameType.Identity,
       agent: this.agentName,
       name: this.name,
       ...(state !== undefined && { stateFollows: true }),
-    });
-    if (state !== undefined) connection.sendFrame({ type: FrameType.State, state });
+    };
+    if (state === undefined) connection.sendFrame(identity);
+    else connection.sendFrames([identity, { type: FrameType.State, state }]);
     connection.markAccepted();
   }
 

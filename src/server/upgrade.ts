@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { type WebSocket, WebSocketServer } from "ws";
 import { type ConnectionLimits, ServerConnection } from "../agent/connection.js";
 import { type AuthFacts, ConnectionAuth } from "../agent/connection-auth.js";
+import type { AgentInstance } from "../agent/instance.js";
 import { AuthError } from "../auth/errors.js";
 import type { Admission, Admitted } from "./admission.js";
 import { clientAddress } from "./client-address.js";
@@ -152,22 +153,43 @@ export class UpgradeHandler {
       limits: this.#ctx.limits,
       onTaskError: (error) => instance.reportError(connection, error),
     });
-    const connections = this.#ctx.connections;
-    connections.add(connection);
-    ws.on("message", (data, isBinary) => {
-      connection.markAlive();
-      instance.receive(connection, data as Buffer, isBinary);
-    });
-    ws.on("pong", () => connection.markAlive());
-    ws.on("error", (error) => {
-      this.#ctx.logger.debug({ err: error, connection: connection.id }, "socket error");
-    });
-    ws.on("close", (code, reason) => {
-      connections.delete(connection);
-      instance.detach(connection, code, reason.toString());
-    });
+    this.#ctx.connections.add(connection);
+    // Module-level listeners (`this` is the socket) and one small record per socket,
+    // instead of four closures per connection.
+    (ws as Attached)[ATTACHED] = { connection, instance, server: this.#ctx };
+    ws.on("message", onMessage);
+    ws.on("pong", onPong);
+    ws.on("error", onError);
+    ws.on("close", onClose);
     instance.attach(connection, requestFactory(url, req.headers));
   }
+}
+
+const ATTACHED = Symbol("outpost.attached");
+
+type Attached = WebSocket & {
+  [ATTACHED]?: { connection: ServerConnection; instance: AgentInstance; server: UpgradeContext };
+};
+
+function onMessage(this: Attached, data: Buffer, isBinary: boolean): void {
+  const attached = this[ATTACHED]!;
+  attached.connection.markAlive();
+  attached.instance.receive(attached.connection, data, isBinary);
+}
+
+function onPong(this: Attached): void {
+  this[ATTACHED]!.connection.markAlive();
+}
+
+function onError(this: Attached, error: Error): void {
+  const { connection, server } = this[ATTACHED]!;
+  server.logger.debug({ err: error, connection: connection.id }, "socket error");
+}
+
+function onClose(this: Attached, code: number, reason: Buffer): void {
+  const { connection, instance, server } = this[ATTACHED]!;
+  server.connections.delete(connection);
+  instance.detach(connection, code, reason.toString());
 }
 
 const KEY = /^[+/0-9A-Za-z]{22}==$/;
