@@ -253,10 +253,14 @@ export class LinkStream {
   remoteClose(code: number, reason: string): void {
     if (this.#closed !== undefined) return;
     this.#clearQueue();
-    if (this.#inbound.length > 0) {
+    if (this.#inbound.length > 0 && this.#onMessage === undefined && !this.#paused) {
+      // The owner is still starting the instance: deliver what came before the close first.
       this.#pendingClose = { code, reason };
       return;
     }
+    // A paused receiver chose not to read; what it did not read dies with the stream.
+    this.#inbound = [];
+    this.#inboundBytes = 0;
     this.#finish(code, reason);
   }
 
