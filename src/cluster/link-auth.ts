@@ -28,7 +28,9 @@ export type LinkRefusalReason =
   | "credential_expired"
   | "lifetime_too_long"
   | "wrong_node"
-  | "credential_replayed";
+  | "credential_replayed"
+  /** This node is shutting down and takes no new links. */
+  | "node_closing";
 
 export class LinkAuthError extends Error {
   override readonly name = "LinkAuthError";

@@ -123,11 +123,6 @@ export function encodeFail(id: number, code: LinkErrorCode): Buffer {
   return frame;
 }
 
-/** The size a frame carrying `body` bytes of payload will have on the wire. */
-export function frameBytes(bodyBytes: number): number {
-  return HEADER_BYTES + bodyBytes;
-}
-
 /** Parse one frame from the peer; throws `LinkProtocolError` for anything malformed. */
 export function decodeFrame(frame: Buffer): LinkFrame {
   if (frame.byteLength < HEADER_BYTES) throw new LinkProtocolError("short frame");

@@ -81,7 +81,8 @@ export class LinkPool {
         peer.dialing = undefined;
         peer.failures = 0;
         peer.retryAt = 0;
-        if (this.#closed) {
+        // Closed or forgotten while dialing: nobody may hold a link the pool cannot close.
+        if (this.#closed || this.#peers.get(nodeId) !== peer) {
           link.close();
           throw new LinkError("link_unavailable");
         }

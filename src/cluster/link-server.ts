@@ -22,11 +22,11 @@ import {
 import {
   LINK_DEFAULTS,
   type LinkHandlers,
-  NodeLink,
   type NodeLinkOptions,
   type RequestHandler,
   type StreamHandler,
-} from "./node-link.js";
+} from "./link-options.js";
+import { NodeLink } from "./node-link.js";
 
 /** Response header in which the accepting node proves who it is to the dialer. */
 export const NODE_PROOF_HEADER = "x-outpost-node";
@@ -39,6 +39,8 @@ export interface LinkServerOptions extends NodeLinkOptions {
   secret: string | Uint8Array;
   /** Where refusals and link events are logged (default: silent). */
   logger?: Logger;
+  /** A connection that has not sent its whole handshake by then is dropped (default 5000 ms). */
+  handshakeTimeoutMs?: number;
 }
 
 /**
@@ -66,10 +68,12 @@ export class LinkServer {
   #linkListeners = new Set<(link: NodeLink) => void>();
   #proofs = new WeakMap<IncomingMessage, string>();
   #closing = false;
+  #handshakeTimeoutMs: number;
 
   constructor(options: LinkServerOptions) {
-    const { nodeId, secret, logger, ...linkOptions } = options;
+    const { nodeId, secret, logger, handshakeTimeoutMs, ...linkOptions } = options;
     this.nodeId = nodeId;
+    this.#handshakeTimeoutMs = handshakeTimeoutMs ?? 5_000;
     this.options = { ...LINK_DEFAULTS, ...withoutUndefined(linkOptions) };
     this.logger = logger ?? pino({ level: "silent" });
     this.#key = importClusterSecret(secret);
@@ -92,7 +96,14 @@ export class LinkServer {
     options: { host?: string; port?: number } = {},
   ): Promise<{ host: string; port: number }> {
     await this.#key;
-    const http = createServer((_req, res) => {
+    const timeout = this.#handshakeTimeoutMs;
+    // Node checks these timeouts every `connectionsCheckingInterval` (30 s by default).
+    const limits = {
+      headersTimeout: timeout,
+      requestTimeout: timeout,
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, timeout / 2)),
+    };
+    const http = createServer(limits, (_req, res) => {
       // No route here serves anything; a plain request learns only that it is not allowed.
       res.writeHead(401, { connection: "close", "content-length": "0" }).end();
     });
@@ -197,7 +208,7 @@ export class LinkServer {
 
   async #admit(req: IncomingMessage): Promise<LinkClaims> {
     // Cheapest checks first; a browser never reaches the crypto.
-    if (this.#closing) throw new LinkAuthError("credential_invalid");
+    if (this.#closing) throw new LinkAuthError("node_closing");
     if (req.headers.origin !== undefined) throw new LinkAuthError("browser_origin");
     const authorization = req.headers.authorization;
     const match = authorization === undefined ? null : /^Bearer ([^\s]+)$/.exec(authorization);

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { LINK_DEFAULTS } from "../../src/cluster/link-options.js";
 import type { LinkStream } from "../../src/cluster/link-stream.js";
-import { LINK_DEFAULTS } from "../../src/cluster/node-link.js";
 import {
   collect,
   killLinkNode,

@@ -175,6 +175,18 @@ describe("LinkPool: one live link per peer, opened lazily, reused, reopened", ()
     expect(edge.logs.some((l) => l.event === "link_refused_by_peer")).toBe(true);
   });
 
+  it("leaves no link behind when the peer is forgotten while it is being dialed", async () => {
+    const owner = await startNode("node-b");
+    const edge = await startNode("node-a");
+    let accepted = 0;
+    owner.server.onLink(() => accepted++);
+    const dialing = edge.pool.get(owner.id, owner.address);
+    edge.pool.forget(owner.id);
+    await expect(dialing).rejects.toMatchObject({ code: "link_unavailable" });
+    expect(edge.pool.peek(owner.id)).toBeUndefined();
+    await waitFor(() => accepted === 1 && owner.server.links().length === 0, "the link closed");
+  });
+
   it("forget closes a peer's link and its streams 1013", async () => {
     const owner = await startNode("node-b");
     const edge = await startNode("node-a");

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { request } from "node:http";
+import { connect } from "node:net";
 import { SignJWT } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
@@ -9,7 +10,7 @@ import { mintLinkCredential } from "../../src/cluster/link-auth.js";
 import { LinkError } from "../../src/cluster/link-errors.js";
 import { encodeData } from "../../src/cluster/link-frames.js";
 import { CLUSTER_SECRET, startNode, stopNodes, type TestNode } from "../helpers/links.js";
-import { waitFor } from "../helpers/wait.js";
+import { waitFor, within } from "../helpers/wait.js";
 
 afterEach(stopNodes);
 
@@ -311,6 +312,27 @@ describe("LinkServer: an authenticated link is required", () => {
         expect(text).not.toContain(part);
       }
     }
+  });
+});
+
+describe("LinkServer: handshakes are bounded in time", () => {
+  it("drops a connection that does not finish its handshake within handshakeTimeoutMs", async () => {
+    const node = await startNode("node-b", { handshakeTimeoutMs: 500 });
+    const socket = connect(node.port, "127.0.0.1");
+    socket.on("error", () => {});
+    await new Promise((resolve) => socket.once("connect", resolve));
+    const started = performance.now();
+    // Half a request line, then nothing: a slow-loris on the link port.
+    socket.write("GET / HTTP/1.1\r\nHost: x\r\n");
+    let answer = "";
+    socket.on("data", (chunk: Buffer) => {
+      answer += chunk.toString();
+    });
+    await within(new Promise((resolve) => socket.once("close", resolve)), 10_000, "drop");
+    const ms = performance.now() - started;
+    expect(ms).toBeGreaterThanOrEqual(400);
+    expect(answer).not.toContain("101");
+    expect(node.server.links()).toHaveLength(0);
   });
 });
 
