@@ -4,28 +4,28 @@
  */
 export type LinkErrorCode =
   /** The link ended (peer died, network cut, link closed) while the call was in flight. */
-  | "link_closed"
+  | "ERR_LINK_CLOSED"
   /** No link to the peer could be opened now (refused, unreachable, or backing off). */
-  | "link_unavailable"
+  | "ERR_LINK_UNAVAILABLE"
   /** The peer at that address is not the node that was asked for. */
-  | "peer_mismatch"
+  | "ERR_LINK_PEER_MISMATCH"
   /** The peer's handler threw or returned nothing usable; its log has the cause. */
-  | "request_failed"
+  | "ERR_LINK_REQUEST_FAILED"
   /** No reply within the request's timeout. */
-  | "request_timeout"
+  | "ERR_LINK_REQUEST_TIMEOUT"
   /** The peer has no handler for requests (or streams) yet. */
-  | "no_handler"
+  | "ERR_LINK_NO_HANDLER"
   /** The frame would exceed the link's `maxFrameBytes`. */
-  | "frame_too_large";
+  | "ERR_LINK_FRAME_TOO_LARGE";
 
 const MESSAGES: Record<LinkErrorCode, string> = {
-  link_closed: "node link closed",
-  link_unavailable: "node link unavailable",
-  peer_mismatch: "peer is not the expected node",
-  request_failed: "request failed on the peer node",
-  request_timeout: "request to the peer node timed out",
-  no_handler: "peer node has no handler",
-  frame_too_large: "frame too large for the node link",
+  ERR_LINK_CLOSED: "node link closed",
+  ERR_LINK_UNAVAILABLE: "node link unavailable",
+  ERR_LINK_PEER_MISMATCH: "peer is not the expected node",
+  ERR_LINK_REQUEST_FAILED: "request failed on the peer node",
+  ERR_LINK_REQUEST_TIMEOUT: "request to the peer node timed out",
+  ERR_LINK_NO_HANDLER: "peer node has no handler",
+  ERR_LINK_FRAME_TOO_LARGE: "frame too large for the node link",
 };
 
 /**
@@ -33,7 +33,7 @@ const MESSAGES: Record<LinkErrorCode, string> = {
  *
  * @example
  * try { await link.request(target, payload); }
- * catch (error) { if (error instanceof LinkError && error.code === "link_closed") retry(); }
+ * catch (error) { if (error instanceof LinkError && error.code === "ERR_LINK_CLOSED") retry(); }
  */
 export class LinkError extends Error {
   override readonly name = "LinkError";

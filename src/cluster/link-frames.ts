@@ -51,10 +51,10 @@ export class LinkProtocolError extends Error {
 export const HEADER_BYTES = 5;
 const MAX_ID = 0xffff_ffff;
 const FAIL_CODES: ReadonlySet<string> = new Set<LinkErrorCode>([
-  "request_failed",
-  "request_timeout",
-  "no_handler",
-  "frame_too_large",
+  "ERR_LINK_REQUEST_FAILED",
+  "ERR_LINK_REQUEST_TIMEOUT",
+  "ERR_LINK_NO_HANDLER",
+  "ERR_LINK_FRAME_TOO_LARGE",
 ]);
 
 function header(type: number, id: number, bodyBytes: number): Buffer {
@@ -164,7 +164,11 @@ export function decodeFrame(frame: Buffer): LinkFrame {
     case LinkFrameType.Fail: {
       const code = body.toString("utf8");
       // Only codes a peer may report; anything else is a bug or a forgery, not a reason.
-      return { type, id, code: FAIL_CODES.has(code) ? (code as LinkErrorCode) : "request_failed" };
+      return {
+        type,
+        id,
+        code: FAIL_CODES.has(code) ? (code as LinkErrorCode) : "ERR_LINK_REQUEST_FAILED",
+      };
     }
     default:
       throw new LinkProtocolError("unknown frame type");

@@ -67,15 +67,15 @@ export class LinkPool {
 
   /**
    * The live link to node `nodeId` at `address` (`host:port` or a `ws://` URL), opened if
-   * there is none. Rejects with `LinkError`: `link_unavailable` (down, refused, backing
-   * off), `peer_mismatch` (another node answers at that address).
+   * there is none. Rejects with `LinkError`: `ERR_LINK_UNAVAILABLE` (down, refused,
+   * backing off), `ERR_LINK_PEER_MISMATCH` (another node answers at that address).
    */
   get(nodeId: string, address: string): Promise<NodeLink> {
-    if (this.#closed) return Promise.reject(new LinkError("link_unavailable"));
+    if (this.#closed) return Promise.reject(new LinkError("ERR_LINK_UNAVAILABLE"));
     const peer = this.#peer(nodeId);
     if (peer.link?.isOpen) return Promise.resolve(peer.link);
     if (peer.dialing !== undefined) return peer.dialing;
-    if (Date.now() < peer.retryAt) return Promise.reject(new LinkError("link_unavailable"));
+    if (Date.now() < peer.retryAt) return Promise.reject(new LinkError("ERR_LINK_UNAVAILABLE"));
     const dialing = this.#dial(nodeId, address).then(
       (link) => {
         peer.dialing = undefined;
@@ -84,7 +84,7 @@ export class LinkPool {
         // Closed or forgotten while dialing: nobody may hold a link the pool cannot close.
         if (this.#closed || this.#peers.get(nodeId) !== peer) {
           link.close();
-          throw new LinkError("link_unavailable");
+          throw new LinkError("ERR_LINK_UNAVAILABLE");
         }
         this.#adopt(peer, link);
         return link;
@@ -93,9 +93,9 @@ export class LinkPool {
         peer.dialing = undefined;
         peer.failures += 1;
         peer.retryAt = Date.now() + this.#backoff(peer.failures);
-        throw error instanceof LinkError && error.code === "peer_mismatch"
+        throw error instanceof LinkError && error.code === "ERR_LINK_PEER_MISMATCH"
           ? error
-          : new LinkError("link_unavailable", { cause: error });
+          : new LinkError("ERR_LINK_UNAVAILABLE", { cause: error });
       },
     );
     peer.dialing = dialing;
@@ -163,6 +163,9 @@ export class LinkPool {
       perMessageDeflate: false,
       handshakeTimeout: this.#options.connectTimeoutMs,
       followRedirects: false,
+      // Masking protects proxies from script-written bytes in a browser (RFC 6455 §10.3);
+      // no browser speaks on a link, and an all-zero key lets `ws` skip a copy per frame.
+      generateMask: (mask) => mask.fill(0),
     });
     ws.on("error", () => {});
     const proof = await new Promise<string>((resolve, reject) => {
@@ -174,7 +177,7 @@ export class LinkPool {
       ws.once("open", () => {
         // Nothing from the peer is handled before it proved who it is.
         ws.pause();
-        if (header === undefined) reject(new LinkError("peer_mismatch"));
+        if (header === undefined) reject(new LinkError("ERR_LINK_PEER_MISMATCH"));
         else resolve(header);
       });
       ws.once("unexpected-response", (_req, res: IncomingMessage) => {
@@ -191,10 +194,13 @@ export class LinkPool {
     });
     try {
       const claims = await verifyLinkCredential(key, proof, server.nodeId);
-      if (claims.from !== nodeId || claims.nonce !== jti) throw new LinkError("peer_mismatch");
+      if (claims.from !== nodeId || claims.nonce !== jti)
+        throw new LinkError("ERR_LINK_PEER_MISMATCH");
     } catch (error) {
       ws.terminate();
-      throw error instanceof LinkError ? error : new LinkError("peer_mismatch", { cause: error });
+      throw error instanceof LinkError
+        ? error
+        : new LinkError("ERR_LINK_PEER_MISMATCH", { cause: error });
     }
     const link = new NodeLink(ws, {
       peer: nodeId,
@@ -204,7 +210,7 @@ export class LinkPool {
       logger: server.logger,
     });
     ws.resume();
-    if (!link.isOpen) throw new LinkError("link_unavailable");
+    if (!link.isOpen) throw new LinkError("ERR_LINK_UNAVAILABLE");
     return link;
   }
 

@@ -132,7 +132,7 @@ export class LinkStream {
   /**
    * Send one message; text arrives as text, bytes as a Buffer. Returns false when the
    * stream is closed or out of credit: send more after `onDrain`, or the stream closes 1013
-   * once `maxBufferedBytes` are queued. Throws `LinkError("frame_too_large")`.
+   * once `maxBufferedBytes` are queued. Throws `LinkError("ERR_LINK_FRAME_TOO_LARGE")`.
    */
   send(data: string | Buffer | Uint8Array): boolean {
     if (this.#closed !== undefined || this.#pendingClose !== undefined) return false;
@@ -142,7 +142,8 @@ export class LinkStream {
         ? data
         : Buffer.from(data.buffer, data.byteOffset, data.byteLength),
     );
-    if (frame.byteLength > this.#host.maxFrameBytes) throw new LinkError("frame_too_large");
+    if (frame.byteLength > this.#host.maxFrameBytes)
+      throw new LinkError("ERR_LINK_FRAME_TOO_LARGE");
     if (this.#queue.length === 0 && this.#credit > 0 && this.#host.writable()) {
       this.#credit -= frame.byteLength - HEADER_BYTES;
       this.#host.write(frame);

@@ -147,7 +147,7 @@ export class NodeLink {
   /**
    * Carry a connection to the peer: the peer's stream handler gets `target` and `meta`.
    * Data may be sent at once; it flows as soon as the peer grants its window.
-   * Throws `LinkError("link_closed")` when the link has ended.
+   * Throws `LinkError("ERR_LINK_CLOSED")` when the link has ended.
    *
    * @example
    * const stream = link.openStream({ agent: "chat", name: "room-1" }, { connectionId, claims, url });
@@ -155,10 +155,11 @@ export class NodeLink {
    * stream.onClose((code, reason) => client.close(code, reason));
    */
   openStream(target: LinkTarget, meta: LinkStreamMeta = {}): LinkStream {
-    if (!this.isOpen) throw new LinkError("link_closed");
+    if (!this.isOpen) throw new LinkError("ERR_LINK_CLOSED");
     const frameId = nextId(this.#nextStream);
     const frame = encodeOpen(frameId, this.#options.window, target, meta);
-    if (frame.byteLength > this.#options.maxFrameBytes) throw new LinkError("frame_too_large");
+    if (frame.byteLength > this.#options.maxFrameBytes)
+      throw new LinkError("ERR_LINK_FRAME_TOO_LARGE");
     this.#nextStream = frameId;
     // Credit starts at zero: the peer grants its window when it has seen the open.
     const stream = this.#newStream(frameId, { target, meta, peer: this.peer }, 0);
@@ -168,26 +169,27 @@ export class NodeLink {
 
   /**
    * Send a request to the peer's request handler and wait for its reply. Rejects with
-   * `LinkError`: `link_closed` if the link ends first, `request_timeout`, `request_failed`
-   * (the handler threw), `no_handler`, `frame_too_large`.
+   * `LinkError`: `ERR_LINK_CLOSED` if the link ends first, `ERR_LINK_REQUEST_TIMEOUT`,
+   * `ERR_LINK_REQUEST_FAILED` (the handler threw), `ERR_LINK_NO_HANDLER`,
+   * `ERR_LINK_FRAME_TOO_LARGE`.
    */
   request(
     target: LinkTarget,
     payload: unknown,
     options: { body?: Uint8Array; timeoutMs?: number } = {},
   ): Promise<LinkReply> {
-    if (!this.isOpen) return Promise.reject(new LinkError("link_closed"));
+    if (!this.isOpen) return Promise.reject(new LinkError("ERR_LINK_CLOSED"));
     this.#nextRequest = (this.#nextRequest + 1) >>> 0;
     const id = this.#nextRequest;
     const json = JSON.stringify({ target: { agent: target.agent, name: target.name }, payload });
     const frame = encodeMessage(LinkFrameType.Request, id, json, options.body);
     if (frame.byteLength > this.#options.maxFrameBytes) {
-      return Promise.reject(new LinkError("frame_too_large"));
+      return Promise.reject(new LinkError("ERR_LINK_FRAME_TOO_LARGE"));
     }
     return new Promise<LinkReply>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new LinkError("request_timeout"));
+        reject(new LinkError("ERR_LINK_REQUEST_TIMEOUT"));
       }, options.timeoutMs ?? this.#options.requestTimeoutMs);
       timer.unref();
       this.#pending.set(id, { resolve, reject, timer });
@@ -295,7 +297,7 @@ export class NodeLink {
   #serve(id: number, request: LinkRequest): void {
     const handler = this.#handlers.request;
     if (handler === undefined) {
-      this.#write(encodeFail(id, "no_handler"));
+      this.#write(encodeFail(id, "ERR_LINK_NO_HANDLER"));
       return;
     }
     const reply = (async () => handler(request))();
@@ -303,21 +305,21 @@ export class NodeLink {
       (result) => {
         if (!this.isOpen) return;
         if (result === null || typeof result !== "object" || !("payload" in result)) {
-          this.#write(encodeFail(id, "request_failed"));
+          this.#write(encodeFail(id, "ERR_LINK_REQUEST_FAILED"));
           return;
         }
         const json = JSON.stringify({ payload: result.payload });
         const frame = encodeMessage(LinkFrameType.Reply, id, json, result.body);
         this.#write(
           frame.byteLength > this.#options.maxFrameBytes
-            ? encodeFail(id, "frame_too_large")
+            ? encodeFail(id, "ERR_LINK_FRAME_TOO_LARGE")
             : frame,
         );
       },
       (error: unknown) => {
         // The cause stays in this node's log; the peer learns only that it failed.
         this.#logger.error({ err: error, peer: this.peer }, "link request handler failed");
-        if (this.isOpen) this.#write(encodeFail(id, "request_failed"));
+        if (this.isOpen) this.#write(encodeFail(id, "ERR_LINK_REQUEST_FAILED"));
       },
     );
   }
@@ -392,7 +394,7 @@ export class NodeLink {
     this.#waiting.clear();
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.timer);
-      pending.reject(new LinkError("link_closed"));
+      pending.reject(new LinkError("ERR_LINK_CLOSED"));
     }
     this.#pending.clear();
     this.#endedResolve();

@@ -48,7 +48,7 @@ async function tcpProxy(target: number): Promise<{ port: number; cut: () => void
 }
 
 describe("Link death: every stream closes 1013 and in-flight requests reject", () => {
-  it("closes every stream 1013 and rejects in-flight requests with link_closed when the owner is killed", async () => {
+  it("closes every stream 1013 and rejects in-flight requests with ERR_LINK_CLOSED when the owner is killed", async () => {
     child = await spawnLinkNode({ nodeId: "node-b" });
     const edge = await startNode("node-a");
     const link = await edge.pool.get("node-b", child.address);
@@ -70,11 +70,11 @@ describe("Link death: every stream closes 1013 and in-flight requests reject", (
     expect(codes.every((c) => c.code === 1013)).toBe(true);
     for (const error of errors) {
       expect(error).toBeInstanceOf(LinkError);
-      expect(error).toMatchObject({ code: "link_closed" });
+      expect(error).toMatchObject({ code: "ERR_LINK_CLOSED" });
     }
     expect(link.isOpen).toBe(false);
     expect(() => link.openStream(room(99))).toThrow(LinkError);
-    await expect(link.request(room(1), {})).rejects.toMatchObject({ code: "link_closed" });
+    await expect(link.request(room(1), {})).rejects.toMatchObject({ code: "ERR_LINK_CLOSED" });
   });
 
   it("closes the owner's streams 1013 when the edge node is killed", async () => {
@@ -123,8 +123,8 @@ describe("Link death: every stream closes 1013 and in-flight requests reject", (
     );
     expect(both).toHaveLength(16);
     expect(both.every((c) => c.code === 1013)).toBe(true);
-    expect(await fromEdge).toMatchObject({ code: "link_closed" });
-    expect(await fromOwner).toMatchObject({ code: "link_closed" });
+    expect(await fromEdge).toMatchObject({ code: "ERR_LINK_CLOSED" });
+    expect(await fromOwner).toMatchObject({ code: "ERR_LINK_CLOSED" });
   });
 
   it("notices a peer that stopped answering (SIGSTOP) by its heartbeat and closes its streams 1013", async () => {
@@ -141,6 +141,6 @@ describe("Link death: every stream closes 1013 and in-flight requests reject", (
       `peer stopped: link declared dead after ${(performance.now() - stopped).toFixed(0)} ms (heartbeat 250 ms)`,
     );
     expect(codes.every((c) => c.code === 1013)).toBe(true);
-    expect(await pending).toMatchObject({ code: "link_closed" });
+    expect(await pending).toMatchObject({ code: "ERR_LINK_CLOSED" });
   });
 });

@@ -59,7 +59,7 @@ describe("LinkPool: one live link per peer, opened lazily, reused, reopened", ()
     // Down: `get` fails fast with a typed error, and keeps failing while nothing listens.
     const down = await edge.pool.get("node-b", first.address).catch((e: unknown) => e);
     expect(down).toBeInstanceOf(LinkError);
-    expect(down).toMatchObject({ code: "link_unavailable" });
+    expect(down).toMatchObject({ code: "ERR_LINK_UNAVAILABLE" });
     // The peer restarts on the same address.
     const second = await spawnLinkNode({ nodeId: "node-b", port: first.port });
     children.push(second);
@@ -99,7 +99,7 @@ describe("LinkPool: one live link per peer, opened lazily, reused, reopened", ()
       await Promise.all(
         Array.from({ length: 20 }, () =>
           edge.pool.get("node-b", `127.0.0.1:${address.port}`).catch((error: unknown) => {
-            if (error instanceof LinkError && error.code === "link_unavailable") failures++;
+            if (error instanceof LinkError && error.code === "ERR_LINK_UNAVAILABLE") failures++;
           }),
         ),
       );
@@ -112,18 +112,18 @@ describe("LinkPool: one live link per peer, opened lazily, reused, reopened", ()
     expect(dials).toBeLessThanOrEqual(8);
   });
 
-  it("refuses a peer that is not the node asked for (peer_mismatch)", async () => {
+  it("refuses a peer that is not the node asked for, before anything is opened", async () => {
     const other = await startNode("node-c");
     const edge = await startNode("node-a");
     const error = await edge.pool.get("node-b", other.address).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LinkError);
-    expect(error).toMatchObject({ code: "link_unavailable" });
+    expect(error).toMatchObject({ code: "ERR_LINK_UNAVAILABLE" });
     // node-c refused a credential meant for node-b before anything was opened.
     expect(other.server.links()).toHaveLength(0);
     await waitFor(() => other.logs.some((l) => l.reason === "wrong_node"));
   });
 
-  it("refuses a WebSocket server that cannot prove it is the node (peer_mismatch)", async () => {
+  it("refuses a WebSocket server that cannot prove it is the node (ERR_LINK_PEER_MISMATCH)", async () => {
     const edge = await startNode("node-a");
     const owner = await startNode("node-b");
     // A proof captured from a real handshake with node-b, replayed by a stranger.
@@ -156,7 +156,7 @@ describe("LinkPool: one live link per peer, opened lazily, reused, reopened", ()
       const { port } = stranger.address() as { port: number };
       const error = await edge.pool.get("node-b", `127.0.0.1:${port}`).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(LinkError);
-      expect(error).toMatchObject({ code: "peer_mismatch" });
+      expect(error).toMatchObject({ code: "ERR_LINK_PEER_MISMATCH" });
       expect(spoke).toBe(false);
       expect(edge.pool.peek("node-b")).toBeUndefined();
       edge.pool.forget("node-b");
@@ -169,7 +169,7 @@ describe("LinkPool: one live link per peer, opened lazily, reused, reopened", ()
       secret: "a-different-cluster-secret-0123456789-abcdefgh",
     });
     const error = await edge.pool.get(owner.id, owner.address).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: "link_unavailable" });
+    expect(error).toMatchObject({ code: "ERR_LINK_UNAVAILABLE" });
     expect(owner.server.links()).toHaveLength(0);
     await waitFor(() => owner.logs.some((l) => l.reason === "credential_invalid"));
     expect(edge.logs.some((l) => l.event === "link_refused_by_peer")).toBe(true);
@@ -182,7 +182,7 @@ describe("LinkPool: one live link per peer, opened lazily, reused, reopened", ()
     owner.server.onLink(() => accepted++);
     const dialing = edge.pool.get(owner.id, owner.address);
     edge.pool.forget(owner.id);
-    await expect(dialing).rejects.toMatchObject({ code: "link_unavailable" });
+    await expect(dialing).rejects.toMatchObject({ code: "ERR_LINK_UNAVAILABLE" });
     expect(edge.pool.peek(owner.id)).toBeUndefined();
     await waitFor(() => accepted === 1 && owner.server.links().length === 0, "the link closed");
   });

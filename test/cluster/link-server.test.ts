@@ -396,7 +396,7 @@ describe("LinkServer: frames from a peer are bounded", () => {
     expect(() => stream.send(Buffer.alloc(64 * 1024))).toThrow(LinkError);
     await expect(
       link.request({ agent: "counter", name: "room-1" }, "x".repeat(64 * 1024)),
-    ).rejects.toMatchObject({ code: "frame_too_large" });
+    ).rejects.toMatchObject({ code: "ERR_LINK_FRAME_TOO_LARGE" });
     await expect(link.request({ agent: "counter", name: "room-1" }, "ok")).resolves.toEqual({
       payload: "ok",
     });

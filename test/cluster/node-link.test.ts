@@ -195,7 +195,7 @@ describe("NodeLink: requests", () => {
     expect(link.pendingRequests).toBe(0);
   });
 
-  it("rejects with request_failed, and not the error's text, when the handler throws", async () => {
+  it("rejects with ERR_LINK_REQUEST_FAILED, and not the error's text, when the handler throws", async () => {
     const owner = await startNode("node-b");
     const edge = await startNode("node-a");
     owner.server.onRequest(() => {
@@ -204,19 +204,19 @@ describe("NodeLink: requests", () => {
     const link = await edge.pool.get(owner.id, owner.address);
     const error = await link.request(room(1), {}).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LinkError);
-    expect(error).toMatchObject({ code: "request_failed" });
+    expect(error).toMatchObject({ code: "ERR_LINK_REQUEST_FAILED" });
     expect(String((error as Error).message)).not.toContain("hunter2");
     expect(String((error as Error).stack)).not.toContain("hunter2");
   });
 
-  it("rejects with no_handler when the peer has no request handler", async () => {
+  it("rejects with ERR_LINK_NO_HANDLER when the peer has no request handler", async () => {
     const owner = await startNode("node-b");
     const edge = await startNode("node-a");
     const link = await edge.pool.get(owner.id, owner.address);
-    await expect(link.request(room(1), {})).rejects.toMatchObject({ code: "no_handler" });
+    await expect(link.request(room(1), {})).rejects.toMatchObject({ code: "ERR_LINK_NO_HANDLER" });
   });
 
-  it("rejects with request_timeout when no reply comes in time, and ignores a late one", async () => {
+  it("rejects with ERR_LINK_REQUEST_TIMEOUT when no reply comes in time, and ignores a late one", async () => {
     const owner = await startNode("node-b");
     const edge = await startNode("node-a");
     let answer: ((value: { payload: unknown }) => void) | undefined;
@@ -228,7 +228,7 @@ describe("NodeLink: requests", () => {
     );
     const link = await edge.pool.get(owner.id, owner.address);
     await expect(link.request(room(1), {}, { timeoutMs: 200 })).rejects.toMatchObject({
-      code: "request_timeout",
+      code: "ERR_LINK_REQUEST_TIMEOUT",
     });
     answer?.({ payload: "late" });
     owner.server.onRequest(({ payload }) => ({ payload }));
