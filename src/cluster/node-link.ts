@@ -32,18 +32,13 @@ import {
   type RequestHandler,
   type StreamHandler,
 } from "./link-options.js";
+import { PendingRequests } from "./link-requests.js";
 import {
   LinkStream,
   type LinkStreamInfo,
   type LinkStreamMeta,
   type StreamHost,
 } from "./link-stream.js";
-
-interface Pending {
-  resolve(reply: LinkReply): void;
-  reject(error: LinkError): void;
-  timer: NodeJS.Timeout;
-}
 
 const OPEN = 1;
 
@@ -60,16 +55,19 @@ export class NodeLink {
   #logger: Logger;
   #streams = new Map<number, LinkStream>();
   #waiting = new Set<LinkStream>();
-  #pending = new Map<number, Pending>();
+  #requests = new PendingRequests();
   #dialer: boolean;
   #nextStream: number;
-  #nextRequest = 0;
   #ended = false;
   #silentTicks = 0;
   #heartbeat: NodeJS.Timeout;
   #endedResolve!: () => void;
   #host: StreamHost;
+  /** Writes handed to `ws` with `#afterWrite`, not yet taken by the socket. */
+  #watchedWrites = 0;
+  #retryFlush: NodeJS.Timeout | undefined;
   #afterWrite = (): void => {
+    this.#watchedWrites--;
     if (this.#waiting.size > 0) this.#flush();
   };
 
@@ -136,7 +134,7 @@ export class NodeLink {
 
   /** Requests sent on this link and not answered yet. */
   get pendingRequests(): number {
-    return this.#pending.size;
+    return this.#requests.size;
   }
 
   /** Bytes the socket holds that the kernel has not taken yet. */
@@ -179,22 +177,15 @@ export class NodeLink {
     options: { body?: Uint8Array; timeoutMs?: number } = {},
   ): Promise<LinkReply> {
     if (!this.isOpen) return Promise.reject(new LinkError("ERR_LINK_CLOSED"));
-    this.#nextRequest = (this.#nextRequest + 1) >>> 0;
-    const id = this.#nextRequest;
+    const id = this.#requests.nextId();
     const json = JSON.stringify({ target: { agent: target.agent, name: target.name }, payload });
     const frame = encodeMessage(LinkFrameType.Request, id, json, options.body);
     if (frame.byteLength > this.#options.maxFrameBytes) {
       return Promise.reject(new LinkError("ERR_LINK_FRAME_TOO_LARGE"));
     }
-    return new Promise<LinkReply>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        reject(new LinkError("ERR_LINK_REQUEST_TIMEOUT"));
-      }, options.timeoutMs ?? this.#options.requestTimeoutMs);
-      timer.unref();
-      this.#pending.set(id, { resolve, reject, timer });
-      this.#write(frame);
-    });
+    const reply = this.#requests.wait(id, options.timeoutMs ?? this.#options.requestTimeoutMs);
+    this.#write(frame);
+    return reply;
   }
 
   /** Handle streams the peer opens on this link (overrides the node's shared handler). */
@@ -209,7 +200,11 @@ export class NodeLink {
 
   /** Close the link; every stream on it closes 1013 on both sides. */
   close(): void {
-    if (this.#ws.readyState === OPEN) this.#ws.close(CloseCode.GoingAway, "");
+    if (this.#ws.readyState === OPEN) {
+      this.#ws.close(CloseCode.GoingAway, "");
+      // A peer that never answers the close must not hold the socket for ws's 30 s.
+      setTimeout(() => this.#ws.terminate(), 2_000).unref();
+    }
     this.#end();
   }
 
@@ -257,13 +252,13 @@ export class NodeLink {
         });
         return;
       case LinkFrameType.Reply:
-        this.#settle(frame.id, {
+        this.#requests.settle(frame.id, {
           payload: frame.payload,
           ...(frame.body !== undefined ? { body: frame.body } : {}),
         });
         return;
       case LinkFrameType.Fail:
-        this.#settle(frame.id, new LinkError(frame.code));
+        this.#requests.settle(frame.id, new LinkError(frame.code));
         return;
     }
   }
@@ -324,15 +319,6 @@ export class NodeLink {
     );
   }
 
-  #settle(id: number, outcome: LinkReply | LinkError): void {
-    const pending = this.#pending.get(id);
-    if (pending === undefined) return; // Timed out already.
-    this.#pending.delete(id);
-    clearTimeout(pending.timer);
-    if (outcome instanceof LinkError) pending.reject(outcome);
-    else pending.resolve(outcome);
-  }
-
   // --- sending ---------------------------------------------------------------------------
 
   #newStream(id: number, info: LinkStreamInfo, credit: number): LinkStream {
@@ -350,8 +336,12 @@ export class NodeLink {
     if (this.#ended || this.#ws.readyState !== OPEN) return;
     // The frame that crosses the high-water mark carries a callback: when the socket has
     // taken it, queued streams get their turn again.
-    const congests = this.#ws.bufferedAmount + frame.byteLength >= this.#options.highWaterBytes;
-    this.#ws.send(frame, congests ? this.#afterWrite : undefined);
+    if (this.#ws.bufferedAmount + frame.byteLength < this.#options.highWaterBytes) {
+      this.#ws.send(frame);
+      return;
+    }
+    this.#watchedWrites++;
+    this.#ws.send(frame, this.#afterWrite);
   }
 
   /** Round robin over streams with queued data, one frame each per turn. */
@@ -360,11 +350,24 @@ export class NodeLink {
     while (progress && this.#waiting.size > 0) {
       progress = false;
       for (const stream of this.#waiting) {
-        if (!this.#host.writable()) return;
+        if (!this.#host.writable()) {
+          // Pings and pongs can fill the socket without a callback of ours to wake us.
+          if (this.#watchedWrites === 0) this.#scheduleFlush();
+          return;
+        }
         if (stream.flushOne()) progress = true;
         if (!stream.hasQueued) this.#waiting.delete(stream);
       }
     }
+  }
+
+  #scheduleFlush(): void {
+    if (this.#retryFlush !== undefined || this.#ended) return;
+    this.#retryFlush = setTimeout(() => {
+      this.#retryFlush = undefined;
+      this.#flush();
+    }, 10);
+    this.#retryFlush.unref();
   }
 
   // --- ending ----------------------------------------------------------------------------
@@ -389,14 +392,11 @@ export class NodeLink {
     if (this.#ended) return;
     this.#ended = true;
     clearInterval(this.#heartbeat);
+    clearTimeout(this.#retryFlush);
     for (const stream of [...this.#streams.values()]) stream.linkLost();
     this.#streams.clear();
     this.#waiting.clear();
-    for (const pending of this.#pending.values()) {
-      clearTimeout(pending.timer);
-      pending.reject(new LinkError("ERR_LINK_CLOSED"));
-    }
-    this.#pending.clear();
+    this.#requests.rejectAll(() => new LinkError("ERR_LINK_CLOSED"));
     this.#endedResolve();
   }
 }

@@ -1,8 +1,12 @@
+import { randomBytes } from "node:crypto";
+import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { importSecret } from "../../src/auth/keys.js";
+import { mintLinkCredential } from "../../src/cluster/link-auth.js";
 import { LinkError } from "../../src/cluster/link-errors.js";
 import type { LinkStream } from "../../src/cluster/link-stream.js";
-import { type Collected, collect, startNode, stopNodes } from "../helpers/links.js";
-import { waitFor } from "../helpers/wait.js";
+import { CLUSTER_SECRET, type Collected, collect, startNode, stopNodes } from "../helpers/links.js";
+import { waitFor, within } from "../helpers/wait.js";
 
 afterEach(stopNodes);
 
@@ -168,6 +172,35 @@ describe("NodeLink: streams are multiplexed over one link", () => {
     await waitFor(() => got.every((g) => g.messages.length === 1));
     expect(got.map((g) => g.messages[0])).toEqual(["b:x", "a:x", "b:x"]);
     expect(onA).toEqual(["room-2"]);
+  });
+});
+
+describe("NodeLink: closing", () => {
+  it("drops a peer that never answers the close within 2 s, not ws's 30 s", async () => {
+    const node = await startNode("node-b");
+    const { token } = await mintLinkCredential(
+      await importSecret(CLUSTER_SECRET),
+      "node-a",
+      node.id,
+    );
+    // A peer on a raw socket: it completes the handshake, then never reads or answers.
+    const socket = connect(node.port, "127.0.0.1");
+    socket.on("error", () => {});
+    await new Promise((resolve) => socket.once("connect", resolve));
+    socket.write(
+      "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+        `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\n` +
+        `Authorization: Bearer ${token}\r\n\r\n`,
+    );
+    await waitFor(() => node.server.links().length === 1, "the link accepted");
+    const ended = new Promise((resolve) => socket.once("close", resolve));
+    socket.resume();
+    const started = performance.now();
+    node.server.links()[0]!.close();
+    await within(ended, 10_000, "the server to drop the socket");
+    const ms = performance.now() - started;
+    expect(ms).toBeGreaterThanOrEqual(1_500);
+    expect(ms).toBeLessThan(10_000);
   });
 });
 
