@@ -14,59 +14,14 @@ import type { AddressInfo } from "node:net";
 import { WebSocket, WebSocketServer } from "ws";
 import { LinkPool } from "../src/cluster/link-pool.js";
 import { LinkServer } from "../src/cluster/link-server.js";
+import { type Channel, roundTrips, socketChannel, throughput } from "./link-measure.js";
+import { quantile } from "./stats.js";
 
 interface Role {
   role: "owner" | "edge";
   secret: string;
   owner?: string;
   direct?: string;
-}
-
-/** One way of sending a 64-byte message to the owner and hearing the echo. */
-interface Channel {
-  send(data: string): void;
-  onReply(handler: () => void): void;
-}
-
-const PAYLOAD = "x".repeat(64);
-
-/** Sequential round trips: [p50, p99] in ms. */
-async function roundTrips(channel: Channel, calls: number): Promise<[number, number]> {
-  const times = new Float64Array(calls);
-  let done: () => void = () => {};
-  channel.onReply(() => done());
-  for (let i = 0; i < calls; i++) {
-    const started = performance.now();
-    await new Promise<void>((resolve) => {
-      done = resolve;
-      channel.send(PAYLOAD);
-    });
-    times[i] = performance.now() - started;
-  }
-  times.sort();
-  return [times[Math.ceil(calls * 0.5) - 1]!, times[Math.ceil(calls * 0.99) - 1]!];
-}
-
-/** Frames per second with up to `window` unanswered. */
-async function throughput(channel: Channel, frames: number, window: number): Promise<number> {
-  let sent = 0;
-  let received = 0;
-  const started = performance.now();
-  await new Promise<void>((resolve) => {
-    const top = () => {
-      while (sent < frames && sent - received < window) {
-        channel.send(PAYLOAD);
-        sent++;
-      }
-    };
-    channel.onReply(() => {
-      received++;
-      if (received === frames) resolve();
-      else top();
-    });
-    top();
-  });
-  return frames / ((performance.now() - started) / 1000);
 }
 
 const role = JSON.parse(process.env.LINK_BENCH ?? "{}") as Role;
@@ -120,13 +75,11 @@ if (role.role === "owner") {
   const direct = new WebSocket(role.direct ?? "", { perMessageDeflate: false });
   await new Promise((resolve) => direct.once("open", resolve));
   const stream = link.openStream(target, { connectionId: "bench-alone" });
-  let onDirect = () => {};
   let onStream = () => {};
   let onRequest = () => {};
-  direct.on("message", () => onDirect());
   stream.onMessage(() => onStream());
   const channels: Record<string, Channel> = {
-    ws: { send: (d) => direct.send(d), onReply: (h) => (onDirect = h) },
+    ws: socketChannel(direct),
     stream: { send: (d) => stream.send(d), onReply: (h) => (onStream = h) },
     request: {
       send: (d) => link.request(target, d).then(() => onRequest()),
@@ -136,8 +89,12 @@ if (role.role === "owner") {
   process.on("message", async (message: { calls: number; frames: number; window: number }) => {
     const result: Record<string, { p50: number; p99: number; rate: number }> = {};
     for (const [name, channel] of Object.entries(channels)) {
-      const [p50, p99] = await roundTrips(channel, message.calls);
-      result[name] = { p50, p99, rate: await throughput(channel, message.frames, message.window) };
+      const times = await roundTrips(channel, message.calls);
+      result[name] = {
+        p50: quantile(times, 0.5),
+        p99: quantile(times, 0.99),
+        rate: await throughput(channel, message.frames, message.window),
+      };
     }
     process.send?.({ alone: result });
   });

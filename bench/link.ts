@@ -16,10 +16,10 @@
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { nextMessage, ROOT, startChild, stopChild } from "./child.js";
+import { type Channel, roundTrips, socketChannel, throughput } from "./link-measure.js";
 import { median, quantile, round } from "./stats.js";
 
 const { values } = parseArgs({
@@ -35,7 +35,6 @@ const ROUNDS = Number(values.rounds);
 const CALLS = Number(values.calls);
 const FRAMES = Number(values.frames);
 const WINDOW = Number(values.window);
-const PAYLOAD = "x".repeat(64);
 
 type Path = "direct" | "stream" | "request";
 const PATHS: Path[] = ["direct", "stream", "request"];
@@ -47,43 +46,6 @@ async function open(url: string): Promise<WebSocket> {
     ws.once("error", reject);
   });
   return ws;
-}
-
-/** `CALLS` sequential round trips; returns the latencies in ms. */
-async function roundTrips(ws: WebSocket, calls: number): Promise<Float64Array> {
-  const times = new Float64Array(calls);
-  for (let i = 0; i < calls; i++) {
-    const started = performance.now();
-    await new Promise<void>((resolve) => {
-      ws.once("message", () => resolve());
-      ws.send(PAYLOAD);
-    });
-    times[i] = performance.now() - started;
-  }
-  return times;
-}
-
-/** `FRAMES` small frames with up to `WINDOW` unanswered; returns frames per second. */
-async function throughput(ws: WebSocket, frames: number): Promise<number> {
-  let sent = 0;
-  let received = 0;
-  const started = performance.now();
-  await new Promise<void>((resolve) => {
-    const top = () => {
-      while (sent < frames && sent - received < WINDOW) {
-        ws.send(PAYLOAD);
-        sent++;
-      }
-    };
-    ws.on("message", () => {
-      received++;
-      if (received === frames) resolve();
-      else top();
-    });
-    top();
-  });
-  ws.removeAllListeners("message");
-  return frames / ((performance.now() - started) / 1000);
 }
 
 const secret = randomBytes(48).toString("base64url");
@@ -120,9 +82,11 @@ try {
     request: `ws://127.0.0.1:${port}/request`,
   };
   const sockets = {} as Record<Path, WebSocket>;
+  const channels = {} as Record<Path, Channel>;
   for (const path of PATHS) {
     sockets[path] = await open(urls[path]);
-    await roundTrips(sockets[path], 500); // Warm-up: JIT, socket buffers.
+    channels[path] = socketChannel(sockets[path]);
+    await roundTrips(channels[path], 500); // Warm-up: JIT, socket buffers.
   }
   type Alone = Record<"ws" | "stream" | "request", { p50: number; p99: number; rate: number }>;
   const alone: Alone[] = [];
@@ -133,11 +97,13 @@ try {
     // A different path first in each round, so drift does not favour one.
     const order = PATHS.map((_, i) => PATHS[(i + r) % PATHS.length]!);
     for (const path of order) {
-      const times = await roundTrips(sockets[path], CALLS);
+      const times = await roundTrips(channels[path], CALLS);
       p50[path].push(quantile(times, 0.5));
       p99[path].push(quantile(times, 0.99));
     }
-    for (const path of order) rate[path].push(await throughput(sockets[path], FRAMES));
+    for (const path of order) {
+      rate[path].push(await throughput(channels[path], FRAMES, WINDOW));
+    }
     edge.send({ calls: CALLS, frames: FRAMES, window: WINDOW });
     alone.push(
       await nextMessage(edge, (m) => (m as { alone?: Alone }).alone, 300_000, "edge measurement"),
