@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { request } from "node:http";
 import { connect } from "node:net";
+import fc from "fast-check";
 import { SignJWT } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
@@ -385,6 +386,46 @@ describe("LinkServer: frames from a peer are bounded", () => {
     ws.send(open.encodeOpen(1, window, { agent: "counter", name: "room-1" }, {}));
     for (let i = 0; i < 8; i++) ws.send(encodeData(1, Buffer.alloc(8 * 1024 - 16)));
     expect(await closed).toBe(1008);
+  });
+
+  it("survives 400 fuzzed frames from an authenticated peer while a bystander link keeps answering", async () => {
+    const node = await startNode("node-b", { maxFrameBytes: 64 * 1024 });
+    node.server.onStream((stream) => stream.onMessage((data) => stream.send(data)));
+    node.server.onRequest(({ payload }) => ({ payload }));
+    const bystander = await startNode("node-c");
+    const link = await bystander.pool.get(node.id, node.address);
+    const frame = fc.oneof(
+      // Well-formed headers of every type with random bodies, and random bytes.
+      fc
+        .tuple(fc.integer({ min: 0, max: 9 }), fc.nat(), fc.uint8Array({ maxLength: 48 }))
+        .map(([type, n, body]) => {
+          const head = Buffer.alloc(5);
+          head.writeUInt8(type, 0);
+          head.writeUInt32BE(n % 16, 1);
+          return Buffer.concat([head, body]);
+        }),
+      fc.uint8Array({ maxLength: 32 }).map((b) => Buffer.from(b)),
+    );
+    const frames = fc.sample(frame, { numRuns: 400, seed: 11 });
+    let closes = 0;
+    let ws = await rawLink(node);
+    for (const [i, bytes] of frames.entries()) {
+      if (ws.readyState !== WebSocket.OPEN) {
+        closes++;
+        ws = await rawLink(node);
+      }
+      ws.send(bytes);
+      if (i % 50 === 49) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        expect((await link.request({ agent: "counter", name: "room-1" }, i)).payload).toBe(i);
+      }
+    }
+    ws.close();
+    console.log(
+      `400 fuzzed frames: ${closes} links closed by the node, bystander answered throughout`,
+    );
+    expect(link.isOpen).toBe(true);
+    expect(closes).toBeGreaterThan(0);
   });
 
   it("refuses to send a frame over maxFrameBytes instead of breaking the link", async () => {
