@@ -173,6 +173,10 @@ export class LinkServer {
     this.#admit(req).then(
       (claims) => {
         if (socket.destroyed) return;
+        if (this.#closing) {
+          socket.destroy();
+          return;
+        }
         this.#wss.handleUpgrade(req, socket, head, (ws) => {
           this.#proofs.delete(req);
           const link = new NodeLink(ws, {

@@ -211,8 +211,10 @@ export class LinkStream {
   receive(data: string | Buffer, bytes: number): void {
     if (this.#closed !== undefined || this.#pendingClose !== undefined) return;
     this.#outstanding += bytes;
-    // A peer that sends past its credit is broken; the window is the bound we promised.
-    if (this.#outstanding > this.#limits.window + this.#host.maxFrameBytes) {
+    // A peer that sends past its credit is broken. Its bound: the window, plus the queue
+    // a closing sender flushes regardless of credit, plus the one frame that may overdraw.
+    const limits = this.#limits;
+    if (this.#outstanding > limits.window + limits.maxBufferedBytes + this.#host.maxFrameBytes) {
       this.#host.violation("stream credit exceeded");
       return;
     }

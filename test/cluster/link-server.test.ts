@@ -377,7 +377,11 @@ describe("LinkServer: frames from a peer are bounded", () => {
 
   it("closes a link whose peer sends past its stream credit with 1008", async () => {
     const window = 16 * 1024;
-    const node = await startNode("node-b", { window, maxFrameBytes: 8 * 1024 });
+    const node = await startNode("node-b", {
+      window,
+      maxFrameBytes: 8 * 1024,
+      maxBufferedBytes: 16 * 1024,
+    });
     node.server.onStream((stream) => stream.pause());
     const ws = await rawLink(node);
     const closed = closeCode(ws);

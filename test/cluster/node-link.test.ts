@@ -127,6 +127,30 @@ describe("NodeLink: streams are multiplexed over one link", () => {
     await waitFor(() => link.streamCount === 0, "streams forgotten");
   });
 
+  it("closes a stream with data queued past its credit without breaking the link", async () => {
+    const options = { maxFrameBytes: 64 * 1024, maxBufferedBytes: 512 * 1024 };
+    const owner = await startNode("node-b", options);
+    const edge = await startNode("node-a", options);
+    const ownerSide: LinkStream[] = [];
+    owner.server.onStream((stream) => {
+      stream.pause();
+      ownerSide.push(stream);
+    });
+    const link = await edge.pool.get(owner.id, owner.address);
+    const stream = link.openStream(room(1));
+    await waitFor(() => ownerSide.length === 1);
+    const ownerClosed = collect(ownerSide[0]!).closed;
+    // One window goes out, 384 KiB wait for credit that never comes; then the close.
+    for (let i = 0; i < 40; i++) stream.send(Buffer.alloc(16 * 1024));
+    expect(stream.bufferedAmount).toBe(40 * 16 * 1024 - 256 * 1024);
+    stream.close(1000, "done");
+    expect(await ownerClosed).toEqual({ code: 1000, reason: "done" });
+    expect(link.isOpen).toBe(true);
+    await expect(owner.server.links()[0]!.request(room(1), "x")).rejects.toMatchObject({
+      code: "ERR_LINK_NO_HANDLER",
+    });
+  });
+
   it("refuses a stream 1013 when the owner has no stream handler", async () => {
     const owner = await startNode("node-b");
     const edge = await startNode("node-a");
