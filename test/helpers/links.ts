@@ -105,8 +105,6 @@ export interface LinkChild {
   port: number;
   address: string;
   exited: Promise<unknown>;
-  /** Lines the child printed after its first. */
-  lines: string[];
 }
 
 /** Start a link node in a child process; resolves once it listens (and dialed, if asked). */
@@ -125,7 +123,6 @@ export function spawnLinkNode(settings: LinkNodeSettings, timeoutMs = 20_000): P
       clearTimeout(timer);
       reject(new Error("the link node exited before it was ready"));
     });
-    const lines: string[] = [];
     let buffered = "";
     child.stdout!.setEncoding("utf8");
     child.stdout!.on("data", (chunk: string) => {
@@ -138,9 +135,7 @@ export function spawnLinkNode(settings: LinkNodeSettings, timeoutMs = 20_000): P
         const parsed = JSON.parse(line) as { port?: number };
         if (parsed.port !== undefined) {
           clearTimeout(timer);
-          resolve({ child, port: parsed.port, address: `127.0.0.1:${parsed.port}`, exited, lines });
-        } else {
-          lines.push(line);
+          resolve({ child, port: parsed.port, address: `127.0.0.1:${parsed.port}`, exited });
         }
       }
     });
