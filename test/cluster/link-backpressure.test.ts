@@ -95,6 +95,20 @@ describe("Backpressure: a slow stream neither grows the sender's memory nor stal
     expect(slow.send(chunk)).toBe(true);
   });
 
+  it("keeps a stream's order across what went out at once and what waited for credit", async () => {
+    const { slow, ownerStreams } = await slowAndFast();
+    // 60 numbered 8 KiB messages: the first 32 fit the window, the rest wait for credit.
+    for (let i = 0; i < 60; i++) slow.send(`${String(i).padStart(4, "0")}${"x".repeat(8188)}`);
+    expect(slow.bufferedAmount).toBeGreaterThan(0);
+    const seen: number[] = [];
+    const owner = ownerStreams.get("slow")!;
+    owner.onMessage((data) => seen.push(Number(String(data).slice(0, 4))));
+    owner.resume();
+    await waitFor(() => seen.length === 60, "all 60 messages");
+    expect(seen).toEqual(Array.from({ length: 60 }, (_, i) => i));
+    expect(slow.bufferedAmount).toBe(0);
+  });
+
   it("closes 1013 on both sides a stream whose sender ignores backpressure, with memory bounded", async () => {
     const { link, slow, fast, ownerStreams, fastBytes } = await slowAndFast();
     const slowOwnerClosed = collect(ownerStreams.get("slow")!).closed;
