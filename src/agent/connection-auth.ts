@@ -18,8 +18,8 @@ export interface RefusalContext {
 export interface AuthFacts {
   agent: string;
   name: string;
-  /** Origin and path of the request URL, without the query (which may hold the token). */
-  href: string;
+  /** Path of the request URL, without the query (which may hold the token). */
+  path: string;
   origin: string | null;
   remoteAddress: string | undefined;
 }
@@ -94,7 +94,7 @@ export class ConnectionAuth {
     return {
       agent: this.#facts.agent,
       name: this.#facts.name,
-      url: new URL(this.#facts.href),
+      url: new URL(this.#facts.path, "http://localhost"),
       headers,
       remoteAddress: this.#facts.remoteAddress ?? "unknown",
       websocket: true,

@@ -4,7 +4,7 @@ import type { AuthAction, AuthClaims, AuthSession } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { FrameType, type ServerFrame } from "../protocol/frames.js";
 import type { ConnectionAuth } from "./connection-auth.js";
-import { expiryClock } from "./expiry-clock.js";
+import { type Expiring, expiryClock } from "./expiry-clock.js";
 
 /** What a frame handler may be: synchronous or async. */
 type Task = () => unknown;
@@ -52,7 +52,7 @@ export interface ConnectionLimits {
  * order they arrive: a handler that returns a promise holds the next frame until it
  * settles, so a slow async handler cannot reorder them.
  */
-export class ServerConnection<State = unknown> implements Connection<State> {
+export class ServerConnection<State = unknown> implements Connection<State>, Expiring {
   readonly id: string;
   readonly remoteAddress: string;
   /** Credentials and the questions asked before each action; `undefined` without `auth`. */
@@ -66,8 +66,9 @@ export class ServerConnection<State = unknown> implements Connection<State> {
   #busy = false;
   #uri: string | (() => string);
   #awaitingPong = false;
-  #cancelExpiry: (() => void) | undefined;
-  readonly #onTaskError: (error: unknown) => void;
+  /** The expiry clock's tick this connection waits for, when armed. */
+  #expiryTick: number | undefined;
+  readonly #onTaskError: (connection: ServerConnection, error: unknown) => void;
 
   constructor(options: {
     id: string;
@@ -77,7 +78,8 @@ export class ServerConnection<State = unknown> implements Connection<State> {
     remoteAddress: string;
     auth: ConnectionAuth | undefined;
     limits: ConnectionLimits;
-    onTaskError: (error: unknown) => void;
+    /** Shared by every connection of an instance: no closure per connection. */
+    onTaskError: (connection: ServerConnection, error: unknown) => void;
   }) {
     this.id = options.id;
     this.#socket = options.socket;
@@ -167,12 +169,16 @@ export class ServerConnection<State = unknown> implements Connection<State> {
   }
 
   #armExpiry(): void {
-    const auth = this.#auth;
-    if (auth === undefined) return;
-    this.#expireAt(auth.expiresAt, () => {
-      auth.reportExpired(new AuthError("token_expired"), this.uri);
-      this.close(CloseCode.Unauthorized, "token expired");
-    });
+    this.clearExpiry();
+    const expiresAt = this.#auth?.expiresAt;
+    if (expiresAt !== undefined) this.#expiryTick = expiryClock.at(expiresAt, this);
+  }
+
+  /** @internal The expiry clock: the credentials ran out without a refresh. */
+  expire(): void {
+    this.#expiryTick = undefined;
+    this.#auth?.reportExpired(new AuthError("token_expired"), this.uri);
+    this.close(CloseCode.Unauthorized, "token expired");
   }
 
   get uri(): string {
@@ -237,16 +243,10 @@ export class ServerConnection<State = unknown> implements Connection<State> {
     this.#socket.close(code, truncateReason(reason));
   }
 
-  /** Run `onExpire` once `timeMs` has passed, unless cleared or re-armed first. */
-  #expireAt(timeMs: number | undefined, onExpire: () => void): void {
-    this.clearExpiry();
-    if (timeMs === undefined) return;
-    this.#cancelExpiry = expiryClock.at(timeMs, onExpire);
-  }
-
   clearExpiry(): void {
-    this.#cancelExpiry?.();
-    this.#cancelExpiry = undefined;
+    if (this.#expiryTick === undefined) return;
+    expiryClock.cancel(this.#expiryTick, this);
+    this.#expiryTick = undefined;
   }
 
   /**
@@ -272,12 +272,12 @@ export class ServerConnection<State = unknown> implements Connection<State> {
       try {
         result = task();
       } catch (error) {
-        this.#onTaskError(error);
+        this.#onTaskError(this as ServerConnection, error);
       }
       if (isPromiseLike(result)) {
         this.#busy = true;
         result.then(this.#next, (error: unknown) => {
-          this.#onTaskError(error);
+          this.#onTaskError(this as ServerConnection, error);
           this.#next();
         });
         return;

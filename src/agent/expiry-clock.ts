@@ -1,40 +1,45 @@
+/** Something the clock tells when its time has come. */
+export interface Expiring {
+  expire(): void;
+}
+
 /**
  * One coarse clock for every connection's credential expiry, instead of a `setTimeout`
- * each: a connection costs one Set entry, and one timer ticks once a second while any
- * expiry is pending. A connection is closed at most a second after its token expires;
+ * each: a connection costs one Set entry (no timer, no closure), and one timer ticks while
+ * any expiry is pending. A connection is closed at most one tick after its token expires;
  * every frame it sends meanwhile is refused at the exact expiry by `authorize`.
  */
 export class ExpiryClock {
   readonly #tickMs: number;
-  /** Callbacks by the tick (time / tickMs, rounded up) at which they are due. */
-  readonly #due = new Map<number, Set<() => void>>();
+  /** What is due, by tick (time / tickMs, rounded up). */
+  readonly #due = new Map<number, Set<Expiring>>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(tickMs = 1000) {
     this.#tickMs = tickMs;
   }
 
-  /** Run `onExpire` once `timeMs` has passed; returns a function that cancels it. */
-  at(timeMs: number, onExpire: () => void): () => void {
+  /** Tell `item` once `timeMs` has passed; returns the tick to `cancel` it with. */
+  at(timeMs: number, item: Expiring): number {
     const tick = Math.ceil(timeMs / this.#tickMs);
     let bucket = this.#due.get(tick);
     if (bucket === undefined) {
       bucket = new Set();
       this.#due.set(tick, bucket);
     }
-    bucket.add(onExpire);
-    this.#start();
-    const due = bucket;
-    return () => {
-      due.delete(onExpire);
-      if (due.size === 0 && this.#due.get(tick) === due) this.#due.delete(tick);
-    };
+    bucket.add(item);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.#tick(), this.#tickMs);
+      this.#timer.unref();
+    }
+    return tick;
   }
 
-  #start(): void {
-    if (this.#timer !== undefined) return;
-    this.#timer = setInterval(() => this.#tick(), this.#tickMs);
-    this.#timer.unref();
+  cancel(tick: number, item: Expiring): void {
+    const bucket = this.#due.get(tick);
+    if (bucket === undefined) return;
+    bucket.delete(item);
+    if (bucket.size === 0) this.#due.delete(tick);
   }
 
   #tick(): void {
@@ -42,7 +47,7 @@ export class ExpiryClock {
     for (const [tick, bucket] of this.#due) {
       if (tick > now) continue;
       this.#due.delete(tick);
-      for (const onExpire of bucket) onExpire();
+      for (const item of bucket) item.expire();
     }
     if (this.#due.size === 0 && this.#timer !== undefined) {
       clearInterval(this.#timer);

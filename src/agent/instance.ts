@@ -178,6 +178,10 @@ export class AgentInstance implements AgentRuntime {
     return connection?.accepted ? connection : undefined;
   }
 
+  /** `reportError` for a connection's frame handlers, one function for all of them. */
+  readonly reportTaskError = (connection: ServerConnection, error: unknown): void =>
+    this.reportError(connection, error);
+
   reportError(connection: Connection | undefined, error: unknown): void {
     this.#log.error({ err: error, connection: connection?.id }, "agent error");
     try {

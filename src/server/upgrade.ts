@@ -61,7 +61,7 @@ export class UpgradeHandler {
   }
 
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on("error", () => socket.destroy());
+    socket.on("error", destroyOnError);
     this.#upgrade(req, socket, head).catch((error) => {
       this.#ctx.logger.error({ err: error }, "upgrade failed");
       if (!socket.destroyed) socket.destroy();
@@ -119,6 +119,8 @@ export class UpgradeHandler {
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       socket.off("close", release);
+      // ws handles the socket's errors from here on.
+      socket.off("error", destroyOnError);
       this.#attach(ws, req, url, remoteAddress, admitted);
       release();
     });
@@ -136,7 +138,7 @@ export class UpgradeHandler {
       agent: admitted.agent,
       name: admitted.name,
       // Without the query: a refresh does not need it, and it holds the token.
-      href: `${url.origin}${url.pathname}`,
+      path: url.pathname,
       origin: req.headers.origin ?? null,
       remoteAddress,
     };
@@ -144,14 +146,14 @@ export class UpgradeHandler {
       policy !== undefined && session !== undefined
         ? new ConnectionAuth(policy, session, facts, this.#ctx.refusals.record)
         : undefined;
-    const connection: ServerConnection = new ServerConnection({
+    const connection = new ServerConnection({
       id: randomUUID(),
       socket: ws,
       uri: redactedUri(url),
       remoteAddress: remoteAddress ?? "unknown",
       auth,
       limits: this.#ctx.limits,
-      onTaskError: (error) => instance.reportError(connection, error),
+      onTaskError: instance.reportTaskError,
     });
     this.#ctx.connections.add(connection);
     // Module-level listeners (`this` is the socket) and one small record per socket,
@@ -163,6 +165,11 @@ export class UpgradeHandler {
     ws.on("close", onClose);
     instance.attach(connection, requestFactory(url, req.headers));
   }
+}
+
+/** Until the handshake completes, a socket error only ends that socket. */
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }
 
 const ATTACHED = Symbol("outpost.attached");
