@@ -19,6 +19,15 @@ export interface StoredSchedule {
 /** How hard a write is pushed to disk before `setState` returns. */
 export type Durability = "process" | "full";
 
+/** Options of `AgentDatabase` beyond durability. */
+export interface AgentDatabaseOptions {
+  /**
+   * Let SQLite checkpoint the WAL by itself (default true). Cluster mode turns it off: its
+   * change shipper reads committed frames from the WAL and checkpoints only after shipping.
+   */
+  autoCheckpoint?: boolean;
+}
+
 interface ScheduleRow {
   id: string;
   callback: string;
@@ -48,10 +57,11 @@ export class AgentDatabase {
   readonly #getKv: Database.Statement<[string], { value: string }>;
   readonly #putKv: Database.Statement<[string, string]>;
 
-  constructor(path: string, durability: Durability = "process") {
+  constructor(path: string, durability: Durability = "process", options?: AgentDatabaseOptions) {
     mkdirSync(dirname(path), { recursive: true });
     this.#db = new Database(path);
     this.#db.pragma("journal_mode = WAL");
+    if (options?.autoCheckpoint === false) this.#db.pragma("wal_autocheckpoint = 0");
     this.#db.pragma(`synchronous = ${durability === "full" ? "FULL" : "NORMAL"}`);
     this.#db.pragma("busy_timeout = 5000");
     this.#db.exec(SCHEMA);
@@ -70,6 +80,11 @@ export class AgentDatabase {
 
   get open(): boolean {
     return this.#db.open;
+  }
+
+  /** The underlying connection, for the cluster's change shipper (which reads its WAL). */
+  get connection(): Database.Database {
+    return this.#db;
   }
 
   /** The stored JSON value for `key`, or `undefined` when none was written. */

@@ -1,0 +1,125 @@
+import { randomBytes } from "node:crypto";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import type Database from "better-sqlite3";
+import postgres, { type Sql } from "postgres";
+import { ChangeStore } from "../../src/cluster/wal-store.js";
+
+/** The machine's PostgreSQL (trust auth); override with OUTPOST_TEST_POSTGRES. */
+export const POSTGRES_URL =
+  process.env.OUTPOST_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
+
+/** A PostgreSQL client that stays quiet about `IF NOT EXISTS` notices. */
+export function connectPostgres(url = POSTGRES_URL, options: postgres.Options<{}> = {}): Sql {
+  return postgres(url, { max: 4, onnotice: () => {}, ...options });
+}
+
+/** A schema of its own for one test, with the cluster's tables; `drop()` removes it. */
+export interface TestSchema {
+  readonly sql: Sql;
+  readonly schema: string;
+  readonly store: ChangeStore;
+  /** Claim `instance` for `node` as the ownership rules do; resolves with the new epoch. */
+  claim(instance: string, node: string): Promise<bigint>;
+  drop(): Promise<void>;
+}
+
+export async function createTestSchema(): Promise<TestSchema> {
+  const sql = connectPostgres();
+  const schema = `outpost_test_${randomBytes(6).toString("hex")}`;
+  await sql`CREATE SCHEMA ${sql(schema)}`;
+  // The ownership tables, as the shared cluster rules define them (created here until the
+  // ownership migration is merged).
+  await sql`CREATE TABLE ${sql(schema)}.nodes (id text PRIMARY KEY, address text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(), heartbeat_at timestamptz NOT NULL,
+    lease_expires_at timestamptz NOT NULL)`;
+  await sql`CREATE TABLE ${sql(schema)}.owners (instance text PRIMARY KEY, node_id text NOT NULL,
+    epoch bigint NOT NULL)`;
+  const store = new ChangeStore(sql, { schema });
+  await store.migrate();
+  return {
+    sql,
+    schema,
+    store,
+    async claim(instance, node) {
+      const [row] = await sql<{ epoch: string }[]>`
+        INSERT INTO ${sql(schema)}.owners (instance, node_id, epoch) VALUES (${instance}, ${node}, 1)
+        ON CONFLICT (instance) DO UPDATE SET node_id = excluded.node_id, epoch = owners.epoch + 1
+        RETURNING epoch`;
+      return BigInt(row!.epoch);
+    },
+    async drop() {
+      await sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`;
+      await sql.end({ timeout: 5 });
+    },
+  };
+}
+
+/** A TCP proxy in front of PostgreSQL that the test can cut and restore. */
+export interface PostgresProxy {
+  readonly port: number;
+  /** Drop every open connection and refuse new ones until `resume()`. */
+  cut(): void;
+  resume(): void;
+  close(): Promise<void>;
+}
+
+export async function startPostgresProxy(target = new URL(POSTGRES_URL)): Promise<PostgresProxy> {
+  const sockets = new Set<Socket>();
+  let cut = false;
+  const server: Server = createServer((client) => {
+    if (cut) {
+      client.destroy();
+      return;
+    }
+    const upstream = tcpConnect(Number(target.port || 5432), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  const dropAll = () => {
+    for (const socket of sockets) socket.destroy();
+  };
+  return {
+    port,
+    cut() {
+      cut = true;
+      dropAll();
+    },
+    resume() {
+      cut = false;
+    },
+    close() {
+      dropAll();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** The URL of PostgreSQL as seen through `proxy`. */
+export function proxiedUrl(proxy: PostgresProxy): string {
+  const url = new URL(POSTGRES_URL);
+  url.hostname = "127.0.0.1";
+  url.port = String(proxy.port);
+  return url.toString();
+}
+
+/** Every table's rows and the schema of a SQLite database, for comparing two of them. */
+export function dumpDatabase(db: Database.Database): Record<string, unknown[]> {
+  const master = db
+    .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+    .all() as { type: string; name: string }[];
+  const dump: Record<string, unknown[]> = { sqlite_master: master };
+  for (const { type, name } of master) {
+    if (type !== "table" || name.startsWith("sqlite_")) continue;
+    dump[name] = db.prepare(`SELECT * FROM "${name.replaceAll('"', '""')}" ORDER BY rowid`).all();
+  }
+  return dump;
+}
