@@ -57,20 +57,16 @@ export async function createTestSchema(): Promise<TestSchema> {
 /** A TCP proxy in front of PostgreSQL that the test can cut and restore. */
 export interface PostgresProxy {
   readonly port: number;
-  /** Drop every open connection and refuse new ones until `resume()`. */
-  cut(): void;
-  resume(): void;
+  /** Drop every open connection and stop listening (connects are refused) until `resume()`. */
+  cut(): Promise<void>;
+  /** Listen again on the same port. */
+  resume(): Promise<void>;
   close(): Promise<void>;
 }
 
 export async function startPostgresProxy(target = new URL(POSTGRES_URL)): Promise<PostgresProxy> {
   const sockets = new Set<Socket>();
-  let cut = false;
   const server: Server = createServer((client) => {
-    if (cut) {
-      client.destroy();
-      return;
-    }
     const upstream = tcpConnect(Number(target.port || 5432), target.hostname);
     for (const socket of [client, upstream]) {
       sockets.add(socket);
@@ -82,24 +78,26 @@ export async function startPostgresProxy(target = new URL(POSTGRES_URL)): Promis
     }
     client.pipe(upstream).pipe(client);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  const dropAll = () => {
+  const listen = (port: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  const stop = () => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const socket of sockets) socket.destroy();
+    return closed;
   };
+  await listen(0);
+  const { port } = server.address() as { port: number };
   return {
     port,
-    cut() {
-      cut = true;
-      dropAll();
-    },
-    resume() {
-      cut = false;
-    },
-    close() {
-      dropAll();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
+    cut: stop,
+    resume: () => listen(port),
+    close: () => (server.listening ? stop() : Promise.resolve()),
   };
 }
 
