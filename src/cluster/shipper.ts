@@ -163,6 +163,22 @@ export class ChangeShipper {
     });
   }
 
+  /**
+   * Ship a full image of the database now (a new base: the log before it is deleted), and
+   * resolve once it is durable, as `flush()` does. Snapshots are also taken by themselves
+   * when the log outgrows `snapshotBytes` and the database.
+   */
+  snapshot(): Promise<void> {
+    if (this.#fenced !== undefined) return Promise.reject(this.#fenced);
+    if (this.#closed) return Promise.reject(new NotDurableError("closed"));
+    try {
+      this.#takeBase();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.flush();
+  }
+
   /** Where this shipper stands. */
   get status(): ShipperStatus {
     return {
