@@ -11,6 +11,8 @@ const WAL_MAGIC_LITTLE = 0x377f0682;
 const WAL_MAGIC_BIG = 0x377f0683;
 /** Two copies of the wal-index header, 48 bytes each, at the start of the -shm file. */
 const SHM_HEADER_BYTES = 48;
+/** The salts of a wal-index whose WAL has had no frame yet. */
+const NO_SALTS = Buffer.alloc(8);
 
 /** What `WalCapture#read()` found. */
 export type Captured =
@@ -133,7 +135,10 @@ export class WalCapture {
     if (this.#salts === undefined) return { kind: "lost", why: "no WAL position yet" };
     const header = this.#readIndexHeader();
     if (header === undefined) return { kind: "lost", why: "the wal-index is gone" };
-    if (!header.salts.equals(this.#salts)) return { kind: "lost", why: "the WAL was reset" };
+    if (!header.salts.equals(this.#salts)) {
+      if (!this.#isFirstGeneration(header)) return { kind: "lost", why: "the WAL was reset" };
+      this.#salts = header.salts;
+    }
     if (header.mxFrame < this.#frame) return { kind: "lost", why: "the WAL shrank" };
     if (header.mxFrame === this.#frame) return { kind: "none" };
 
@@ -202,6 +207,18 @@ export class WalCapture {
     if (!first.equals(both.subarray(SHM_HEADER_BYTES)) || first[12] !== 1) return undefined;
     // The wal-index is in the machine's byte order; SQLite's builds here are little-endian.
     return { mxFrame: first.readUInt32LE(16), salts: Buffer.from(first.subarray(32, 40)) };
+  }
+
+  /**
+   * Whether the WAL, empty with no salts yet when this reader took its position, has since
+   * only been written, never reset: SQLite gives a WAL its salts with its first frame, and
+   * a WAL that was never reset still has checkpoint sequence 0 in its header.
+   */
+  #isFirstGeneration(header: IndexHeader): boolean {
+    if (this.#frame !== 0 || !this.#salts?.equals(NO_SALTS)) return false;
+    const walHeader = Buffer.alloc(WAL_HEADER_BYTES);
+    if (readSync(this.#wal(), walHeader, 0, WAL_HEADER_BYTES, 0) !== WAL_HEADER_BYTES) return false;
+    return walHeader.readUInt32BE(12) === 0 && walHeader.subarray(16, 24).equals(header.salts);
   }
 
   /** Read the WAL header of the current generation; false when it is not that generation's. */

@@ -15,6 +15,18 @@ afterEach(() => {
   }
 });
 
+/** A database reopened so that its WAL starts from nothing, with a capture positioned there. */
+function openFreshWal() {
+  const { db, path, capture } = openWal();
+  db.close();
+  const reopened = new Database(path);
+  reopened.pragma("wal_autocheckpoint = 0");
+  reopened.pragma("schema_version");
+  opened.at(-1)!.db = reopened;
+  capture.rebase();
+  return { db: reopened, capture };
+}
+
 /** A WAL database with automatic checkpoints off and a capture positioned after its setup. */
 function openWal() {
   const dir = tempDir("outpost-wal-");
@@ -87,5 +99,19 @@ describe("WalCapture", () => {
     capture.rebase();
     db.prepare("INSERT INTO t (b) VALUES (x'02')").run();
     expect(capture.read().kind).toBe("pages");
+  });
+
+  it("reads a WAL started from nothing, whose first frame brought new salts, as the same history", () => {
+    const { db, capture } = openFreshWal();
+    db.prepare("INSERT INTO t (b) VALUES (x'01')").run();
+    expect(capture.read().kind).toBe("pages");
+  });
+
+  it("reports the position lost when a WAL started from nothing was reset before it was read", () => {
+    const { db, capture } = openFreshWal();
+    db.prepare("INSERT INTO t (b) VALUES (x'01')").run();
+    db.pragma("wal_checkpoint(TRUNCATE)");
+    db.prepare("INSERT INTO t (b) VALUES (x'02')").run();
+    expect(capture.read()).toMatchObject({ kind: "lost" });
   });
 });

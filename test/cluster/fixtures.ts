@@ -61,22 +61,37 @@ export interface PostgresProxy {
   cut(): Promise<void>;
   /** Listen again on the same port. */
   resume(): Promise<void>;
+  /** Keep connections open but forward nothing (a silent network) until `unstall()`. */
+  stall(): void;
+  unstall(): void;
   close(): Promise<void>;
 }
 
 export async function startPostgresProxy(target = new URL(POSTGRES_URL)): Promise<PostgresProxy> {
   const sockets = new Set<Socket>();
+  let stalled = false;
+  const held: [Socket, Buffer][] = [];
+  const forward = (from: Socket, to: Socket) =>
+    from.on("data", (data: Buffer) => {
+      if (stalled) held.push([to, data]);
+      else to.write(data);
+    });
   const server: Server = createServer((client) => {
     const upstream = tcpConnect(Number(target.port || 5432), target.hostname);
     for (const socket of [client, upstream]) {
       sockets.add(socket);
-      socket.on("close", () => sockets.delete(socket));
+      socket.on("close", () => {
+        sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
       socket.on("error", () => {
         client.destroy();
         upstream.destroy();
       });
     }
-    client.pipe(upstream).pipe(client);
+    forward(client, upstream);
+    forward(upstream, client);
   });
   const listen = (port: number) =>
     new Promise<void>((resolve, reject) => {
@@ -97,6 +112,13 @@ export async function startPostgresProxy(target = new URL(POSTGRES_URL)): Promis
     port,
     cut: stop,
     resume: () => listen(port),
+    stall() {
+      stalled = true;
+    },
+    unstall() {
+      stalled = false;
+      for (const [to, data] of held.splice(0)) if (!to.destroyed) to.write(data);
+    },
     close: () => (server.listening ? stop() : Promise.resolve()),
   };
 }

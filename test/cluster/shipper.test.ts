@@ -259,4 +259,51 @@ describe("durability", () => {
     const rows = await restoredRows<{ n: number }>(instance, "SELECT n FROM turns ORDER BY n");
     expect(rows.map((row) => row.n)).toEqual(Array.from({ length: 26 }, (_, i) => i + 1));
   }, 60_000);
+
+  it("rejects a flush with timeout when PostgreSQL goes silent mid-append, and ships it once it answers again", async () => {
+    const proxy = await startPostgresProxy();
+    cleanups.push(() => proxy.close());
+    const viaProxy = connectPostgres(proxiedUrl(proxy), { max: 1 });
+    cleanups.push(() => viaProxy.end({ timeout: 1 }));
+    const store = new ChangeStore(viaProxy, { schema: pg.schema });
+    const instance = "room/silent";
+    const epoch = await pg.claim(instance, "node-a");
+    const owner = await openOwner(instance, store, epoch, 1_500);
+    owner.turn(1);
+    await owner.shipper.flush();
+
+    proxy.stall();
+    owner.turn(2);
+    await expect(owner.shipper.flush()).rejects.toMatchObject({
+      code: "ERR_OUTPOST_NOT_DURABLE",
+      reason: "timeout",
+    });
+    expect(await restoredRows(instance, "SELECT max(n) AS n FROM turns")).toEqual([{ n: 1 }]);
+
+    proxy.unstall();
+    await waitFor(() => owner.shipper.status.durable, "the stalled append to finish", 30_000);
+    expect(await restoredRows(instance, "SELECT max(n) AS n FROM turns")).toEqual([{ n: 2 }]);
+  }, 60_000);
+});
+
+describe("continuing", () => {
+  it("ships only a restored owner's own changes, not a new snapshot, and they restore on the next node", async () => {
+    const instance = "room/handover";
+    const first = await openOwner(instance, pg.store, await pg.claim(instance, "node-a"));
+    first.turn(1);
+    await first.shipper.flush();
+
+    const second = await openOwner(instance, pg.store, await pg.claim(instance, "node-b"));
+    second.turn(2);
+    await second.shipper.flush();
+    const rows = await pg.sql<{ base: boolean }[]>`
+      SELECT DISTINCT seq, base FROM ${pg.sql(pg.schema)}.changes WHERE instance = ${instance}
+      ORDER BY seq`;
+    // The first owner's snapshot of its new database, its turn, the second owner's turn.
+    expect(rows.map((row) => row.base)).toEqual([true, false, false]);
+    expect(await restoredRows(instance, "SELECT n FROM turns ORDER BY n")).toEqual([
+      { n: 1 },
+      { n: 2 },
+    ]);
+  });
 });
