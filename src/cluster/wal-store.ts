@@ -70,21 +70,27 @@ export class ChangeStore {
   }
 
   /**
-   * Append `batch` to `instance`'s log in one transaction fenced by `epoch` (see
-   * `fenced()`); a base batch also deletes everything before it. Resolves with the
-   * batch's sequence number once PostgreSQL has committed it.
+   * Append `batch` to `instance`'s log, fenced by `epoch`; a base batch also deletes
+   * everything before it. Resolves with the batch's sequence number once PostgreSQL has
+   * committed it; rejects with `FencedError` when `epoch` is not the owner's.
+   *
+   * A turn's batch fits one row and goes in one fenced INSERT, one round trip. A larger
+   * batch (or a base) is a transaction: the same fenced INSERT for its first row holds the
+   * owner row's lock while the rest follow.
    */
-  append(instance: string, epoch: bigint, batch: PageBatch): Promise<{ seq: number }> {
-    return fenced(this.sql, this.schema, instance, epoch, async (tx) => {
+  async append(instance: string, epoch: bigint, batch: PageBatch): Promise<{ seq: number }> {
+    const chunks = batch.chunks(this.chunkBytes);
+    const first = chunks.next().value!;
+    const second = chunks.next();
+    if (second.done && !batch.base) {
+      return { seq: await this.#fencedInsert(this.sql, instance, epoch, batch, first) };
+    }
+    return this.sql.begin(async (tx) => {
+      const seq = await this.#fencedInsert(tx, instance, epoch, batch, first);
       const table = tx(this.schema);
-      // Numbered in the transaction, after the fence: a retry of a batch whose commit was
-      // never confirmed takes the next number, which is right because batches are
-      // idempotent (see PageBatch).
-      const [next] = await tx<{ seq: string }[]>`
-        SELECT coalesce(max(seq), 0) + 1 AS seq FROM ${table}.changes WHERE instance = ${instance}`;
-      const seq = Number(next!.seq);
-      let chunk = 0;
-      for (const { pages, data } of batch.chunks(this.chunkBytes)) {
+      let chunk = 1;
+      for (let next = second; !next.done; next = chunks.next()) {
+        const { pages, data } = next.value;
         await tx`
           INSERT INTO ${table}.changes
             (instance, seq, chunk, epoch, base, page_size, db_pages, pages, data)
@@ -95,7 +101,47 @@ export class ChangeStore {
         await tx`DELETE FROM ${table}.changes WHERE instance = ${instance} AND seq < ${seq}`;
       }
       return { seq };
-    });
+    }) as Promise<{ seq: number }>;
+  }
+
+  /**
+   * Insert the batch's first row only while `epoch` is the owner's, in one statement: the
+   * owner row is read `FOR SHARE`, so a concurrent claim (an UPDATE of that row) waits
+   * until this write commits, and a claim that committed first is seen (PostgreSQL
+   * re-reads a row it waited for) and makes this insert nothing. A new owner that restores
+   * after its claim therefore sees every write the old owner was told succeeded.
+   */
+  async #fencedInsert(
+    sql: Sql | TransactionSql,
+    instance: string,
+    epoch: bigint,
+    batch: PageBatch,
+    { pages, data }: { pages: Buffer; data: Buffer },
+  ): Promise<number> {
+    const table = sql(this.schema);
+    // Numbered after the fence: a retry of a batch whose commit was never confirmed takes
+    // the next number, which is right because batches are idempotent (see PageBatch).
+    const [result] = await sql<{ epoch: string | null; seq: string | null }[]>`
+      WITH owner AS (
+        SELECT epoch FROM ${table}.owners WHERE instance = ${instance} FOR SHARE
+      ), inserted AS (
+        INSERT INTO ${table}.changes
+          (instance, seq, chunk, epoch, base, page_size, db_pages, pages, data)
+        SELECT ${instance},
+               (SELECT coalesce(max(seq), 0) + 1 FROM ${table}.changes WHERE instance = ${instance}),
+               0, owner.epoch, ${batch.base}, ${batch.pageSize}, ${batch.dbPages}, ${pages}, ${data}
+        FROM owner WHERE owner.epoch = ${epoch.toString()}
+        RETURNING seq
+      )
+      SELECT (SELECT epoch FROM owner) AS epoch, (SELECT seq FROM inserted) AS seq`;
+    if (result?.seq == null) {
+      throw new FencedError(
+        instance,
+        epoch,
+        result?.epoch == null ? undefined : BigInt(result.epoch),
+      );
+    }
+    return Number(result.seq);
   }
 
   /**
@@ -135,27 +181,4 @@ interface RawChange {
   db_pages: number;
   pages: Buffer;
   data: Buffer;
-}
-
-/**
- * Run `work` in a transaction that may write for `instance` only while `epoch` is its
- * owner's epoch: the owner row is read `FOR SHARE` first, so a concurrent claim (an UPDATE
- * of that row) waits until this transaction ends, and a claim that committed first makes
- * this one abort with `FencedError`. A new owner that restores after its claim therefore
- * sees every write the old owner was told succeeded.
- */
-export function fenced<T>(
-  sql: Sql,
-  schema: string,
-  instance: string,
-  epoch: bigint,
-  work: (tx: TransactionSql) => Promise<T>,
-): Promise<T> {
-  return sql.begin(async (tx) => {
-    const [owner] = await tx<{ epoch: string }[]>`
-      SELECT epoch FROM ${tx(schema)}.owners WHERE instance = ${instance} FOR SHARE`;
-    const current = owner === undefined ? undefined : BigInt(owner.epoch);
-    if (current !== epoch) throw new FencedError(instance, epoch, current);
-    return work(tx);
-  }) as Promise<T>;
 }
