@@ -73,6 +73,9 @@ interface Waiter {
  * Turns that flush while an append is in flight are shipped together in the next one, so
  * PostgreSQL sees one transaction per round trip, not one per turn.
  *
+ * Flush and close the shipper before closing the database: SQLite checkpoints and removes
+ * the WAL when its last connection closes.
+ *
  * @example
  * const restored = await restoreDatabase(store, "room/lobby", path);
  * const db = new AgentDatabase(path, "process", { autoCheckpoint: false });
@@ -140,7 +143,7 @@ export class ChangeShipper {
    */
   flush(): Promise<void> {
     if (this.#fenced !== undefined) return Promise.reject(this.#fenced);
-    if (this.#closed) return Promise.reject(new NotDurableError("closed"));
+    if (this.#closed || !this.#db.open) return Promise.reject(new NotDurableError("closed"));
     try {
       this.#captureCommitted();
     } catch (error) {
@@ -170,7 +173,7 @@ export class ChangeShipper {
    */
   snapshot(): Promise<void> {
     if (this.#fenced !== undefined) return Promise.reject(this.#fenced);
-    if (this.#closed) return Promise.reject(new NotDurableError("closed"));
+    if (this.#closed || !this.#db.open) return Promise.reject(new NotDurableError("closed"));
     try {
       this.#takeBase();
     } catch (error) {
@@ -261,16 +264,22 @@ export class ChangeShipper {
     this.#retryDelay = this.#options.retryMs;
     this.#logBytes = batch.base ? 0 : this.#logBytes + batch.bytes;
     this.#settle(covers);
-    if (this.#closed || this.#db.inTransaction) return;
-    if (this.#logBytes > Math.max(this.#options.snapshotBytes, this.#dbBytes)) {
-      // Keep restore time bounded: a new base lets the log before it be deleted.
-      this.#takeBase();
-    }
-    if (this.#capture.walBytes >= this.#options.checkpointBytes) {
-      // Everything committed is now durable or held in #pending, so the WAL may restart.
-      this.#captureCommitted();
-      this.#db.pragma("wal_checkpoint(TRUNCATE)");
-      this.#capture.rebase();
+    if (this.#closed || !this.#db.open || this.#db.inTransaction) return;
+    try {
+      if (this.#logBytes > Math.max(this.#options.snapshotBytes, this.#dbBytes)) {
+        // Keep restore time bounded: a new base lets the log before it be deleted.
+        this.#takeBase();
+      }
+      if (this.#capture.walBytes >= this.#options.checkpointBytes) {
+        // Everything committed is now durable or held in #pending, so the WAL may restart.
+        this.#captureCommitted();
+        this.#db.pragma("wal_checkpoint(TRUNCATE)");
+        this.#capture.rebase();
+      }
+    } catch (error) {
+      // Upkeep only: without it the log or the WAL grows, and a position the capture lost
+      // is answered with a snapshot at the next flush.
+      this.#lastError = error;
     }
   }
 

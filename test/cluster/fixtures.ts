@@ -2,7 +2,10 @@ import { randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import type Database from "better-sqlite3";
 import postgres, { type Sql } from "postgres";
+import { restoreDatabase } from "../../src/cluster/restore.js";
+import { ChangeShipper, type ChangeShipperOptions } from "../../src/cluster/shipper.js";
 import { ChangeStore } from "../../src/cluster/wal-store.js";
+import { AgentDatabase } from "../../src/storage/agent-database.js";
 
 /** The machine's PostgreSQL (trust auth); override with OUTPOST_TEST_POSTGRES. */
 export const POSTGRES_URL =
@@ -129,6 +132,46 @@ export function proxiedUrl(proxy: PostgresProxy): string {
   url.hostname = "127.0.0.1";
   url.port = String(proxy.port);
   return url.toString();
+}
+
+/** An owner's database and shipper, opened as a node activating an instance would. */
+export interface Owner {
+  readonly db: AgentDatabase;
+  readonly shipper: ChangeShipper;
+  /** Close the shipper, then the database. */
+  close(): Promise<void>;
+}
+
+/**
+ * Activate `instance` at `path` with `epoch` (already claimed): restore it from `store`,
+ * open it with automatic checkpoints off, and attach a shipper with `options`.
+ */
+export async function openOwner(
+  store: ChangeStore,
+  instance: string,
+  path: string,
+  epoch: bigint,
+  options: Partial<ChangeShipperOptions> = {},
+): Promise<Owner> {
+  const restored = await restoreDatabase(store, instance, path);
+  const db = new AgentDatabase(path, "process", { autoCheckpoint: false });
+  const shipper = new ChangeShipper({
+    db: db.connection,
+    path,
+    store,
+    instance,
+    epoch,
+    restored,
+    ...options,
+  });
+  return {
+    db,
+    shipper,
+    async close() {
+      await shipper.close();
+      db.close();
+    },
+  };
 }
 
 /** Every table's rows and the schema of a SQLite database, for comparing two of them. */

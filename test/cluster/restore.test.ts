@@ -4,10 +4,9 @@ import Database from "better-sqlite3";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { restoreDatabase } from "../../src/cluster/restore.js";
-import { ChangeShipper } from "../../src/cluster/shipper.js";
-import { AgentDatabase } from "../../src/storage/agent-database.js";
+import type { AgentDatabase } from "../../src/storage/agent-database.js";
 import { tempDir } from "../helpers/server.js";
-import { createTestSchema, dumpDatabase, type TestSchema } from "./fixtures.js";
+import { createTestSchema, dumpDatabase, openOwner, type TestSchema } from "./fixtures.js";
 
 let pg: TestSchema;
 const dirs: ReturnType<typeof tempDir>[] = [];
@@ -166,19 +165,15 @@ async function runTurns(
   small: boolean,
 ): Promise<AgentDatabase> {
   const epoch = await pg.claim(instance, path);
-  const restored = await restoreDatabase(pg.store, instance, path);
-  const db = new AgentDatabase(path, "process", { autoCheckpoint: false });
-  db.connection.pragma("cache_size = 20");
-  const shipper = new ChangeShipper({
-    db: db.connection,
-    path,
-    store: pg.store,
+  // Small thresholds make checkpoints and snapshots happen between turns.
+  const { db, shipper } = await openOwner(
+    pg.store,
     instance,
+    path,
     epoch,
-    restored,
-    // Small thresholds make checkpoints and snapshots happen between turns.
-    ...(small ? { checkpointBytes: 32 * 1024, snapshotBytes: 64 * 1024 } : {}),
-  });
+    small ? { checkpointBytes: 32 * 1024, snapshotBytes: 64 * 1024 } : {},
+  );
+  db.connection.pragma("cache_size = 20");
   for (const turn of turns) {
     for (const op of turn.ops) run(db.connection, op);
     if (turn.flush) await shipper.flush();
@@ -241,15 +236,7 @@ describe("restore time", () => {
       const instance = `size/${megabytes}mb`;
       const path = join(freshDir(), "owner.db");
       const epoch = await pg.claim(instance, "node-a");
-      const restored = await restoreDatabase(pg.store, instance, path);
-      const db = new AgentDatabase(path, "process", { autoCheckpoint: false });
-      const shipper = new ChangeShipper({
-        db: db.connection,
-        path,
-        store: pg.store,
-        instance,
-        epoch,
-        restored,
+      const { db, shipper } = await openOwner(pg.store, instance, path, epoch, {
         timeoutMs: 120_000,
       });
       db.connection.exec("CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB)");

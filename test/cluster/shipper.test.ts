@@ -5,14 +5,13 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FencedError, NotDurableError } from "../../src/cluster/errors.js";
 import { restoreDatabase } from "../../src/cluster/restore.js";
-import { ChangeShipper } from "../../src/cluster/shipper.js";
 import { ChangeStore } from "../../src/cluster/wal-store.js";
-import { AgentDatabase } from "../../src/storage/agent-database.js";
 import { tempDir } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
 import {
   connectPostgres,
   createTestSchema,
+  openOwner,
   POSTGRES_URL,
   type PostgresProxy,
   proxiedUrl,
@@ -53,25 +52,14 @@ async function restoredRows<Row>(instance: string, query: string): Promise<Row[]
   }
 }
 
-/** An owner of `instance` on a fresh directory, shipping through `store`. */
-async function openOwner(instance: string, store: ChangeStore, epoch: bigint, timeoutMs?: number) {
-  const path = join(freshDir(), "owner.db");
-  const restored = await restoreDatabase(store, instance, path);
-  const db = new AgentDatabase(path, "process", { autoCheckpoint: false });
-  const shipper = new ChangeShipper({
-    db: db.connection,
-    path,
-    store,
-    instance,
-    epoch,
-    restored,
+/** An owner of `instance` on a fresh directory, shipping through `store`; one row a turn. */
+async function openTurns(instance: string, store: ChangeStore, epoch: bigint, timeoutMs?: number) {
+  const owner = await openOwner(store, instance, join(freshDir(), "owner.db"), epoch, {
     retryMs: 50,
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
   });
-  cleanups.push(async () => {
-    await shipper.close();
-    db.close();
-  });
+  cleanups.push(() => owner.close());
+  const { db, shipper } = owner;
   db.connection.exec("CREATE TABLE IF NOT EXISTS turns (n INTEGER PRIMARY KEY)");
   const insert = db.connection.prepare("INSERT INTO turns (n) VALUES (?)");
   return { db, shipper, turn: (n: number) => insert.run(n) };
@@ -81,7 +69,7 @@ describe("fencing", () => {
   it("refuses a write after another node claimed the instance with FencedError inside PostgreSQL, and a restore sees none of it", async () => {
     const instance = "room/fenced";
     const epoch = await pg.claim(instance, "node-a");
-    const owner = await openOwner(instance, pg.store, epoch);
+    const owner = await openTurns(instance, pg.store, epoch);
     owner.turn(1);
     await owner.shipper.flush();
     const [before] = await pg.sql`SELECT count(*)::int AS rows FROM ${pg.sql(pg.schema)}.changes`;
@@ -102,7 +90,7 @@ describe("fencing", () => {
   });
 
   it("refuses a write for an instance nobody has claimed", async () => {
-    const owner = await openOwner("room/unclaimed", pg.store, 1n);
+    const owner = await openTurns("room/unclaimed", pg.store, 1n);
     owner.turn(1);
     await expect(owner.shipper.flush()).rejects.toMatchObject({
       code: "ERR_OUTPOST_FENCED",
@@ -115,7 +103,7 @@ describe("fencing", () => {
   it("makes a write that meets a claim in progress wait for it, then refuses it with FencedError", async () => {
     const instance = "room/racing";
     const epoch = await pg.claim(instance, "node-a");
-    const owner = await openOwner(instance, pg.store, epoch);
+    const owner = await openTurns(instance, pg.store, epoch);
     owner.turn(1);
     await owner.shipper.flush();
 
@@ -223,7 +211,7 @@ describe("durability", () => {
     const store = new ChangeStore(viaProxy, { schema: pg.schema });
     const instance = "room/outage";
     const epoch = await pg.claim(instance, "node-a");
-    const owner = await openOwner(instance, store, epoch, 8_000);
+    const owner = await openTurns(instance, store, epoch, 8_000);
 
     for (let n = 1; n <= 20; n++) {
       owner.turn(n);
@@ -268,7 +256,7 @@ describe("durability", () => {
     const store = new ChangeStore(viaProxy, { schema: pg.schema });
     const instance = "room/silent";
     const epoch = await pg.claim(instance, "node-a");
-    const owner = await openOwner(instance, store, epoch, 1_500);
+    const owner = await openTurns(instance, store, epoch, 1_500);
     owner.turn(1);
     await owner.shipper.flush();
 
@@ -289,11 +277,11 @@ describe("durability", () => {
 describe("continuing", () => {
   it("ships only a restored owner's own changes, not a new snapshot, and they restore on the next node", async () => {
     const instance = "room/handover";
-    const first = await openOwner(instance, pg.store, await pg.claim(instance, "node-a"));
+    const first = await openTurns(instance, pg.store, await pg.claim(instance, "node-a"));
     first.turn(1);
     await first.shipper.flush();
 
-    const second = await openOwner(instance, pg.store, await pg.claim(instance, "node-b"));
+    const second = await openTurns(instance, pg.store, await pg.claim(instance, "node-b"));
     second.turn(2);
     await second.shipper.flush();
     const rows = await pg.sql<{ base: boolean }[]>`
