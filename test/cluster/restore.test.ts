@@ -1,9 +1,10 @@
-import { statSync } from "node:fs";
+import { copyFileSync, existsSync, renameSync, statSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { restoreDatabase } from "../../src/cluster/restore.js";
+import { ChangeStore } from "../../src/cluster/wal-store.js";
 import type { AgentDatabase } from "../../src/storage/agent-database.js";
 import { tempDir } from "../helpers/server.js";
 import { createTestSchema, dumpDatabase, openOwner, type TestSchema } from "./fixtures.js";
@@ -224,6 +225,62 @@ describe("restore", () => {
       { numRuns: 30 },
     );
   }, 240_000);
+});
+
+describe("restore details", () => {
+  it("splits a turn larger than chunkBytes over several rows of one change, and restores it", async () => {
+    const store = new ChangeStore(pg.sql, { schema: pg.schema, chunkBytes: 64 * 1024 });
+    const instance = "big/turn";
+    const epoch = await pg.claim(instance, "node-a");
+    const owner = await openOwner(store, instance, join(freshDir(), "owner.db"), epoch);
+    owner.db.connection.exec("CREATE TABLE blobs (b BLOB)");
+    await owner.shipper.flush();
+    owner.db.connection.prepare("INSERT INTO blobs (b) VALUES (randomblob(1000000))").run();
+    await owner.shipper.flush();
+    const [last] = await pg.sql<{ chunks: number }[]>`
+      SELECT count(*)::int AS chunks FROM ${pg.sql(pg.schema)}.changes
+      WHERE instance = ${instance} AND seq = (SELECT max(seq) FROM ${pg.sql(pg.schema)}.changes)`;
+    // About 245 pages of 4 KiB, 16 pages a row.
+    expect(last!.chunks).toBeGreaterThanOrEqual(15);
+    const copy = await restoreElsewhere(instance);
+    expectSamePages(copy, owner.db.connection);
+    copy.close();
+    await owner.close();
+  });
+
+  it("replaces a stale local copy (database, WAL and wal-index) with the durable one", async () => {
+    const instance = "stale/cache";
+    const dir = freshDir();
+    const path = join(dir, "cache.db");
+    const owner = await openOwner(
+      pg.store,
+      instance,
+      join(freshDir(), "owner.db"),
+      await pg.claim(instance, "a"),
+    );
+    owner.db.connection.exec("CREATE TABLE kept (n INTEGER); INSERT INTO kept VALUES (1)");
+    await owner.shipper.flush();
+
+    // A copy this node left behind, with rows the log never had, still in its WAL.
+    const stale = new Database(path);
+    stale.pragma("journal_mode = WAL");
+    stale.pragma("wal_autocheckpoint = 0");
+    stale.exec("CREATE TABLE gone (n INTEGER); INSERT INTO gone VALUES (7)");
+    expect(existsSync(`${path}-wal`)).toBe(true);
+    // Copy the files aside as a crashed process would leave them (closing would checkpoint).
+    for (const suffix of ["", "-wal", "-shm"])
+      copyFileSync(`${path}${suffix}`, `${path}.old${suffix}`);
+    stale.close();
+    for (const suffix of ["", "-wal", "-shm"])
+      renameSync(`${path}.old${suffix}`, `${path}${suffix}`);
+
+    await restoreDatabase(pg.store, instance, path);
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    const restored = new Database(path);
+    expectSame(restored, owner.db.connection);
+    restored.close();
+    await owner.close();
+  });
 });
 
 describe("restore time", () => {
