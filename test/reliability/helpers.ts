@@ -233,7 +233,7 @@ const CHILD_SCRIPT = fileURLToPath(new URL("./server-child.ts", import.meta.url)
 /** Start server-child.ts with `config`; resolves once it listens. */
 export function startChildServer(config: ChildConfig, timeoutMs = 15_000): Promise<ChildServer> {
   const child = fork(CHILD_SCRIPT, [], {
-    execArgv: ["--import", "tsx"],
+    execArgv: ["--import", "tsx", "--expose-gc"],
     env: { ...process.env, OUTPOST_CHILD: JSON.stringify(config) },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
