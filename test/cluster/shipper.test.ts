@@ -294,4 +294,41 @@ describe("continuing", () => {
       { n: 2 },
     ]);
   });
+
+  it("takes a snapshot once the log outgrows snapshotBytes and the database, and deletes the log before it", async () => {
+    const instance = "room/snapshots";
+    const epoch = await pg.claim(instance, "node-a");
+    const owner = await openOwner(pg.store, instance, join(freshDir(), "owner.db"), epoch, {
+      snapshotBytes: 64 * 1024,
+    });
+    cleanups.push(() => owner.close());
+    const sqlite = owner.db.connection;
+    sqlite.exec("CREATE TABLE churn (k INTEGER PRIMARY KEY, pad BLOB)");
+    const write = sqlite.prepare(
+      "INSERT OR REPLACE INTO churn (k, pad) VALUES (?, randomblob(3000))",
+    );
+    const table = pg.sql(pg.schema);
+    const log = async () => {
+      const [row] = await pg.sql<{ first: number; bases: number; logBytes: number }[]>`
+        SELECT min(seq)::int AS first, count(*) FILTER (WHERE base)::int AS bases,
+               coalesce(sum(octet_length(data)) FILTER (WHERE NOT base), 0)::int AS "logBytes"
+        FROM ${table}.changes WHERE instance = ${instance}`;
+      return row!;
+    };
+    // 200 turns rewriting the same 8 rows: the database stays small, the log would not.
+    for (let n = 0; n < 200; n++) {
+      write.run(n % 8);
+      await owner.shipper.flush();
+      const { logBytes } = await log();
+      const dbBytes = (sqlite.pragma("page_count", { simple: true }) as number) * 4096;
+      // Never more than the threshold (or the database) plus the batch that crossed it.
+      expect(logBytes).toBeLessThanOrEqual(Math.max(64 * 1024, dbBytes) + 3 * 4096);
+    }
+    const { first, bases } = await log();
+    // Only the newest snapshot is kept, and nothing from before it.
+    expect(bases).toBe(1);
+    expect(first).toBeGreaterThan(1);
+    const restored = await restoredRows<{ k: number }>(instance, "SELECT k FROM churn ORDER BY k");
+    expect(restored.map((row) => row.k)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
 });
