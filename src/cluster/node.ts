@@ -26,7 +26,8 @@ export class ClusterNode {
   readonly pool: LinkPool;
   readonly authState: PostgresAuthStateStore;
   readonly changes: ChangeStore;
-  readonly #sql: Sql;
+  readonly #connect: () => Sql;
+  readonly #onFenced = () => this.#replaceClient();
 
   private constructor(parts: {
     options: ResolvedClusterOptions;
@@ -36,7 +37,7 @@ export class ClusterNode {
     pool: LinkPool;
     authState: PostgresAuthStateStore;
     changes: ChangeStore;
-    sql: Sql;
+    connect: () => Sql;
   }) {
     this.options = parts.options;
     this.membership = parts.membership;
@@ -45,11 +46,15 @@ export class ClusterNode {
     this.pool = parts.pool;
     this.authState = parts.authState;
     this.changes = parts.changes;
-    this.#sql = parts.sql;
+    this.#connect = parts.connect;
+    // The membership and the ownership replace their own clients when the node fences.
+    this.membership.on("fenced", this.#onFenced);
   }
 
   static async start(options: ResolvedClusterOptions, logger: Logger): Promise<ClusterNode> {
-    const sql = postgres(options.postgres, { max: 4, connect_timeout: 5, onnotice: () => {} });
+    const connect = () =>
+      postgres(options.postgres, { max: 4, connect_timeout: 5, onnotice: () => {} });
+    const sql = connect();
     const opened: Array<{ close(): unknown }> = [];
     try {
       await migrate(sql, options.schema);
@@ -83,7 +88,7 @@ export class ClusterNode {
         pool,
         authState,
         changes,
-        sql,
+        connect,
       });
     } catch (error) {
       for (const part of opened.reverse()) await Promise.resolve(part.close()).catch(() => {});
@@ -108,11 +113,23 @@ export class ClusterNode {
 
   /** Leave the cluster: links closed, lease given up, connections to PostgreSQL ended. */
   async close(): Promise<void> {
+    this.membership.off("fenced", this.#onFenced);
     this.pool.close();
     await Promise.allSettled([this.links.close()]);
     await Promise.allSettled([this.ownership.close(), this.authState.close()]);
     await this.membership.close().catch(() => {});
-    await this.#sql.end({ timeout: 2 }).catch(() => {});
+    await this.changes.sql.end({ timeout: 2 }).catch(() => {});
+  }
+
+  /**
+   * A node that fenced itself may be cut off by a silent partition, whose connections hang
+   * without ever failing: appends and restores would queue behind them forever, also once
+   * PostgreSQL is reachable again. Their answers no longer matter (nothing unanswered was
+   * acknowledged), so later queries get a fresh client and the old one is ended.
+   */
+  #replaceClient(): void {
+    const old = this.changes.replaceClient(this.#connect());
+    old.end({ timeout: 0 }).catch(() => {});
   }
 }
 

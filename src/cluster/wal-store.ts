@@ -40,15 +40,32 @@ const DEFAULTS = {
  * await store.migrate();
  */
 export class ChangeStore {
-  readonly sql: Sql;
   readonly schema: string;
   readonly chunkBytes: number;
+  #sql: Sql;
 
   constructor(sql: Sql, options: ChangeStoreOptions = {}) {
     const { schema, chunkBytes } = { ...DEFAULTS, ...options };
-    this.sql = sql;
+    this.#sql = sql;
     this.schema = schema;
     this.chunkBytes = chunkBytes;
+  }
+
+  /** The client every later query goes through. */
+  get sql(): Sql {
+    return this.#sql;
+  }
+
+  /**
+   * Send every later query through `sql` instead; returns the client used until now, for
+   * the caller to end. Queries already sent stay where they are: a node cut off from
+   * PostgreSQL by a silent partition replaces its client, because connections stuck on a
+   * dead route never fail by themselves and would hold every later append and restore.
+   */
+  replaceClient(sql: Sql): Sql {
+    const old = this.#sql;
+    this.#sql = sql;
+    return old;
   }
 
   /** Create the change-log table when it is missing (the schema must exist). */

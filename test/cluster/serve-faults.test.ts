@@ -176,7 +176,10 @@ describe("zombie owner", () => {
 });
 
 describe("PostgreSQL out of reach", () => {
-  const cuts = [{ mode: "refuse", how: "connections refused" }] as const;
+  const cuts = [
+    { mode: "refuse", how: "connections refused" },
+    { mode: "blackhole", how: "a silent partition" },
+  ] as const;
   for (const { mode, how } of cuts) {
     it(`with PostgreSQL cut off (${how}), nodes fail closed: no write is acknowledged, clients get 1013; service resumes by itself with every earlier write`, async () => {
       const proxy = await startTcpProxy(POSTGRES_TARGET);
