@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createKeySet, issueToken, type KeySet } from "../../src/auth/index.js";
 import { tempDir } from "../helpers/server.js";
 import { waitFor, within } from "../helpers/wait.js";
@@ -108,11 +108,15 @@ beforeAll(async () => {
   schema = await createTestSchema();
 });
 
+// Each test runs its own nodes; they go when it ends, so the next one has the cores.
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.ws.terminate();
+  for (const n of nodes) if (n.child.exitCode === null) n.child.kill("SIGCONT");
+  await Promise.all(nodes.splice(0).map((n) => n.kill("SIGKILL")));
+  for (const proxy of proxies.splice(0)) await proxy.close();
+});
+
 afterAll(async () => {
-  for (const client of clients) client.ws.terminate();
-  for (const n of nodes) if (n.child.signalCode === null) n.child.kill("SIGCONT");
-  await Promise.all(nodes.map((n) => n.kill("SIGKILL")));
-  for (const proxy of proxies) await proxy.close();
   await schema?.drop();
   for (const dir of dirs) dir.remove();
 });
@@ -240,4 +244,68 @@ describe("PostgreSQL out of reach", () => {
       expect(closedAt.get(watcher)).toBeLessThan(3_000);
     }, 120_000);
   }
+});
+
+describe("shared auth state", () => {
+  it("a ticket spent on A is refused on B, and revocations and spent tickets survive a restart of the whole cluster", async () => {
+    const a = await node("tickets-a", { tickets: true });
+    const b = await node("tickets-b", { tickets: true });
+    const ticket = await token("alice", "tickets");
+    const first = await connect(url(a, "tickets", ticket));
+    clients.push(first);
+    expect(await first.rpc("whoami")).toBe("alice");
+    // Straight after, through the other node: no time for anything to propagate.
+    const replayed = await refused(url(b, "tickets", ticket));
+    expect(replayed.code).toBe(4001);
+    expect(replayed.received).toEqual([]);
+
+    const mallory = await open(b, "tickets", "mallory");
+    await a.revoke({ sub: "mallory" });
+    expect((await mallory.closed).code).toBe(4009);
+
+    // The whole cluster goes down and comes back, on fresh data directories: what it
+    // remembers is in PostgreSQL.
+    await Promise.all([a.kill("SIGTERM"), b.kill("SIGTERM")]);
+    const a2 = await node("tickets-a2", { tickets: true });
+    const b2 = await node("tickets-b2", { tickets: true });
+    for (const at of [a2, b2]) {
+      expect((await refused(url(at, "tickets", ticket))).code).toBe(4001);
+      const revoked = await refused(url(at, "tickets", await token("mallory", "tickets")));
+      expect(revoked.code).toBe(4009);
+      expect(revoked.received).toEqual([]);
+      // Nothing else is refused: a fresh ticket for someone else connects.
+      const fresh = await open(at, "tickets", "bob");
+      expect(await fresh.rpc("whoami")).toBe("bob");
+    }
+  }, 90_000);
+});
+
+describe("connect storm", () => {
+  it("exactly one owner: 50 clients connecting at once over 3 nodes to a new instance all reach the same node", async () => {
+    const three = await Promise.all([node("storm-a"), node("storm-b"), node("storm-c")]);
+    const started = Date.now();
+    const storm = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => open(three[i % 3]!, "storm-new", `user-${i}`)),
+    );
+    const where = await Promise.all(storm.map((client) => client.rpc<string>("where", [], 20_000)));
+    console.log(`connect storm: 50 clients over 3 nodes admitted in ${Date.now() - started} ms`);
+    const owners = new Set(where);
+    expect(owners.size).toBe(1);
+    const { sql } = schema;
+    const rows = await sql<{ node_id: string; epoch: string }[]>`
+      SELECT node_id, epoch FROM ${sql(schema.schema)}.owners WHERE instance = 'room/storm-new'`;
+    // One claim won, once: the first epoch, held by the node every client reached.
+    expect(rows).toEqual([{ node_id: [...owners][0], epoch: "1" }]);
+    // Every client is on that one instance: one post is seen by all of them.
+    await storm[0]!.rpc("post", ["hello all"]);
+    await Promise.all(
+      storm.map((client) =>
+        client.waitFor(
+          (m) => typeof m === "object" && (m as { text?: string }).text === "hello all",
+          "the broadcast",
+          20_000,
+        ),
+      ),
+    );
+  }, 90_000);
 });
