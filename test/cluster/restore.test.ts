@@ -7,13 +7,13 @@ import { restoreDatabase } from "../../src/cluster/restore.js";
 import { ChangeStore } from "../../src/cluster/wal-store.js";
 import { AgentDatabase } from "../../src/storage/agent-database.js";
 import { tempDir } from "../helpers/server.js";
-import { createTestSchema, dumpDatabase, openOwner, type TestSchema } from "./fixtures.js";
+import { createStorageSchema, dumpDatabase, openOwner, type StorageSchema } from "./fixtures.js";
 
-let pg: TestSchema;
+let pg: StorageSchema;
 const dirs: ReturnType<typeof tempDir>[] = [];
 
 beforeEach(async () => {
-  pg = await createTestSchema();
+  pg = await createStorageSchema();
 });
 
 afterEach(async () => {
