@@ -64,6 +64,17 @@ async function openTurns(instance: string, store: ChangeStore, epoch: number, ti
   return { db, shipper, turn: (n: number) => insert.run(n) };
 }
 
+/** An owner of `instance` whose PostgreSQL connection goes through a proxy the test owns. */
+async function openBehindProxy(instance: string) {
+  const proxy = await startTcpProxy(POSTGRES_TARGET);
+  cleanups.push(() => proxy.close());
+  const viaProxy = connectPostgres(viaPort(POSTGRES_URL, proxy.port), { max: 1 });
+  cleanups.push(() => viaProxy.end({ timeout: 1 }));
+  const store = new ChangeStore(viaProxy, { schema: pg.schema });
+  const owner = await openTurns(instance, store, await pg.claim(instance, "node-a"), 1_500);
+  return { proxy, owner };
+}
+
 describe("fencing", () => {
   it("refuses a write after another node claimed the instance with FencedError inside PostgreSQL, and a restore sees none of it", async () => {
     const instance = "room/fenced";
@@ -203,14 +214,8 @@ describe("durability", () => {
   }, 120_000);
 
   it("rejects flush while PostgreSQL is unreachable, then resumes shipping by itself and loses nothing acknowledged", async () => {
-    const proxy = await startTcpProxy(POSTGRES_TARGET);
-    cleanups.push(() => proxy.close());
-    const viaProxy = connectPostgres(viaPort(POSTGRES_URL, proxy.port), { max: 1 });
-    cleanups.push(() => viaProxy.end({ timeout: 1 }));
-    const store = new ChangeStore(viaProxy, { schema: pg.schema });
     const instance = "room/outage";
-    const epoch = await pg.claim(instance, "node-a");
-    const owner = await openTurns(instance, store, epoch, 1_500);
+    const { proxy, owner } = await openBehindProxy(instance);
 
     for (let n = 1; n <= 20; n++) {
       owner.turn(n);
@@ -249,14 +254,8 @@ describe("durability", () => {
   }, 60_000);
 
   it("rejects a flush with timeout when PostgreSQL goes silent mid-append, and acknowledges nothing", async () => {
-    const proxy = await startTcpProxy(POSTGRES_TARGET);
-    cleanups.push(() => proxy.close());
-    const viaProxy = connectPostgres(viaPort(POSTGRES_URL, proxy.port), { max: 1 });
-    cleanups.push(() => viaProxy.end({ timeout: 1 }));
-    const store = new ChangeStore(viaProxy, { schema: pg.schema });
     const instance = "room/silent";
-    const epoch = await pg.claim(instance, "node-a");
-    const owner = await openTurns(instance, store, epoch, 1_500);
+    const { proxy, owner } = await openBehindProxy(instance);
     owner.turn(1);
     await owner.shipper.flush();
 
