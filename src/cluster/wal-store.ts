@@ -143,6 +143,16 @@ export class ChangeStore {
   }
 
   /**
+   * Delete `instance`'s whole log (the agent was destroyed), fenced by `epoch` like every
+   * write: the next activation restores nothing and starts fresh.
+   */
+  async forget(instance: string, epoch: number): Promise<void> {
+    await fencedWrite(this.sql, this.schema, instance, epoch, async (tx) => {
+      await tx`DELETE FROM ${tx(this.schema)}.changes WHERE instance = ${instance}`;
+    });
+  }
+
+  /**
    * `instance`'s log from its newest base on, in order, a few rows at a time. One
    * statement, so one consistent view of the log.
    */
