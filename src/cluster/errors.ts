@@ -51,7 +51,9 @@ export class FencedError extends ClusterError {
   /** The instance's epoch in Postgres, or undefined when it has no owner row. */
   readonly currentEpoch: number | undefined;
 
-  constructor(instance: string, epoch: number, currentEpoch: number | undefined) {
+  constructor(instance: string, epochHeld: number | bigint, current: number | bigint | undefined) {
+    const epoch = Number(epochHeld);
+    const currentEpoch = current === undefined ? undefined : Number(current);
     super(
       "ERR_CLUSTER_FENCED",
       `write to ${instance} refused: epoch ${epoch} is not the owner's (${currentEpoch ?? "none"})`,
