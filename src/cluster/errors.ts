@@ -15,7 +15,7 @@ export type ClusterErrorCode =
   | "ERR_CLUSTER_NOT_OWNER"
   /** Postgres could not be reached at startup; `cause` says why. */
   | "ERR_CLUSTER_UNREACHABLE"
-  /** A turn's changes are not known to be durable: acknowledge nothing; `reason` says why. */
+  /** Changes a flush covered are not known to be durable; acknowledge nothing. */
   | "ERR_CLUSTER_NOT_DURABLE";
 
 /** Base class of every cluster error. */
@@ -87,8 +87,8 @@ export type NotDurableReason = "unavailable" | "timeout" | "closed";
 /**
  * The changes a flush covered are not known to be durable: PostgreSQL could not be reached
  * or refused the write (`unavailable`, with the driver's error as `cause`), did not answer
- * in time (`timeout`), or the shipper was closed (`closed`). Nothing may be acknowledged;
- * the shipper keeps the changes and goes on trying by itself (except after `closed`).
+ * in time (`timeout`), or the shipper was closed (`closed`). Nothing may be acknowledged; the
+ * shipper keeps the changes and goes on trying by itself (except after `closed`).
  */
 export class NotDurableError extends ClusterError {
   readonly reason: NotDurableReason;
