@@ -53,6 +53,8 @@ export class ServerConnection<State = unknown> implements Connection<State> {
   readonly id: string;
   readonly remoteAddress: string;
   session: AuthSession | undefined;
+  /** The code this side closed with, once `close()` was called. */
+  closedWith: number | undefined;
   readonly = false;
   /** Set once the identity frames are out and `onConnect` has finished. */
   accepted = false;
@@ -129,6 +131,7 @@ export class ServerConnection<State = unknown> implements Connection<State> {
   close(code: number = 1000, reason = ""): void {
     this.clearExpiry();
     if (this.#socket.readyState >= 2) return;
+    this.closedWith = code;
     this.#socket.close(code, truncateReason(reason));
   }
 

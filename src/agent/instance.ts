@@ -50,6 +50,7 @@ export class AgentInstance implements AgentRuntime {
   /** `onStart` has finished: schedules may run from now on. */
   #started = false;
   #closed = false;
+  #warnedVerifiedRefused = false;
 
   constructor(options: {
     agentName: string;
@@ -192,6 +193,9 @@ export class AgentInstance implements AgentRuntime {
       connection.close(CloseCode.InternalError, "internal error");
       return;
     }
+    if (connection.closedWith === CloseCode.Unauthorized && connection.auth !== undefined) {
+      this.#warnVerifiedRefused();
+    }
     if (!connection.isOpen) return;
     const state = this.readState() ?? this.agent.initialState;
     connection.sendFrame({
@@ -202,6 +206,20 @@ export class AgentInstance implements AgentRuntime {
     });
     if (state !== undefined) connection.sendFrame({ type: FrameType.State, state });
     connection.accepted = true;
+  }
+
+  /**
+   * onConnect closed 4001 a connection whose token the policy had just verified. The page's
+   * pattern checks the token again inside a try/catch, which turns any error there (such as
+   * the ReferenceError of a `verifyJWT` never imported) into "Unauthorized" for everyone and
+   * logs nothing; this line is the only trace. Once per instance: the cause is in the code.
+   */
+  #warnVerifiedRefused(): void {
+    if (this.#warnedVerifiedRefused) return;
+    this.#warnedVerifiedRefused = true;
+    this.#log.warn(
+      "onConnect closed 4001 a connection whose token was already verified; if onConnect checks the token itself in a try/catch, an error there (e.g. verifyJWT used but not imported) becomes this 4001 for every client. connection.auth holds the verified claims (logged once)",
+    );
   }
 
   /** A frame arrived; it is handled after every earlier frame of the same connection. */

@@ -103,3 +103,17 @@ export function relaxLoopbackLimit(policy: AuthPolicy): AuthPolicy {
       policy.refresh(current, token, spread(request)),
   });
 }
+
+/**
+ * Functions the module calls without importing or declaring them, from the short list that
+ * Cloudflare's guide uses without an import (`verifyJWT`). Inside the guide's try/catch
+ * such a call is a ReferenceError turned into "Unauthorized" for every client.
+ */
+export function unimportedHelpers(source: string): string[] {
+  return ["verifyJWT"].filter(
+    (name) =>
+      new RegExp(`\\b${name}\\s*\\(`).test(source) &&
+      !new RegExp(`import[^;]*\\b${name}\\b`).test(source) &&
+      !new RegExp(`(function|const|let|var|class)\\s+${name}\\b`).test(source),
+  );
+}

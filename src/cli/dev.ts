@@ -5,7 +5,12 @@ import { parseArgs } from "node:util";
 import { type AgentClass, isAgentClass } from "../agent/agent.js";
 import { agentNameToKebab } from "../protocol/frames.js";
 import { serve } from "../server/serve.js";
-import { DEV_LOOPBACK_LIMIT_FACTOR, prepareDevAuth, relaxLoopbackLimit } from "./dev-auth.js";
+import {
+  DEV_LOOPBACK_LIMIT_FACTOR,
+  prepareDevAuth,
+  relaxLoopbackLimit,
+  unimportedHelpers,
+} from "./dev-auth.js";
 import type { CommandIo } from "./io.js";
 
 const HELP = `Usage: outpost dev <module.ts|.js> [options]
@@ -65,6 +70,11 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
   }
 
   const source = await readFile(resolve(modulePath), "utf8").catch(() => "");
+  for (const name of unimportedHelpers(source)) {
+    io.stderr(
+      `warning: ${modulePath} calls ${name} but never imports it; every call throws. Use connection.auth (already verified), or import { ${name} } from "outpost/auth"\n`,
+    );
+  }
   const auth = await prepareDevAuth(loaded.auth, source);
   if (!auth.ok) {
     io.stderr(`outpost dev: ${auth.error}\n`);

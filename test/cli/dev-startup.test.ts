@@ -4,7 +4,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createKeySet, issueToken } from "../../src/auth/index.js";
-import { unsetEnvironmentVariables } from "../../src/cli/dev-auth.js";
+import { unimportedHelpers, unsetEnvironmentVariables } from "../../src/cli/dev-auth.js";
 import { type CliRun, runCli } from "../helpers/cli.js";
 import { tempDir } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
@@ -164,6 +164,18 @@ describe.skipIf(!built)("outpost dev at startup", () => {
     expect(await client.rpc("ping")).toBe("pong");
   }, 60_000);
 
+  it("warns at startup when the module calls verifyJWT without importing it", async () => {
+    const project = userProject(
+      `${secretAuth}\nexport async function check(t: string) { try { return await verifyJWT(t, "s"); } catch { return false; } }`,
+    );
+    projects.push(project);
+    const run = dev(project, { JWT_SECRET: SECRET });
+    await listening(run);
+    expect(run.output()).toContain(
+      'warning: agents.ts calls verifyJWT but never imports it; every call throws. Use connection.auth (already verified), or import { verifyJWT } from "outpost/auth"',
+    );
+  }, 30_000);
+
   it("writes readable logs without colour codes when stdout is not a terminal", async () => {
     const project = userProject(secretAuth);
     projects.push(project);
@@ -174,6 +186,19 @@ describe.skipIf(!built)("outpost dev at startup", () => {
     // biome-ignore lint/suspicious/noControlCharactersInRegex: the escape is what is checked
     expect(run.output()).not.toMatch(/\u001b\[/);
   }, 30_000);
+});
+
+describe("unimportedHelpers", () => {
+  it("names verifyJWT when it is called but neither imported nor declared", () => {
+    expect(unimportedHelpers("const p = await verifyJWT(token, secret);")).toEqual(["verifyJWT"]);
+    expect(
+      unimportedHelpers('import { verifyJWT } from "outpost/auth";\nawait verifyJWT(t, s);'),
+    ).toEqual([]);
+    expect(unimportedHelpers("async function verifyJWT(t, s) {}\nawait verifyJWT(t, s);")).toEqual(
+      [],
+    );
+    expect(unimportedHelpers("connection.auth.sub")).toEqual([]);
+  });
 });
 
 describe("unsetEnvironmentVariables", () => {
