@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type AgentClass, isAgentClass } from "../agent/agent.js";
 import { agentNameToKebab } from "../protocol/frames.js";
@@ -12,6 +11,7 @@ import {
   unimportedHelpers,
 } from "./dev-auth.js";
 import type { CommandIo } from "./io.js";
+import { loadUserModule } from "./load-module.js";
 
 const HELP = `Usage: outpost dev <module.ts|.js> [options]
 
@@ -54,11 +54,9 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
     return 2;
   }
 
-  // tsImport loads TypeScript (decorators included) whether the user's package is ESM or not.
-  const { tsImport } = await import("tsx/esm/api");
   let loaded: Record<string, unknown>;
   try {
-    loaded = await tsImport(pathToFileURL(resolve(modulePath)).href, import.meta.url);
+    loaded = await loadUserModule(resolve(modulePath));
   } catch (error) {
     io.stderr(`could not load ${modulePath}: ${(error as Error).message}\n`);
     return 1;

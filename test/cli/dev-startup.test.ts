@@ -15,11 +15,14 @@ const built = existsSync(join(ROOT, "dist", "cli", "main.js"));
 const SECRET = "dev-startup-secret-0123456789abcdef-xyz";
 
 /** A user's folder: Outpost under node_modules and one `agents.ts` with the given `auth` line. */
-function userProject(authLine: string) {
+function userProject(authLine: string, type: "commonjs" | "module" | undefined = undefined) {
   const project = tempDir("outpost-dev-startup-");
   mkdirSync(join(project.dir, "node_modules"));
   symlinkSync(ROOT, join(project.dir, "node_modules", "outpost"));
-  writeFileSync(join(project.dir, "package.json"), '{ "name": "user-app" }');
+  writeFileSync(
+    join(project.dir, "package.json"),
+    JSON.stringify({ name: "user-app", ...(type !== undefined && { type }) }),
+  );
   writeFileSync(
     join(project.dir, "agents.ts"),
     [
@@ -28,6 +31,8 @@ function userProject(authLine: string) {
       "export class Room extends Agent {",
       "  @callable()",
       "  ping() { return 'pong'; }",
+      "  @callable()",
+      "  boom() { throw new Error('kaboom'); }", // line 7
       "}",
       authLine,
     ].join("\n"),
@@ -186,6 +191,22 @@ describe.skipIf(!built)("outpost dev at startup", () => {
     // biome-ignore lint/suspicious/noControlCharactersInRegex: the escape is what is checked
     expect(run.output()).not.toMatch(/\u001b\[/);
   }, 30_000);
+});
+
+describe.skipIf(!built)("stack traces from agent code", () => {
+  for (const type of [undefined, "module"] as const) {
+    it(`point at the user's file and line (${type ?? "CommonJS, no type"})`, async () => {
+      const project = userProject("", type);
+      projects.push(project);
+      const run = dev(project, {});
+      const port = await listening(run);
+      const client = await connect(`ws://127.0.0.1:${port}/agents/room/main`);
+      await expect(client.rpc("boom")).rejects.toThrow("kaboom");
+      await waitFor(() => run.output().includes("kaboom"), "the logged error", 10_000);
+      expect(run.output()).toContain(`${join(project.dir, "agents.ts")}:7:`);
+      expect(run.output()).not.toContain("data:text/javascript");
+    }, 30_000);
+  }
 });
 
 describe("unimportedHelpers", () => {
