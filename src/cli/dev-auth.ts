@@ -94,7 +94,7 @@ const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
 export function relaxLoopbackLimit(policy: AuthPolicy): AuthPolicy {
   let next = 0;
   const spread = (request: AuthRequest): AuthRequest =>
-    LOOPBACK.test(request.remoteAddress)
+    LOOPBACK.test(request.remoteAddress ?? "")
       ? { ...request, remoteAddress: `dev-loopback-${next++ % DEV_LOOPBACK_LIMIT_FACTOR}` }
       : request;
   return Object.assign(Object.create(policy) as AuthPolicy, {

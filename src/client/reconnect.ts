@@ -85,7 +85,7 @@ export function classifyClose(code: number, reason: string): CloseAction {
       return { kind: "stop", code: "forbidden" };
     case CloseCode.Revoked:
       return { kind: "stop", code: "revoked" };
-    case CloseCode.NotFound:
+    case CloseCode.UnknownAgent:
       return { kind: "stop", code: "not_found" };
     case CloseCode.TooManyAttempts:
       return { kind: "wait", ms: retryAfterMs(reason) };

@@ -1,6 +1,7 @@
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import WebSocket, { WebSocketServer } from "ws";
+import WebSocket from "ws";
 import { readHandshakeFailure } from "../../src/client/handshake-failure.js";
 import { AgentClient, type ConnectionStatus } from "../../src/client/index.js";
 import { waitFor } from "../helpers/wait.js";
@@ -35,21 +36,8 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-/** A bare WebSocket server that counts connections and closes each with `code`/`reason`. */
-async function closingServer(code: number, reason: string) {
-  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-  await new Promise((resolve) => wss.once("listening", resolve));
-  let connections = 0;
-  wss.on("connection", (socket) => {
-    connections++;
-    socket.close(code, reason);
-  });
-  cleanups.push(() => new Promise((resolve) => wss.close(resolve)));
-  return { port: (wss.address() as { port: number }).port, connections: () => connections };
-}
-
 describe("a client pointed at the wrong place", () => {
-  it("gets a final not_found error naming the agent and host when the server has no such agent (HTTP 404), without retrying", async () => {
+  it("gets a final not_found error naming the agent, the host and the agents the server has (4004), without retrying", async () => {
     const outpost: Outpost = await startOutpost({ auth: false });
     cleanups.push(() => outpost.dispose());
     const { client, statuses } = watchedClient({
@@ -58,38 +46,38 @@ describe("a client pointed at the wrong place", () => {
       host: `127.0.0.1:${outpost.server.port}`,
     });
 
-    await expect(client.ready).rejects.toMatchObject({ code: "not_found" });
+    await expect(client.ready).rejects.toMatchObject({ code: "not_found", closeCode: 4004 });
     expect(client.connectionError?.message).toBe(
-      `no agent "chat-rom" at 127.0.0.1:${outpost.server.port} (HTTP 404 for /agents/chat-rom/lobby)`,
+      `no agent "chat-rom" at 127.0.0.1:${outpost.server.port}: unknown agent chat-rom; this server has: lab`,
     );
-    expect(client.connectionError?.closeCode).toBe(1006);
     // One attempt, then closed: no backoff loop against a name that will never exist.
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(statuses.filter((s) => s.state === "connecting" && s.attempt > 1)).toEqual([]);
     expect(client.status).toMatchObject({ state: "closed", reason: "failed" });
   });
 
-  it("treats a 4004 close as final, with the server's reason (the agents it has) in the error", async () => {
-    const server = await closingServer(
-      4004,
-      'unknown agent "chat-rom"; this server has: chat-room',
-    );
+  it("treats an HTTP 404 answer to the upgrade as a final not_found too", async () => {
+    let upgrades = 0;
+    const http = createHttpServer();
+    http.on("upgrade", (_req, socket) => {
+      upgrades++;
+      socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    });
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise((resolve) => http.close(resolve)));
+    const { port } = http.address() as { port: number };
     const { client } = watchedClient({
-      agent: "chat-rom",
+      agent: "chat-room",
       name: "lobby",
-      host: `127.0.0.1:${server.port}`,
+      host: `127.0.0.1:${port}`,
     });
 
-    const error = await client.ready.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(error).toMatchObject({ code: "not_found", closeCode: 4004 });
-    expect((error as Error).message).toBe(
-      `no agent "chat-rom" at 127.0.0.1:${server.port}: unknown agent "chat-rom"; this server has: chat-room`,
+    await expect(client.ready).rejects.toMatchObject({ code: "not_found", closeCode: 1006 });
+    expect(client.connectionError?.message).toBe(
+      `no agent "chat-room" at 127.0.0.1:${port} (HTTP 404 for /agents/chat-room/lobby)`,
     );
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(server.connections()).toBe(1);
+    expect(upgrades).toBe(1);
   });
 
   it("gets a distinct unreachable error naming host and port when no server listens, final after maxUnreachableRetries", async () => {
