@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import { AgentDatabase, type Durability } from "../storage/agent-database.js";
@@ -185,6 +185,18 @@ export class InstanceRegistry implements InstanceHost {
     const timer = this.#idleTimers.get(key);
     if (timer !== undefined) clearTimeout(timer);
     this.#idleTimers.delete(key);
+  }
+
+  onDestroy(instance: AgentInstance): void {
+    const key = instance.key;
+    if (this.#live.get(key) === instance) this.#live.delete(key);
+    this.#cancelIdle(key);
+    instance.close();
+    if (!this.#closed) this.#wakeups.set(instance.agentName, instance.name, undefined);
+    // The -wal and -shm files hold committed data too: all three go.
+    const path = this.databasePath(instance.agentName, instance.name);
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) rmSync(file, { force: true });
+    this.logger.info({ agent: instance.agentName, instance: instance.name }, "agent destroyed");
   }
 
   onNextWakeup(instance: AgentInstance, time: number | undefined): void {

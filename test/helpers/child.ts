@@ -13,7 +13,19 @@ export interface ChildServer {
 
 /** Start the Counter server on `dataDir` in a child process; resolves once it listens. */
 export function spawnCounterServer(dataDir: string, timeoutMs = 15_000): Promise<ChildServer> {
-  const child = spawn(process.execPath, ["--import", "tsx", SCRIPT, dataDir], {
+  return spawnServer(SCRIPT, dataDir, timeoutMs);
+}
+
+/**
+ * Run `script` (a server that prints `{"port":N}` once it listens) on `dataDir` in a child
+ * process; resolves once it listens.
+ */
+export function spawnServer(
+  script: string,
+  dataDir: string,
+  timeoutMs = 15_000,
+): Promise<ChildServer> {
+  const child = spawn(process.execPath, ["--import", "tsx", script, dataDir], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
