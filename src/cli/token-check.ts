@@ -18,7 +18,8 @@ export function urlAgentName(agent: string): string {
 /** Scope names no server knows: a typo there silently grants nothing. */
 export function unknownScopes(scope: string | undefined): string[] {
   if (scope === undefined) return [];
-  return scope.split(" ").filter((s) => s !== "" && !FULL_SCOPE.includes(s));
+  const known: readonly string[] = FULL_SCOPE;
+  return scope.split(" ").filter((s) => s !== "" && !known.includes(s));
 }
 
 /** A concrete agent or instance name that `pattern` covers, to try the token against. */
