@@ -81,6 +81,7 @@ export class AgentInstance implements AgentRuntime {
   readonly queue: TaskQueue;
   readonly retryDefaults: Required<RetryOptions>;
   #closed = false;
+  #warnedVerifiedRefused = false;
 
   constructor(options: {
     agentName: string;
@@ -282,6 +283,9 @@ export class AgentInstance implements AgentRuntime {
       connection.close(CloseCode.InternalError, "internal error");
       return;
     }
+    if (connection.closedWith === CloseCode.Unauthorized && connection.auth !== undefined) {
+      this.#warnVerifiedRefused();
+    }
     if (!connection.isOpen) return;
     const state = this.readState() ?? this.agent.initialState;
     const identity: ServerFrame = {
@@ -298,6 +302,20 @@ export class AgentInstance implements AgentRuntime {
         : [identity, { type: FrameType.State, state }, EMPTY_MCP_SERVERS],
     );
     connection.markAccepted();
+  }
+
+  /**
+   * onConnect closed 4001 a connection whose token the policy had just verified. The page's
+   * pattern checks the token again inside a try/catch, which turns any error there (such as
+   * the ReferenceError of a `verifyJWT` never imported) into "Unauthorized" for everyone and
+   * logs nothing; this line is the only trace. Once per instance: the cause is in the code.
+   */
+  #warnVerifiedRefused(): void {
+    if (this.#warnedVerifiedRefused) return;
+    this.#warnedVerifiedRefused = true;
+    this.#log.warn(
+      "onConnect closed 4001 a connection whose token was already verified; if onConnect checks the token itself in a try/catch, an error there (e.g. verifyJWT used but not imported) becomes this 4001 for every client. connection.auth holds the verified claims (logged once)",
+    );
   }
 
   /** A frame arrived; it is handled after every earlier frame of the same connection. */
