@@ -31,6 +31,8 @@ export interface RegistryOptions {
 export interface StorageProvider {
   prepare(agent: string, name: string, path: string): Promise<InstanceStorage>;
   released(agent: string, name: string): void;
+  /** `destroy()`: the instance's data is gone for good, wherever it was kept. */
+  destroyed?(agent: string, name: string): void;
 }
 
 /** Thrown by `get` when every slot holds a busy instance; the caller refuses with 1013/503. */
@@ -236,6 +238,7 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
     // The -wal and -shm files hold committed data too: all three go.
     const path = this.databasePath(instance.agentName, instance.name);
     for (const file of [path, `${path}-wal`, `${path}-shm`]) rmSync(file, { force: true });
+    this.#options.storage?.destroyed?.(instance.agentName, instance.name);
     this.logger.info({ agent: instance.agentName, instance: instance.name }, "agent destroyed");
   }
 

@@ -28,6 +28,8 @@ export function clusterStorage(options: {
     async prepare(agent, name, path): Promise<InstanceStorage> {
       const node = await options.node;
       const key = instanceKey(agent, name);
+      // A previous activation on this node may still be shipping or forgetting its data.
+      await closing.get(key);
       let epoch = node.ownership.epochOf(key);
       if (epoch === undefined) {
         const claim = await node.place(agent, name);
@@ -76,6 +78,23 @@ export function clusterStorage(options: {
           });
         },
       };
+    },
+    destroyed(agent, name) {
+      const key = instanceKey(agent, name);
+      const done = (async () => {
+        await closing.get(key);
+        const node = await options.node;
+        const epoch = node.ownership.epochOf(key);
+        // Fenced like every write: only the owner can make the durable copy go away.
+        if (epoch !== undefined) await node.changes.forget(key, epoch);
+        await node.ownership.release(key);
+      })().catch((error) =>
+        logger.error({ err: error, agent, instance: name }, "destroyed instance's durable copy kept"),
+      );
+      closing.set(key, done);
+      void done.finally(() => {
+        if (closing.get(key) === done) closing.delete(key);
+      });
     },
     released(agent, name) {
       const key = instanceKey(agent, name);

@@ -148,6 +148,23 @@ describe("three nodes, one owner per instance", () => {
     expect(failed).toMatchObject({ success: false, error: "Method nope is not callable" });
   });
 
+  it("destroy() deletes the durable copy too: the next access, on any node, starts fresh", async () => {
+    const first = await open(b, "doomed");
+    expect(await first.rpc("post", ["gone soon"])).toBe(1);
+    first.sendCall("wipe");
+    expect((await first.closed).code).toBe(1001);
+    // Wait for the instance to be let go, then reach it through another node.
+    let again: RawClient | undefined;
+    for (let i = 0; i < 50 && again === undefined; i++) {
+      const client = await open(c, "doomed", "carol");
+      const texts = await client.rpc<string[]>("texts");
+      if (texts.length === 0) again = client;
+      else await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(again).toBeDefined();
+    expect(again!.frames("cf_agent_state")[0]).toMatchObject({ state: { posts: 0 } });
+  });
+
   it("revoke() on A closes the subject's sockets on B and C with 4009 within a second, and every node refuses it", async () => {
     const onB = await open(b, "revoke-room", "mallory");
     const onC = await open(c, "revoke-room", "mallory");
