@@ -1,8 +1,12 @@
 import type { TransactionSql } from "postgres";
+import { ClusterError } from "./errors.js";
 import type { Ownership } from "./ownership.js";
 
 /** The channel wakers listen on; each payload names its schema, so clusters sharing a database stay apart. */
 export const WAKEUP_CHANNEL = "outpost_wakeups";
+
+/** A write that failed for want of Postgres is tried again this long later (ms). */
+export const WAKEUP_RETRY_MS = 1_000;
 
 /** What a wakeup notification carries. */
 export interface WakeupNotice {
@@ -44,7 +48,10 @@ export async function writeWakeup(
  * for the instance, so a node that lost the instance (paused past its lease, partitioned)
  * can never move its row. Writes for one instance go one at a time, and a value already
  * written under the current epoch is not written again; of several `set()` calls made while
- * a write is on its way, only the newest value is sent.
+ * a write is on its way, only the newest value is sent. A write that failed because
+ * Postgres could not be reached is tried again every `WAKEUP_RETRY_MS` for as long as this
+ * node holds the instance: a row missing while its owner dies would leave the instance
+ * asleep.
  *
  * @example
  * const wakeups = new WakeupWriter(ownership, "outpost");
@@ -60,6 +67,8 @@ export class WakeupWriter {
   readonly #written = new Map<string, { epoch: number; due: number | undefined }>();
   /** instance → the tail of its chain of writes. */
   readonly #chains = new Map<string, Promise<void>>();
+  readonly #retries = new Map<string, NodeJS.Timeout>();
+  #closed = false;
 
   constructor(ownership: Ownership, schema: string) {
     this.#ownership = ownership;
@@ -81,8 +90,27 @@ export class WakeupWriter {
     const tail = next.finally(() => {
       if (this.#chains.get(instance) === next) this.#chains.delete(instance);
     });
-    tail.catch(() => {});
+    tail.catch((error: unknown) => this.#retryLater(instance, error));
     return next;
+  }
+
+  /** Stop retrying failed writes. */
+  close(): void {
+    this.#closed = true;
+    for (const timer of this.#retries.values()) clearTimeout(timer);
+    this.#retries.clear();
+  }
+
+  #retryLater(instance: string, error: unknown): void {
+    // Fenced, not the owner, not serving: the row is the next owner's to write.
+    if (error instanceof ClusterError || this.#closed || this.#retries.has(instance)) return;
+    const timer = setTimeout(() => {
+      this.#retries.delete(instance);
+      if (!this.#wanted.has(instance) || this.#ownership.epochOf(instance) === undefined) return;
+      this.set(instance, this.#wanted.get(instance)).catch(() => {});
+    }, WAKEUP_RETRY_MS);
+    timer.unref();
+    this.#retries.set(instance, timer);
   }
 
   async #write(instance: string): Promise<void> {

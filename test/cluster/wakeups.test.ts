@@ -1,8 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WAKEUP_RETRY_MS, WakeupWriter } from "../../src/cluster/wakeups.js";
 import { tempDir } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
 import type { NodeProcess } from "./node-process.js";
-import { createTestSchema, type TestSchema } from "./postgres.js";
+import { nodeOptions, startNode } from "./nodes.js";
+import {
+  createTestSchema,
+  POSTGRES_TARGET,
+  POSTGRES_URL,
+  type TestSchema,
+  viaPort,
+} from "./postgres.js";
+import { startTcpProxy } from "./tcp-proxy.js";
 import { createWakeTables, leaseExpired, spawnWakeNode, wakeupOf } from "./wake-nodes.js";
 
 let db: TestSchema;
@@ -77,5 +86,42 @@ describe("wakeup index", () => {
       code: "ERR_CLUSTER_NOT_OWNER",
     });
     expect(await wakeupOf(sql, schema, instance)).toBe(second);
+  });
+
+  it("a wakeup write that failed for want of Postgres is written once Postgres is back", async () => {
+    const { sql, schema } = db;
+    const proxy = await startTcpProxy(POSTGRES_TARGET);
+    // A lease long enough that the node keeps serving through the cut.
+    const node = await startNode(
+      nodeOptions(viaPort(POSTGRES_URL, proxy.port), schema, "retrying", {
+        leaseMs: 10_000,
+        heartbeatMs: 1_000,
+        fenceMarginMs: 2_000,
+      }),
+    );
+    const writer = new WakeupWriter(node.ownership, schema);
+    try {
+      const instance = "ticker/retried";
+      expect(await node.ownership.claim(instance)).toEqual({ owned: true, epoch: 1 });
+      const first = Date.now() + 3_600_000;
+      await writer.set(instance, first);
+      proxy.cut("refuse");
+      const second = first + 60_000;
+      await expect(writer.set(instance, second)).rejects.toThrow();
+      expect(node.membership.serving).toBe(true);
+      proxy.restore();
+      const restoredAt = Date.now();
+      await waitFor(
+        async () => (await wakeupOf(sql, schema, instance)) === second,
+        "the failed write to be retried",
+        10_000,
+      );
+      console.log(`wakeup write retried ${Date.now() - restoredAt} ms after Postgres was back`);
+      expect(Date.now() - restoredAt).toBeLessThan(WAKEUP_RETRY_MS * 5);
+    } finally {
+      writer.close();
+      await node.close();
+      await proxy.close();
+    }
   });
 });
