@@ -49,6 +49,11 @@ export interface InstanceStorage {
   close?(database: AgentDatabase | undefined): void;
   /** Cluster mode: holds the instance's output until its changes are durable. */
   gate?: OutputGate & { barrier(): Promise<void> };
+  /**
+   * Cluster mode: awaited after a schedule's next due time is written (or a queue item is
+   * claimed) and before its callback runs, so that a failover never runs one due time twice.
+   */
+  beforeRun?: () => Promise<void>;
 }
 
 const STATE_KEY = "state";
@@ -114,14 +119,17 @@ export class AgentInstance implements AgentRuntime {
       failed: (error) => this.#notifyError(undefined, error),
       changed: () => this.#reportWakeup(),
     };
-    this.schedules = new Schedules(background, {
-      read: () => this.#existingDb?.schedules,
-      write: () => this.#db.schedules,
-    });
-    this.queue = new TaskQueue(background, {
-      read: () => this.#existingDb?.queue,
-      write: () => this.#db.queue,
-    });
+    const beforeRun = options.database.beforeRun;
+    this.schedules = new Schedules(
+      background,
+      { read: () => this.#existingDb?.schedules, write: () => this.#db.schedules },
+      beforeRun,
+    );
+    this.queue = new TaskQueue(
+      background,
+      { read: () => this.#existingDb?.queue, write: () => this.#db.queue },
+      beforeRun,
+    );
   }
 
   /** The database, created on first use. */

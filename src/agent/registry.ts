@@ -33,6 +33,11 @@ export interface StorageProvider {
   released(agent: string, name: string): void;
   /** `destroy()`: the instance's data is gone for good, wherever it was kept. */
   destroyed?(agent: string, name: string): void;
+  /**
+   * When an instance must next be awake (`undefined`: never), where every node can see it;
+   * given, it replaces this process's own wakeup index.
+   */
+  wakeup?(agent: string, name: string, time: number | undefined): void;
 }
 
 /** Thrown by `get` when every slot holds a busy instance; the caller refuses with 1013/503. */
@@ -244,6 +249,10 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
 
   onNextWakeup(instance: AgentInstance, time: number | undefined): void {
     if (this.#closed) return;
+    if (this.#options.storage?.wakeup !== undefined) {
+      this.#options.storage.wakeup(instance.agentName, instance.name, time);
+      return;
+    }
     this.#wakeups.set(instance.agentName, instance.name, time);
     this.#armWakeups();
   }

@@ -64,6 +64,7 @@ export function clusterStorage(options: {
         open: () => db,
         exists: () => true,
         gate,
+        beforeRun: () => shipper.flush(),
         close: () => {
           // Ship what is left, then close: SQLite checkpoints the WAL when its last
           // connection closes, and the shipper reads committed changes from it.
@@ -89,7 +90,10 @@ export function clusterStorage(options: {
         if (epoch !== undefined) await node.changes.forget(key, epoch);
         await node.ownership.release(key);
       })().catch((error) =>
-        logger.error({ err: error, agent, instance: name }, "destroyed instance's durable copy kept"),
+        logger.error(
+          { err: error, agent, instance: name },
+          "destroyed instance's durable copy kept",
+        ),
       );
       closing.set(key, done);
       void done.finally(() => {
@@ -98,11 +102,22 @@ export function clusterStorage(options: {
     },
     released(agent, name) {
       const key = instanceKey(agent, name);
-      const node = options.node;
       // Another node may claim it once released: not before its last changes are durable.
       void (closing.get(key) ?? Promise.resolve())
-        .then(async () => (await node).ownership.release(key))
+        .then(async () => {
+          const node = await options.node;
+          await node.ownership.release(key);
+          // Its next due time, if any, is now every node's to watch.
+          await node.waker?.released(key);
+        })
         .catch(() => {});
+    },
+    wakeup(agent, name, time) {
+      void options.node
+        .then((node) => node.wakeups.set(instanceKey(agent, name), time))
+        .catch((error) =>
+          logger.debug({ err: error, agent, instance: name }, "wakeup not written"),
+        );
     },
   };
 }

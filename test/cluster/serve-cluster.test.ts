@@ -227,4 +227,33 @@ describe("the owner dies", () => {
     for (const text of acknowledged) expect(texts).toContain(text);
     expect(seconds).toBeLessThan(10);
   }, 60_000);
+
+  it("a recurring schedule goes on after its owner is killed, woken on another node with no client, never twice for one due time", async () => {
+    const owner = await node("tick-owner");
+    const other = await node("tick-other");
+    const first = await open(owner, "ticker");
+    expect(await first.rpc("where")).toBe("tick-owner");
+    await first.rpc("startTicking", [1]);
+    await waitFor(
+      async () =>
+        (await first.rpc<string[]>("texts")).filter((t) => t.startsWith("tick:")).length >= 2,
+      "two ticks on the first owner",
+      15_000,
+    );
+    first.ws.terminate();
+    await owner.kill("SIGKILL");
+    const killedAt = Date.now();
+    // Nobody connects for a while: the other node's waker must start the instance itself.
+    await new Promise((resolve) => setTimeout(resolve, 9_000));
+    const later = await open(other, "ticker");
+    expect(await later.rpc("where")).toBe("tick-other");
+    const ticks = (await later.rpc<string[]>("texts")).filter((t) => t.startsWith("tick:"));
+    const onOther = ticks.filter((t) => t.endsWith(":tick-other"));
+    console.log(
+      `${onOther.length} ticks ran on the survivor in the ${Math.round((Date.now() - killedAt) / 1000)} s after the kill`,
+    );
+    expect(onOther.length).toBeGreaterThanOrEqual(2);
+    const dueTimes = ticks.map((t) => t.split(":")[1]);
+    expect(new Set(dueTimes).size).toBe(dueTimes.length);
+  }, 60_000);
 });
