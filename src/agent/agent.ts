@@ -39,6 +39,8 @@ export interface AgentRuntime {
   connections(): Iterable<Connection>;
   connection(id: string): Connection | undefined;
   reportError(connection: Connection | undefined, error: unknown): void;
+  /** Count `work` as activity: the instance is not evicted until it settles. */
+  track<T>(work: () => Promise<T>): Promise<T>;
 }
 
 /**
@@ -177,6 +179,17 @@ export class Agent<Env = unknown, State = unknown> {
     return runtimeOf(this as Agent<unknown, unknown>).connection(id) as
       | Connection<ConnectionState>
       | undefined;
+  }
+
+  /**
+   * Run `work` with the instance kept alive: it is not evicted (its database closed) while
+   * `work` runs, even with no connection left, and shutdown waits for it.
+   *
+   * @example
+   * await this.keepAliveWhile(async () => { for await (const part of stream) save(part); });
+   */
+  keepAliveWhile<T>(work: () => Promise<T>): Promise<T> {
+    return runtimeOf(this as Agent<unknown, unknown>).track(work);
   }
 
   /** Runs once per instance, before any connection, call or schedule reaches it. */

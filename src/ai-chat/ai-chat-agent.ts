@@ -1,0 +1,630 @@
+import { generateId, type ToolSet, type UIMessage } from "ai";
+import { Agent, type AgentContext, type ConnectionContext } from "../agent/agent.js";
+import type { Connection } from "../agent/connection.js";
+import { publicMessage } from "../agent/instance.js";
+import { MessageStore } from "./message-store.js";
+import {
+  type ChatClientEvent,
+  type ChatResponseFrame,
+  type ClientToolSchema,
+  MessageType,
+  parseChatFrame,
+} from "./protocol.js";
+import { buildMessage, parseStoredChunks, type ReplyResult, streamReply } from "./reply.js";
+import { StreamLog } from "./stream-log.js";
+import { applyToolApproval, applyToolResult } from "./tool-parts.js";
+
+/** What `onChatMessage` is told about the turn it answers. */
+export interface OnChatMessageOptions {
+  /** The request id: the client's for a sent message, the server's for a continuation. */
+  requestId: string;
+  /** Aborted when the client cancels the answer (or the chat is cleared). */
+  abortSignal?: AbortSignal;
+  /** Schemas of the tools the client runs itself, as the client sent them. */
+  clientTools?: ClientToolSchema[];
+  /** Extra fields of the request body (everything but `messages`, `clientTools`, `trigger`). */
+  body?: Record<string, unknown>;
+  /** This turn continues the last assistant message (after a tool result or approval). */
+  continuation?: boolean;
+}
+
+/** How a turn ended, passed to `onChatResponse` once its message is persisted. */
+export interface ChatResponseResult {
+  message: UIMessage;
+  requestId: string;
+  continuation: boolean;
+  status: "completed" | "error" | "aborted";
+  error?: string;
+}
+
+/** What `saveMessages` resolves to. */
+export interface SaveMessagesResult {
+  requestId: string;
+  status: "completed" | "error" | "skipped" | "aborted";
+  error?: string;
+}
+
+/** The AI SDK's `onFinish` callback type, kept loose so any `streamText` accepts it. */
+// biome-ignore lint/suspicious/noExplicitAny: matches GenerateTextOnFinishCallback<ToolSet> of any AI SDK minor.
+export type ChatOnFinish<_Tools extends ToolSet = ToolSet> = (event: any) => void | Promise<void>;
+
+interface Turn {
+  requestId: string;
+  continuation: boolean;
+  clientTools: ClientToolSchema[] | undefined;
+  body: Record<string, unknown> | undefined;
+  /** Ids of the user messages the request carried. */
+  originIds: string[] | undefined;
+  /** Connections that get no `cf_agent_chat_messages` for this turn (they sent it). */
+  exclude: string[];
+}
+
+/**
+ * A chat agent with the API of `@cloudflare/ai-chat`'s `AIChatAgent`: override
+ * `onChatMessage` and return an AI SDK stream response; Outpost streams it to every
+ * connection in the official frames, persists the conversation in the instance's SQLite
+ * database, resumes answers for clients that reconnect, and runs client tools and
+ * approvals. Clients: `useAgentChat` from `outpost/ai-chat/react`, or the official hook.
+ *
+ * @example
+ * export class Chat extends AIChatAgent<Env> {
+ *   async onChatMessage(onFinish: ChatOnFinish, options?: OnChatMessageOptions) {
+ *     const result = streamText({
+ *       model, messages: await convertToModelMessages(this.messages),
+ *       abortSignal: options?.abortSignal, onFinish,
+ *     });
+ *     return result.toUIMessageStreamResponse();
+ *   }
+ * }
+ */
+export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, State> {
+  /** The conversation, as persisted. Read it in `onChatMessage` to build the prompt. */
+  messages: UIMessage[] = [];
+  /** Keep only the newest N messages in storage (and in `messages`). Default: all. */
+  maxPersistedMessages: number | undefined = undefined;
+
+  readonly #store: MessageStore;
+  readonly #log: StreamLog;
+  /** Turns run one at a time, in the order they were asked for. */
+  #turns: Promise<unknown> = Promise.resolve();
+  readonly #aborts = new Map<string, AbortController>();
+  /** Told an answer is resuming, not yet acknowledged: they get no live chunks meanwhile. */
+  readonly #awaitingAck = new Set<string>();
+  /** A continuation asked for but not started, and who waits to be told when it does. */
+  #pendingContinuation: { requestId: string; waiting: Map<string, string | undefined> } | undefined;
+  #lastBody: Record<string, unknown> | undefined;
+  #lastClientTools: ClientToolSchema[] | undefined;
+
+  constructor(ctx: AgentContext, env: Env) {
+    super(ctx, env);
+    const sql = this.sql.bind(this);
+    this.#store = new MessageStore(sql);
+    this.#log = new StreamLog(sql);
+    // The official class wraps the hooks the same way, so a subclass overrides them as usual
+    // and still gets the chat behaviour around its own code.
+    const onStart = this.onStart.bind(this);
+    this.onStart = async () => {
+      this.messages = this.#store.load();
+      await this.#recoverOrphan();
+      return onStart();
+    };
+    const onConnect = this.onConnect.bind(this);
+    this.onConnect = async (connection: Connection, connectionCtx: ConnectionContext) => {
+      await onConnect(connection, connectionCtx);
+      // After the identity frame: the instance sends it once onConnect has returned.
+      setImmediate(() => this.#greet(connection));
+    };
+    const onMessage = this.onMessage.bind(this);
+    this.onMessage = (connection: Connection, message: string | Buffer) => {
+      const event = typeof message === "string" ? parseChatFrame(message) : undefined;
+      if (event === undefined) return onMessage(connection, message);
+      return this.#handle(connection, event);
+    };
+    const onClose = this.onClose.bind(this);
+    this.onClose = (connection: Connection, code: number, reason: string, wasClean: boolean) => {
+      this.#awaitingAck.delete(connection.id);
+      this.#pendingContinuation?.waiting.delete(connection.id);
+      return onClose(connection, code, reason, wasClean);
+    };
+    const onRequest = this.onRequest.bind(this);
+    this.onRequest = (request: Request) => {
+      const url = new URL(request.url);
+      if (request.method === "GET" && url.pathname.endsWith("/get-messages")) {
+        return Response.json(this.messages);
+      }
+      return onRequest(request);
+    };
+  }
+
+  /**
+   * Answer the conversation in `this.messages`. Return a streamed AI SDK response
+   * (`streamText(...).toUIMessageStreamResponse()`), a plain-text `Response`, or
+   * `undefined` for no answer.
+   */
+  onChatMessage(
+    _onFinish: ChatOnFinish,
+    _options?: OnChatMessageOptions,
+  ): Response | undefined | Promise<Response | undefined> {
+    throw new Error("override onChatMessage() to answer chat messages");
+  }
+
+  /** A turn ended and its message is persisted. Safe to call `saveMessages` from here. */
+  onChatResponse(_result: ChatResponseResult): void | Promise<void> {}
+
+  /**
+   * Store `messages` as the conversation and tell every connection, except those in
+   * `excludeBroadcastIds`. Does not start a turn (see `saveMessages`).
+   */
+  async persistMessages(
+    messages: readonly UIMessage[],
+    excludeBroadcastIds: readonly string[] = [],
+  ): Promise<void> {
+    this.messages = this.#store.replace(messages, this.maxPersistedMessages);
+    this.#broadcastFrame(
+      { type: MessageType.CF_AGENT_CHAT_MESSAGES, messages: this.messages },
+      excludeBroadcastIds,
+    );
+  }
+
+  /**
+   * Store `messages` (or what the function returns from the current ones) and answer
+   * them, streaming to every connection, as if a client had sent them.
+   */
+  async saveMessages(
+    messages: UIMessage[] | ((current: readonly UIMessage[]) => UIMessage[] | Promise<UIMessage[]>),
+  ): Promise<SaveMessagesResult> {
+    const next = typeof messages === "function" ? await messages(this.messages) : messages;
+    await this.persistMessages(next);
+    const requestId = generateId();
+    return this.#enqueue(() =>
+      this.#runTurn({
+        requestId,
+        continuation: false,
+        clientTools: this.#lastClientTools,
+        body: this.#lastBody,
+        originIds: trailingUserIds(next),
+        exclude: [],
+      }),
+    );
+  }
+
+  /** Cancel a running answer by its request id. */
+  protected abortRequest(requestId: string, reason?: unknown): void {
+    this.#aborts.get(requestId)?.abort(reason);
+  }
+
+  /** Cancel every running answer. */
+  protected abortAllRequests(reason?: unknown): void {
+    for (const controller of this.#aborts.values()) controller.abort(reason);
+  }
+
+  // --- frames ---
+
+  #handle(connection: Connection, event: ChatClientEvent): void | Promise<void> {
+    switch (event.type) {
+      case "chat-request":
+        return this.#chatRequest(connection, event.id, event.body);
+      case "clear":
+        return this.#clear(connection);
+      case "messages":
+        return this.persistMessages(event.messages, [connection.id]);
+      case "cancel":
+        this.abortRequest(event.id);
+        return;
+      case "resume-request":
+        return this.#resumeRequest(connection, event.probeId);
+      case "resume-ack":
+        return this.#resumeAck(connection, event.id);
+      case "tool-result":
+        if (event.clientTools !== undefined && event.clientTools.length > 0) {
+          this.#lastClientTools = event.clientTools;
+        }
+        return this.#toolAnswer(connection, event.autoContinue, (messages) =>
+          applyToolResult(messages, event),
+        );
+      case "tool-approval":
+        return this.#toolAnswer(connection, event.autoContinue, (messages) =>
+          applyToolApproval(messages, event.toolCallId, event.approved),
+        );
+    }
+  }
+
+  async #chatRequest(connection: Connection, requestId: string, text: string | undefined) {
+    let parsed: { messages?: unknown; clientTools?: unknown; trigger?: unknown } & Record<
+      string,
+      unknown
+    >;
+    try {
+      parsed = JSON.parse(text ?? "");
+    } catch {
+      return this.#refuse(connection, requestId, "The chat request body is not valid JSON");
+    }
+    const { messages, clientTools, trigger: _trigger, ...rest } = parsed ?? {};
+    if (!Array.isArray(messages)) {
+      return this.#refuse(connection, requestId, "The chat request carries no messages");
+    }
+    const body = Object.keys(rest).length > 0 ? rest : undefined;
+    const tools =
+      Array.isArray(clientTools) && clientTools.length > 0
+        ? (clientTools as ClientToolSchema[])
+        : undefined;
+    this.#lastBody = body;
+    this.#lastClientTools = tools;
+    await this.persistMessages(messages as UIMessage[], [connection.id]);
+    // The turn runs beside later frames, so a cancel can reach it while it streams.
+    void this.#enqueue(() =>
+      this.#runTurn({
+        requestId,
+        continuation: false,
+        clientTools: tools,
+        body,
+        originIds: trailingUserIds(messages as UIMessage[]),
+        exclude: [connection.id],
+      }),
+    );
+  }
+
+  #refuse(connection: Connection, id: string, message: string): void {
+    connection.send(
+      JSON.stringify({
+        type: MessageType.CF_AGENT_USE_CHAT_RESPONSE,
+        id,
+        body: message,
+        done: true,
+        error: true,
+      } satisfies ChatResponseFrame),
+    );
+  }
+
+  async #clear(connection: Connection): Promise<void> {
+    this.abortAllRequests();
+    this.#store.clear();
+    this.#log.clear();
+    this.messages = [];
+    this.#lastBody = undefined;
+    this.#lastClientTools = undefined;
+    this.#awaitingAck.clear();
+    this.#broadcastFrame({ type: MessageType.CF_AGENT_CHAT_CLEAR }, [connection.id]);
+  }
+
+  #toolAnswer(
+    connection: Connection,
+    autoContinue: boolean,
+    apply: (messages: readonly UIMessage[]) => { index: number; message: UIMessage } | undefined,
+  ): void {
+    // Registered now, so a client asking to resume before the turn starts is told to wait.
+    const requestId = autoContinue ? generateId() : undefined;
+    if (requestId !== undefined) {
+      this.#pendingContinuation = { requestId, waiting: new Map() };
+    }
+    // Behind the running turn: the tool call's message is persisted once that turn ends.
+    void this.#enqueue(async (): Promise<SaveMessagesResult> => {
+      const update = apply(this.messages);
+      if (update !== undefined) {
+        const messages = [...this.messages];
+        messages[update.index] = update.message;
+        this.messages = this.#store.replace(messages, this.maxPersistedMessages);
+        this.#broadcastFrame({
+          type: MessageType.CF_AGENT_MESSAGE_UPDATED,
+          message: update.message,
+        });
+      }
+      if (requestId === undefined) return { requestId: "", status: "skipped" };
+      if (update === undefined) {
+        this.#settlePendingContinuation(requestId);
+        return { requestId, status: "skipped" };
+      }
+      return this.#runTurn({
+        requestId,
+        continuation: true,
+        clientTools: this.#lastClientTools,
+        body: this.#lastBody,
+        originIds: undefined,
+        exclude: [connection.id],
+      });
+    });
+  }
+
+  // --- turns ---
+
+  #enqueue<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#turns.then(() => this.keepAliveWhile(work));
+    this.#turns = run.catch(() => {});
+    return run;
+  }
+
+  async #runTurn(turn: Turn): Promise<SaveMessagesResult> {
+    const { requestId } = turn;
+    const controller = new AbortController();
+    this.#aborts.set(requestId, controller);
+    try {
+      let response: Response | undefined;
+      try {
+        response = await this.onChatMessage(async () => {}, {
+          requestId,
+          abortSignal: controller.signal,
+          clientTools: turn.clientTools,
+          body: turn.body,
+          continuation: turn.continuation,
+        });
+      } catch (error) {
+        this.#settlePendingContinuation(requestId);
+        this.#reportError(error);
+        const message = publicMessage(error);
+        this.#terminal(turn, { body: message, error: true });
+        return { requestId, status: "error", error: message };
+      }
+      if (response === undefined || response === null) {
+        this.#settlePendingContinuation(requestId);
+        this.#terminal(turn, {
+          body: "No response was generated by the agent.",
+          outcome: "completed",
+        });
+        return { requestId, status: "completed" };
+      }
+      return await this.#reply(turn, response, controller.signal);
+    } finally {
+      this.#aborts.delete(requestId);
+    }
+  }
+
+  async #reply(turn: Turn, response: Response, signal: AbortSignal): Promise<SaveMessagesResult> {
+    const { requestId, continuation } = turn;
+    const last = this.messages.at(-1);
+    const base = continuation && last?.role === "assistant" ? last : undefined;
+    const messageId = base?.id ?? generateId();
+    this.#log.start({ requestId, messageId, continuation, originIds: turn.originIds });
+    this.#announceContinuation(requestId);
+    const flag = continuation ? { continuation: true } : {};
+    let result: ReplyResult;
+    try {
+      result = await streamReply({
+        response,
+        messageId,
+        base,
+        signal,
+        sink: {
+          chunk: (body) => {
+            const seq = this.#log.append(body);
+            this.#broadcastFrame({
+              type: MessageType.CF_AGENT_USE_CHAT_RESPONSE,
+              id: requestId,
+              body,
+              done: false,
+              seq,
+              ...flag,
+            });
+          },
+          modelError: (errorText) =>
+            this.#broadcastFrame({
+              type: MessageType.CF_AGENT_USE_CHAT_RESPONSE,
+              id: requestId,
+              body: errorText,
+              done: false,
+              error: true,
+              ...flag,
+            }),
+        },
+      });
+    } catch (error) {
+      this.#log.finish("error");
+      throw error;
+    }
+    this.#log.finish(result.outcome);
+    if (result.message.parts.length > 0) {
+      const messages = [...this.messages];
+      const at = messages.findIndex((message) => message.id === result.message.id);
+      if (at === -1) messages.push(result.message);
+      else messages[at] = result.message;
+      await this.persistMessages(messages, turn.exclude);
+    }
+    if (result.thrown) this.#terminal(turn, { body: result.error ?? "", error: true });
+    else this.#terminal(turn, { body: "", outcome: result.outcome });
+    const status = { requestId, status: result.outcome, error: result.error } as const;
+    try {
+      await this.onChatResponse({
+        message: result.message,
+        requestId,
+        continuation,
+        status: result.outcome,
+        ...(result.error !== undefined && { error: result.error }),
+      });
+    } catch (error) {
+      this.#reportError(error);
+    }
+    return status;
+  }
+
+  /** The terminal frame of a turn: `done`, with how it ended and whose messages it answers. */
+  #terminal(
+    turn: Turn,
+    end: { body: string; error?: boolean; outcome?: ChatResponseFrame["outcome"] },
+  ) {
+    this.#broadcastFrame({
+      type: MessageType.CF_AGENT_USE_CHAT_RESPONSE,
+      id: turn.requestId,
+      body: end.body,
+      done: true,
+      ...(end.error === true && { error: true }),
+      ...(end.outcome !== undefined && { outcome: end.outcome }),
+      ...(turn.continuation && { continuation: true }),
+      ...(turn.originIds !== undefined && { messageIds: turn.originIds }),
+    });
+  }
+
+  #reportError(error: unknown): void {
+    try {
+      const result = this.onError(undefined, error);
+      if (result instanceof Promise) result.catch(() => {});
+    } catch {
+      // onError itself failed; the turn's error frame has gone out regardless.
+    }
+  }
+
+  // --- resuming ---
+
+  /** A new connection: the conversation, then (if an answer is streaming) an offer to resume. */
+  #greet(connection: Connection): void {
+    if (this.getConnection(connection.id) === undefined) return;
+    connection.send(
+      JSON.stringify({
+        type: MessageType.CF_AGENT_CHAT_MESSAGES,
+        messages: this.messages,
+        connect: true,
+      }),
+    );
+    this.#offerResume(connection, undefined);
+  }
+
+  #offerResume(connection: Connection, probeId: string | undefined): boolean {
+    const active = this.#log.active;
+    if (active === undefined) return false;
+    const sent = connection.send(
+      JSON.stringify({
+        type: MessageType.CF_AGENT_STREAM_RESUMING,
+        id: active.requestId,
+        ...(probeId !== undefined && { probeId }),
+      }),
+    );
+    if (sent) this.#awaitingAck.add(connection.id);
+    return sent;
+  }
+
+  #resumeRequest(connection: Connection, probeId: string | undefined): void {
+    const pending = this.#pendingContinuation;
+    if (pending !== undefined) {
+      pending.waiting.set(connection.id, probeId);
+      connection.send(
+        JSON.stringify({
+          type: MessageType.CF_AGENT_STREAM_PENDING,
+          id: pending.requestId,
+          ...(probeId !== undefined && { probeId }),
+        }),
+      );
+      return;
+    }
+    if (this.#offerResume(connection, probeId)) return;
+    connection.send(
+      JSON.stringify({
+        type: MessageType.CF_AGENT_STREAM_RESUME_NONE,
+        reason: "idle",
+        ...(probeId !== undefined && { probeId }),
+      }),
+    );
+  }
+
+  /**
+   * The client is ready for the answer it was offered: every chunk so far, marked as
+   * replays with their live `seq`, then `replayComplete` (still streaming: live chunks
+   * follow) or the terminal frame (it ended meanwhile).
+   */
+  #resumeAck(connection: Connection, requestId: string): void {
+    this.#awaitingAck.delete(connection.id);
+    const stored = this.#log.find(requestId);
+    if (stored === undefined) {
+      connection.send(
+        JSON.stringify({
+          type: MessageType.CF_AGENT_USE_CHAT_RESPONSE,
+          id: requestId,
+          body: "",
+          done: true,
+          replay: true,
+        } satisfies ChatResponseFrame),
+      );
+      return;
+    }
+    const flag = stored.continuation ? { continuation: true } : {};
+    this.#log.chunks(requestId).forEach((body, seq) => {
+      connection.send(
+        JSON.stringify({
+          type: MessageType.CF_AGENT_USE_CHAT_RESPONSE,
+          id: requestId,
+          body,
+          done: false,
+          replay: true,
+          seq,
+          ...flag,
+        } satisfies ChatResponseFrame),
+      );
+    });
+    const live = this.#log.active?.requestId === requestId;
+    const outcome = stored.status === "streaming" ? "aborted" : stored.status;
+    connection.send(
+      JSON.stringify({
+        type: MessageType.CF_AGENT_USE_CHAT_RESPONSE,
+        id: requestId,
+        body: "",
+        done: !live,
+        replay: true,
+        ...(live ? { replayComplete: true } : { outcome }),
+        ...flag,
+        ...(!live && stored.originIds !== undefined && { messageIds: stored.originIds }),
+      } satisfies ChatResponseFrame),
+    );
+  }
+
+  /** The continuation started: everyone who asked to resume it is offered it now. */
+  #announceContinuation(requestId: string): void {
+    const pending = this.#pendingContinuation;
+    if (pending?.requestId !== requestId) return;
+    this.#pendingContinuation = undefined;
+    for (const [id, probeId] of pending.waiting) {
+      const connection = this.getConnection(id);
+      if (connection !== undefined) this.#offerResume(connection, probeId);
+    }
+  }
+
+  /** The continuation will not stream: whoever waits for it is told there is nothing. */
+  #settlePendingContinuation(requestId: string): void {
+    const pending = this.#pendingContinuation;
+    if (pending?.requestId !== requestId) return;
+    this.#pendingContinuation = undefined;
+    for (const [id, probeId] of pending.waiting) {
+      this.getConnection(id)?.send(
+        JSON.stringify({
+          type: MessageType.CF_AGENT_STREAM_RESUME_NONE,
+          reason: "idle",
+          ...(probeId !== undefined && { probeId }),
+        }),
+      );
+    }
+  }
+
+  /**
+   * An answer was streaming when the process stopped: what it had sent becomes the partial
+   * assistant message, so the conversation a client reloads matches what it saw.
+   */
+  async #recoverOrphan(): Promise<void> {
+    const orphan = this.#log.orphan();
+    if (orphan === undefined) return;
+    const chunks = parseStoredChunks(this.#log.chunks(orphan.requestId));
+    const last = this.messages.at(-1);
+    const base =
+      orphan.continuation && last?.role === "assistant" && last.id === orphan.messageId
+        ? last
+        : undefined;
+    const message = await buildMessage(chunks, orphan.messageId, base);
+    this.#log.settleOrphan(orphan.requestId, "aborted");
+    if (message.parts.length === 0) return;
+    const messages = [...this.messages];
+    const at = messages.findIndex((m) => m.id === message.id);
+    if (at === -1) messages.push(message);
+    else messages[at] = message;
+    this.messages = this.#store.replace(messages, this.maxPersistedMessages);
+  }
+
+  /** To every connection but `exclude` and those about to be replayed the stream. */
+  #broadcastFrame(frame: object, exclude: readonly string[] = []): void {
+    const without = this.#awaitingAck.size === 0 ? exclude : [...exclude, ...this.#awaitingAck];
+    this.broadcast(JSON.stringify(frame), without);
+  }
+}
+
+/** Ids of the user messages at the end of `messages`: the ones a request asks about. */
+function trailingUserIds(messages: readonly UIMessage[]): string[] | undefined {
+  const ids: string[] = [];
+  for (let i = messages.length - 1; i >= 0 && messages[i]?.role === "user"; i--) {
+    ids.unshift(messages[i]!.id);
+  }
+  return ids.length > 0 ? ids : undefined;
+}

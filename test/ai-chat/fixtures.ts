@@ -1,0 +1,197 @@
+import {
+  convertToModelMessages,
+  type LanguageModel,
+  simulateReadableStream,
+  streamText,
+  tool,
+  type UIMessage,
+} from "ai";
+import { MockLanguageModelV3 } from "ai/test";
+import { z } from "zod";
+import {
+  AIChatAgent,
+  type ChatOnFinish,
+  type OnChatMessageOptions,
+} from "../../src/ai-chat/index.js";
+import type { Frame, RawClient } from "../helpers/ws-client.js";
+
+type StreamResult = Awaited<ReturnType<MockLanguageModelV3["doStream"]>>;
+/** One part of a mock model's stream (the provider spec's type, without importing it). */
+type LanguageModelV3StreamPart = StreamResult["stream"] extends ReadableStream<infer P> ? P : never;
+
+const usage = {
+  inputTokens: { total: 1, noCache: 1, cacheRead: undefined, cacheWrite: undefined },
+  outputTokens: { total: 1, text: 1, reasoning: undefined },
+};
+
+/** A stack-shaped line the tests look for: it must never reach a client. */
+export const SECRET_STACK = "    at secretFunction (/srv/app/secret.js:13:37)";
+
+function text(words: string[]): LanguageModelV3StreamPart[] {
+  return [
+    { type: "stream-start", warnings: [] },
+    { type: "text-start", id: "t1" },
+    ...words.map((delta): LanguageModelV3StreamPart => ({ type: "text-delta", id: "t1", delta })),
+    { type: "text-end", id: "t1" },
+    { type: "finish", finishReason: { unified: "stop", raw: "stop" }, usage },
+  ];
+}
+
+function toolCall(toolName: string, input: object): LanguageModelV3StreamPart[] {
+  return [
+    { type: "stream-start", warnings: [] },
+    { type: "text-start", id: "t1" },
+    { type: "text-delta", id: "t1", delta: `Calling ${toolName}.` },
+    { type: "text-end", id: "t1" },
+    {
+      type: "tool-call",
+      toolCallId: `call-${toolName}`,
+      toolName,
+      input: JSON.stringify(input),
+    },
+    { type: "finish", finishReason: { unified: "tool-calls", raw: "tool_calls" }, usage },
+  ];
+}
+
+/** The words of the slow answer, streamed one every `SLOW_DELAY_MS`. */
+export const SLOW_WORDS = Array.from({ length: 24 }, (_, i) => `w${i} `);
+export const SLOW_DELAY_MS = 120;
+
+/**
+ * The AI SDK's mock model, scripted by the last message of the prompt: a tool result is
+ * answered with what the tool said; otherwise the user's words pick the script.
+ */
+export function scriptedModel(delayMs: number): LanguageModel {
+  return new MockLanguageModelV3({
+    doStream: async ({ prompt }) => {
+      const last = prompt.at(-1);
+      let parts: LanguageModelV3StreamPart[];
+      let chunkDelayInMs = delayMs;
+      if (last?.role === "tool") {
+        const result = last.content.find((p) => p.type === "tool-result");
+        const output = result?.type === "tool-result" ? JSON.stringify(result.output) : "none";
+        parts = text(["The tool ", "said: ", output]);
+      } else {
+        const said =
+          last?.role === "user"
+            ? last.content.map((p) => (p.type === "text" ? p.text : "")).join("")
+            : "";
+        if (said.includes("slow")) {
+          parts = text(SLOW_WORDS);
+          chunkDelayInMs = SLOW_DELAY_MS;
+        } else if (said.includes("explode")) {
+          parts = [
+            { type: "stream-start", warnings: [] },
+            { type: "text-start", id: "t1" },
+            { type: "text-delta", id: "t1", delta: "Partial" },
+            { type: "error", error: new Error(`model exploded\n${SECRET_STACK}`) },
+          ];
+        } else if (said.includes("where am i")) {
+          parts = toolCall("getLocation", {});
+        } else if (said.includes("delete")) {
+          parts = toolCall("deleteFile", { path: "/tmp/report.txt" });
+        } else {
+          parts = text(["Hello", " from", " the", " mock"]);
+        }
+      }
+      return { stream: simulateReadableStream({ chunks: parts, chunkDelayInMs }) };
+    },
+  });
+}
+
+/** Every test chat agent's tools: one the client runs, one the server runs after approval. */
+export const chatTools = {
+  getLocation: tool({
+    description: "Where the user is; the browser answers.",
+    inputSchema: z.object({}),
+  }),
+  deleteFile: tool({
+    description: "Delete a file, once the user approves.",
+    inputSchema: z.object({ path: z.string() }),
+    needsApproval: true,
+    execute: async ({ path }) => ({ deleted: path }),
+  }),
+};
+
+/** Turns seen by `onChatResponse`, per instance name, for tests to inspect. */
+export const responses = new Map<string, Array<{ status: string; text: string }>>();
+
+/** The chat agent of the tests: the mock model, the two tools, and two ways to fail. */
+export class TestChat extends AIChatAgent {
+  static delayMs = 15;
+
+  override async onChatMessage(onFinish: ChatOnFinish, options?: OnChatMessageOptions) {
+    const last = this.messages.at(-1);
+    const said = last?.parts.map((p) => (p.type === "text" ? p.text : "")).join("") ?? "";
+    if (said.includes("throw")) throw new Error(`onChatMessage failed\n${SECRET_STACK}`);
+    if (said.includes("plain")) return new Response("plain text answer");
+    const result = streamText({
+      model: scriptedModel(TestChat.delayMs),
+      messages: await convertToModelMessages(this.messages),
+      tools: chatTools,
+      abortSignal: options?.abortSignal,
+      onFinish,
+    });
+    return result.toUIMessageStreamResponse({
+      onError: (error) => (error instanceof Error ? error.message.split("\n")[0]! : "error"),
+    });
+  }
+
+  override onChatResponse(result: { status: string; message: UIMessage }) {
+    const list = responses.get(this.name) ?? [];
+    list.push({ status: result.status, text: textOf(result.message) });
+    responses.set(this.name, list);
+  }
+}
+
+/** The text parts of a message, joined. */
+export function textOf(message: UIMessage | undefined): string {
+  return (message?.parts ?? []).map((p) => (p.type === "text" ? p.text : "")).join("");
+}
+
+/** A user message as the official client sends it. */
+export function userMessage(id: string, words: string): UIMessage {
+  return { id, role: "user", parts: [{ type: "text", text: words }] };
+}
+
+/** Send a chat request frame the way `WebSocketChatTransport` does. */
+export function sendChat(client: RawClient, id: string, messages: UIMessage[], extra = {}): void {
+  client.send({
+    type: "cf_agent_use_chat_request",
+    id,
+    init: {
+      method: "POST",
+      body: JSON.stringify({ messages, trigger: "submit-message", ...extra }),
+    },
+  });
+}
+
+/** `cf_agent_use_chat_response` frames of request `id`. */
+export function responseFrames(client: RawClient, id: string): Frame[] {
+  return client.frames("cf_agent_use_chat_response").filter((f) => f.id === id);
+}
+
+/** Wait for the terminal (`done`) frame of request `id`. */
+export function waitDone(client: RawClient, id: string, timeoutMs = 15_000): Promise<Frame> {
+  return client.waitFor<Frame>(
+    (m) =>
+      typeof m === "object" &&
+      !Buffer.isBuffer(m) &&
+      m.type === "cf_agent_use_chat_response" &&
+      m.id === id &&
+      m.done === true,
+    `done of ${id}`,
+    timeoutMs,
+  );
+}
+
+/** Text the chunk bodies of `frames` spell, in order. */
+export function streamedText(frames: Frame[]): string {
+  let out = "";
+  for (const frame of frames) {
+    if (typeof frame.body !== "string" || frame.body === "" || frame.error === true) continue;
+    const chunk = JSON.parse(frame.body) as { type: string; delta?: string };
+    if (chunk.type === "text-delta") out += chunk.delta ?? "";
+  }
+  return out;
+}
