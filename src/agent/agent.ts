@@ -36,7 +36,7 @@ export interface AgentRuntime {
   getSchedule(id: string): Schedule | undefined;
   cancelSchedule(id: string): boolean;
   broadcast(message: string | ArrayBuffer | ArrayBufferView, without?: readonly string[]): void;
-  connections(): Iterable<Connection>;
+  connections(tag?: string): Iterable<Connection>;
   connection(id: string): Connection | undefined;
   reportError(connection: Connection | undefined, error: unknown): void;
   /** Count `work` as activity: the instance is not evicted until it settles. */
@@ -167,9 +167,12 @@ export class Agent<Env = unknown, State = unknown> {
     runtimeOf(this as Agent<unknown, unknown>).broadcast(message, without);
   }
 
-  /** Every open connection to this instance. */
-  getConnections<ConnectionState = unknown>(): Iterable<Connection<ConnectionState>> {
-    return runtimeOf(this as Agent<unknown, unknown>).connections() as Iterable<
+  /**
+   * Every open connection to this instance, or only those carrying `tag` (see
+   * `getConnectionTags`; every connection carries its own id as a tag).
+   */
+  getConnections<ConnectionState = unknown>(tag?: string): Iterable<Connection<ConnectionState>> {
+    return runtimeOf(this as Agent<unknown, unknown>).connections(tag) as Iterable<
       Connection<ConnectionState>
     >;
   }
@@ -192,6 +195,23 @@ export class Agent<Env = unknown, State = unknown> {
     return runtimeOf(this as Agent<unknown, unknown>).track(work);
   }
 
+  /**
+   * Tags for a connection that is being set up, before `onConnect`: `getConnections(tag)`
+   * finds it by them, and `connection.tags` lists them after its id. At most 9 tags of at
+   * most 256 characters each, as on Cloudflare; a refused list closes the connection 1011.
+   *
+   * @example
+   * getConnectionTags(connection: Connection) {
+   *   return [connection.auth?.role === "admin" ? "admins" : "members"];
+   * }
+   */
+  getConnectionTags(
+    _connection: HookConnection,
+    _ctx: ConnectionContext,
+  ): string[] | Promise<string[]> {
+    return [];
+  }
+
   /** Runs once per instance, before any connection, call or schedule reaches it. */
   onStart(): void | Promise<void> {}
 
@@ -212,10 +232,24 @@ export class Agent<Env = unknown, State = unknown> {
     _wasClean: boolean,
   ): void | Promise<void> {}
 
-  /** An error thrown by one of this agent's hooks, callables or schedules. */
-  onError(_connection: HookConnection | undefined, _error: unknown): void | Promise<void> {}
+  /**
+   * An error thrown by one of this agent's hooks, callables or schedules. Called as the SDK
+   * calls it: `onError(connection, error)` for an error on a connection, `onError(error)`
+   * for any other; an override that declares a single parameter always gets the error.
+   * The client only ever sees the message, never a stack.
+   */
+  onError(_connectionOrError: HookConnection | unknown, _error?: unknown): void | Promise<void> {}
 
-  /** The state changed; `source` is the connection that wrote it, or `"server"`. */
+  /**
+   * The state changed (it is on disk and sent to the connections); `source` is the
+   * connection that wrote it, or `"server"`. Errors here go to `onError` and undo nothing.
+   */
+  onStateChanged(_state: State, _source: HookConnection | "server"): void | Promise<void> {}
+
+  /**
+   * @deprecated Renamed `onStateChanged`, as in the Cloudflare Agents SDK; the behaviour is
+   * the same. Called only when `onStateChanged` is not overridden.
+   */
   onStateUpdate(_state: State, _source: HookConnection | "server"): void | Promise<void> {}
 
   /** Throw to refuse a state change; the writer gets `cf_agent_state_error`. */
@@ -244,3 +278,30 @@ export function isAgentClass(value: unknown): value is AgentClass {
 /** Any class that extends `Agent`. */
 // biome-ignore lint/suspicious/noExplicitAny: constructors of user agents take any Env/State.
 export type AgentClass = new (ctx: AgentContext, env: any) => Agent<any, any>;
+
+/**
+ * The state hook an agent overrides: `onStateChanged`, else the deprecated `onStateUpdate`,
+ * else none (`undefined`, so an agent with neither pays nothing per state change).
+ * @internal
+ */
+export function stateChangeHook(
+  agent: Agent<unknown, unknown>,
+): ((state: unknown, source: HookConnection | "server") => void | Promise<void>) | undefined {
+  if (agent.onStateChanged !== Agent.prototype.onStateChanged) return agent.onStateChanged;
+  if (agent.onStateUpdate !== Agent.prototype.onStateUpdate) return agent.onStateUpdate;
+  return undefined;
+}
+
+/**
+ * Call `onError` the way the SDK does: `(connection, error)` on a connection, `(error)`
+ * otherwise, and `(error)` always for an override written `onError(error)`.
+ * @internal
+ */
+export function callOnError(
+  agent: Agent<unknown, unknown>,
+  connection: Connection | undefined,
+  error: unknown,
+): void | Promise<void> {
+  if (connection === undefined || agent.onError.length === 1) return agent.onError(error);
+  return agent.onError(connection, error);
+}

@@ -4,9 +4,18 @@ import type { AuthAction } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { FrameType, parseClientFrame, type RpcRequestFrame } from "../protocol/frames.js";
 import type { AgentDatabase, SqlValue, StoredSchedule } from "../storage/agent-database.js";
-import type { Agent, AgentClass, AgentRuntime, ConnectionContext, Schedule } from "./agent.js";
+import {
+  Agent,
+  type AgentClass,
+  type AgentRuntime,
+  type ConnectionContext,
+  callOnError,
+  type Schedule,
+  stateChangeHook,
+} from "./agent.js";
 import { findCallable } from "./callable.js";
 import type { Connection, ServerConnection } from "./connection.js";
+import { connectionTags, TagIndex } from "./connection-tags.js";
 import { runWithAgent } from "./context.js";
 import { StreamingResponse } from "./streaming-response.js";
 
@@ -42,6 +51,7 @@ export class AgentInstance implements AgentRuntime {
   readonly #host: InstanceHost;
   readonly #log: Logger;
   readonly #connections = new Map<string, ServerConnection>();
+  readonly #tags = new TagIndex();
   #state: unknown;
   #stateLoaded = false;
   /** Requests, schedule runs and connections being set up. */
@@ -146,8 +156,12 @@ export class AgentInstance implements AgentRuntime {
     }
   }
 
-  connections(): Iterable<Connection> {
-    return [...this.#connections.values()].filter((c) => c.accepted);
+  connections(tag?: string): Iterable<Connection> {
+    if (tag === undefined) return [...this.#connections.values()].filter((c) => c.accepted);
+    // Every connection carries its id as a tag, as in the SDK.
+    const own = this.#connections.get(tag);
+    const tagged = [...this.#tags.get(tag)].filter((c) => c.accepted);
+    return own?.accepted ? [own, ...tagged.filter((c) => c !== own)] : tagged;
   }
 
   connection(id: string): Connection | undefined {
@@ -158,7 +172,7 @@ export class AgentInstance implements AgentRuntime {
   reportError(connection: Connection | undefined, error: unknown): void {
     this.#log.error({ err: error, connection: connection?.id }, "agent error");
     try {
-      const result = this.agent.onError(connection, error);
+      const result = callOnError(this.agent, connection, error);
       if (result instanceof Promise)
         result.catch((e) => this.#log.error({ err: e }, "onError threw"));
     } catch (e) {
@@ -169,14 +183,9 @@ export class AgentInstance implements AgentRuntime {
   // --- connections ---
 
   /** Take over an authenticated socket: onConnect, then identity and state. */
-  attach(connection: ServerConnection, request: () => Request): void {
+  attach(connection: ServerConnection, makeRequest: () => Request): void {
     this.#connections.set(connection.id, connection);
-    connection.enqueue(() =>
-      runWithAgent({ agent: this.agent, connection }, () => this.#connect(connection, request)),
-    );
-  }
-
-  async #connect(connection: ServerConnection, makeRequest: () => Request): Promise<void> {
+    // Built on first read, here and for getCurrentAgent(): most agents never look at it.
     let request: Request | undefined;
     const ctx: ConnectionContext = {
       get request() {
@@ -184,7 +193,28 @@ export class AgentInstance implements AgentRuntime {
         return request;
       },
     };
+    const current = {
+      agent: this.agent,
+      connection,
+      get request() {
+        return ctx.request;
+      },
+    };
+    connection.enqueue(() => runWithAgent(current, () => this.#connect(connection, ctx)));
+  }
+
+  async #connect(connection: ServerConnection, ctx: ConnectionContext): Promise<void> {
     try {
+      // Not overridden: no await, no array, for the common connect.
+      if (this.agent.getConnectionTags !== Agent.prototype.getConnectionTags) {
+        const tags = connectionTags(
+          connection.id,
+          await this.agent.getConnectionTags(connection, ctx),
+        );
+        if (!this.#connections.has(connection.id)) return; // closed while tags were computed
+        connection.setTags(tags);
+        this.#tags.add(connection, tags);
+      }
       connection.readonly = this.agent.shouldConnectionBeReadonly(connection, ctx) === true;
       await this.agent.onConnect(connection, ctx);
     } catch (error) {
@@ -217,6 +247,7 @@ export class AgentInstance implements AgentRuntime {
   detach(connection: ServerConnection, code: number, reason: string): void {
     connection.clearExpiry();
     this.#connections.delete(connection.id);
+    this.#tags.remove(connection);
     connection.enqueue(async () => {
       try {
         await runWithAgent({ agent: this.agent, connection }, () =>
@@ -380,8 +411,10 @@ export class AgentInstance implements AgentRuntime {
     for (const connection of this.#connections.values()) {
       if (connection.accepted && connection !== source) connection.send(frame);
     }
+    const hook = stateChangeHook(this.agent);
+    if (hook === undefined) return;
     try {
-      const result = this.agent.onStateUpdate(this.#state, source);
+      const result = hook.call(this.agent, this.#state, source);
       if (result instanceof Promise) result.catch((error) => this.reportError(undefined, error));
     } catch (error) {
       this.reportError(undefined, error);
@@ -404,7 +437,7 @@ export class AgentInstance implements AgentRuntime {
   /** Plain HTTP to the agent's URL. */
   fetch(request: Request): Promise<Response> {
     return this.track(async () =>
-      runWithAgent({ agent: this.agent, connection: undefined }, () =>
+      runWithAgent({ agent: this.agent, connection: undefined, request }, () =>
         this.agent.onRequest(request),
       ),
     );

@@ -1,5 +1,5 @@
 import { generateId, type ToolSet, type UIMessage } from "ai";
-import { Agent, type AgentContext, type ConnectionContext } from "../agent/agent.js";
+import { Agent, type AgentContext, type ConnectionContext, runtimeOf } from "../agent/agent.js";
 import type { Connection } from "../agent/connection.js";
 import { publicMessage } from "../agent/instance.js";
 import { MessageStore } from "./message-store.js";
@@ -452,13 +452,9 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     });
   }
 
+  /** To the server log and `onError`, as any agent error; the client got its frame. */
   #reportError(error: unknown): void {
-    try {
-      const result = this.onError(undefined, error);
-      if (result instanceof Promise) result.catch(() => {});
-    } catch {
-      // onError itself failed; the turn's error frame has gone out regardless.
-    }
+    runtimeOf(this as Agent<unknown, unknown>).reportError(undefined, error);
   }
 
   // --- resuming ---

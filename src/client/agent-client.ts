@@ -1,6 +1,14 @@
 import ReconnectingWebSocket, { type Message } from "partysocket/ws";
 import { agentNameToKebab, FrameType, type RpcResponseFrame } from "../protocol/frames.js";
 import { AgentCallError, AgentConnectionError, type ConnectionErrorCode } from "./errors.js";
+import {
+  type AgentClientEventMap,
+  type AgentClientEventType,
+  type AgentClientListener,
+  type AgentClientListenerOptions,
+  ClientEvents,
+  closeEvent,
+} from "./events.js";
 import { readTokenTimes, refreshTime } from "./jwt.js";
 import {
   backoffDelay,
@@ -256,6 +264,7 @@ export class AgentClient<State = unknown> {
   #ready = deferred();
 
   readonly #pending = new Map<string, PendingCall>();
+  readonly #events = new ClientEvents();
   #queue: QueuedFrame[] = [];
   readonly #idPrefix = Math.random().toString(36).slice(2, 10);
   #nextId = 0;
@@ -309,6 +318,8 @@ export class AgentClient<State = unknown> {
     this.send = this.send.bind(this);
     this.close = this.close.bind(this);
     this.reconnect = this.reconnect.bind(this);
+    this.addEventListener = this.addEventListener.bind(this);
+    this.removeEventListener = this.removeEventListener.bind(this);
     this.stub = new Proxy({} as AgentStub, {
       get: (_target, property) => {
         if (typeof property !== "string" || PROBED_PROPERTIES.has(property)) return undefined;
@@ -327,10 +338,53 @@ export class AgentClient<State = unknown> {
       connectionTimeout: options.connectionTimeout ?? 10_000,
       maxEnqueuedMessages: 0,
       startClosed: this.#stopped,
-      shouldReconnectOnClose: (event) => this.#handleClose(event.code, event.reason ?? ""),
+      shouldReconnectOnClose: (event) => this.#handleClose(event),
     });
     this.#socket.onopen = () => this.#handleOpen();
-    this.#socket.onmessage = (event) => this.#handleMessage(event);
+    this.#socket.onmessage = (event) => {
+      this.#handleMessage(event);
+      if (this.#events.has("message")) this.#events.emit("message", event);
+    };
+    this.#socket.onerror = (event) => this.#events.emit("error", event as Event);
+  }
+
+  /**
+   * Listen to the connection's events, as on the official client (a `PartySocket`):
+   * `message` for every frame from the server (protocol frames included), `close` for every
+   * socket close, `error` for socket errors, and `open` once the server has accepted the
+   * connection — not on the bare socket open, since an Outpost server accepts the upgrade
+   * even when it refuses the credentials. Options `once` and `signal` work as on
+   * `EventTarget`.
+   *
+   * @example
+   * client.addEventListener("message", (event) => console.log(event.data));
+   */
+  addEventListener<K extends AgentClientEventType>(
+    type: K,
+    listener: AgentClientListener<AgentClientEventMap[K]> | null,
+    options?: boolean | AgentClientListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: AgentClientListener<Event> | null,
+    options?: boolean | AgentClientListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: AgentClientListener<never> | null,
+    options?: boolean | AgentClientListenerOptions,
+  ): void {
+    this.#events.add(type, listener, options);
+  }
+
+  /** Remove a listener added with `addEventListener`. */
+  removeEventListener<K extends AgentClientEventType>(
+    type: K,
+    listener: AgentClientListener<AgentClientEventMap[K]> | null,
+  ): void;
+  removeEventListener(type: string, listener: AgentClientListener<Event> | null): void;
+  removeEventListener(type: string, listener: AgentClientListener<never> | null): void {
+    this.#events.remove(type, listener);
   }
 
   /**
@@ -633,6 +687,7 @@ export class AgentClient<State = unknown> {
     this.#ready.resolve();
     this.#options.onIdentity?.(this.name, this.agent);
     this.#options.onOpen?.();
+    if (this.#events.has("open")) this.#events.emit("open", new Event("open"));
   }
 
   #handleRpc(frame: RpcResponseFrame): void {
@@ -653,10 +708,13 @@ export class AgentClient<State = unknown> {
   }
 
   /** partysocket asks this on every close; the answer decides whether it reconnects. */
-  #handleClose(code: number, reason: string): boolean {
+  #handleClose(event: { code: number; reason?: string }): boolean {
+    const { code } = event;
+    const reason = event.reason ?? "";
     const wasOpen = this.#status.state === "open";
     this.#endConnection();
     this.#options.onClose?.({ code, reason });
+    if (this.#events.has("close")) this.#events.emit("close", closeEvent(event, code, reason));
     if (this.#stopped) return false;
     if (this.#restarting) return true;
     if (wasOpen && Date.now() - this.#openedAt >= this.#retry.minUptime) this.#attempt = 0;

@@ -49,6 +49,10 @@ export interface UseAgentResult<State = unknown> {
   send: AgentClient<State>["send"];
   /** Drop the connection and open a new one with fresh credentials. */
   reconnect: () => void;
+  /** Listen to `open`, `message`, `close` and `error`; see `AgentClient.addEventListener`. */
+  addEventListener: AgentClient<State>["addEventListener"];
+  /** Remove a listener added with `addEventListener`. */
+  removeEventListener: AgentClient<State>["removeEventListener"];
   /** The underlying client. */
   client: AgentClient<State>;
 }
@@ -141,6 +145,8 @@ export function useAgent<State = unknown>(options: UseAgentOptions<State>): UseA
       name: client.name,
       send: client.send,
       reconnect: client.reconnect,
+      addEventListener: client.addEventListener,
+      removeEventListener: client.removeEventListener,
       client,
     }),
     [client, version],

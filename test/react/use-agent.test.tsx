@@ -124,6 +124,24 @@ describe("useAgent", () => {
     await waitFor(() => expect(text()).toBe("11"));
   });
 
+  it("passes the socket's events to listeners added on the returned object", async () => {
+    const name = room();
+    await mount(<Count name={name} query={{ token: await outpost.token(name) }} />);
+    await waitFor(() => expect(seen.get("main")?.readyState).toBe(1));
+    const agent = seen.get("main")!;
+    const frames: string[] = [];
+    const all: string[] = [];
+    const listener = (event: MessageEvent) => frames.push(String(event.data));
+    agent.addEventListener("message", listener);
+    agent.addEventListener("message", (event) => all.push(String(event.data)));
+    agent.send("first");
+    await waitFor(() => expect(frames).toContain("echo:first"));
+    agent.removeEventListener("message", listener);
+    agent.send("second");
+    await waitFor(() => expect(all).toContain("echo:second"));
+    expect(frames).not.toContain("echo:second");
+  });
+
   it("reconnects with a fresh query result when queryDeps change, closing the old socket", async () => {
     const name = room();
     const runs: string[] = [];
