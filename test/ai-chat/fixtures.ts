@@ -56,6 +56,9 @@ function toolCall(toolName: string, input: object): LanguageModelV3StreamPart[] 
 /** The words of the slow answer, streamed one every `SLOW_DELAY_MS`. */
 export const SLOW_WORDS = Array.from({ length: 24 }, (_, i) => `w${i} `);
 export const SLOW_DELAY_MS = 120;
+/** What the model adds after a tool's result, one word every `TOOL_DELAY_MS`. */
+export const TOOL_TAIL = Array.from({ length: 8 }, (_, i) => ` t${i}`);
+export const TOOL_DELAY_MS = 60;
 
 /**
  * The AI SDK's mock model, scripted by the last message of the prompt: a tool result is
@@ -69,8 +72,11 @@ export function scriptedModel(delayMs: number): LanguageModel {
       let chunkDelayInMs = delayMs;
       if (last?.role === "tool") {
         const result = last.content.find((p) => p.type === "tool-result");
-        const output = result?.type === "tool-result" ? JSON.stringify(result.output) : "none";
-        parts = text(["The tool ", "said: ", output]);
+        const out = result?.type === "tool-result" ? result.output : undefined;
+        const output = JSON.stringify(out?.type === "json" ? out.value : (out?.type ?? "none"));
+        // Long enough to reconnect in the middle of it.
+        parts = text(["The tool ", "said: ", output, ...TOOL_TAIL]);
+        chunkDelayInMs = Math.max(delayMs, TOOL_DELAY_MS);
       } else {
         const said =
           last?.role === "user"

@@ -1,0 +1,157 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { httpUrl, startServer, type TestServer, wsUrl } from "../helpers/server.js";
+import { connect, type Frame, type RawClient } from "../helpers/ws-client.js";
+import {
+  responseFrames,
+  sendChat,
+  streamedText,
+  TestChat,
+  TOOL_TAIL,
+  userMessage,
+  waitDone,
+} from "./fixtures.js";
+
+let server: TestServer | undefined;
+const clients: RawClient[] = [];
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) await client.close();
+  await server?.stop();
+  server = undefined;
+});
+
+async function open(name: string): Promise<RawClient> {
+  const client = await connect(wsUrl(server!, `/agents/test-chat/${name}`));
+  clients.push(client);
+  await client.waitFor((m) => (m as Frame).type === "cf_agent_chat_messages", "the transcript");
+  return client;
+}
+
+type ToolPart = { type: string; toolCallId?: string; state?: string; output?: unknown };
+
+async function history(name: string): Promise<Array<{ role: string; parts: ToolPart[] }>> {
+  return (await (
+    await fetch(httpUrl(server!, `/agents/test-chat/${name}/get-messages`))
+  ).json()) as never;
+}
+
+/** The request id of the continuation: the one response id that is not `first`. */
+function continuationId(client: RawClient, first: string): string | undefined {
+  return client
+    .frames("cf_agent_use_chat_response")
+    .map((f) => f.id as string)
+    .find((id) => id !== first);
+}
+
+describe("AIChatAgent tools", () => {
+  it("applies a client tool's result from cf_agent_tool_result, tells every connection, and continues the same assistant message", async () => {
+    server = await startServer({ TestChat });
+    const client = await open("client-tool");
+    sendChat(client, "req-1", [userMessage("u1", "where am i?")]);
+    await waitDone(client, "req-1");
+    const call = responseFrames(client, "req-1")
+      .map((f) => (f.body ? JSON.parse(f.body as string) : {}))
+      .find((c) => c.type === "tool-input-available");
+    expect(call).toMatchObject({ toolCallId: "call-getLocation", toolName: "getLocation" });
+
+    client.send({
+      type: "cf_agent_tool_result",
+      toolCallId: "call-getLocation",
+      toolName: "getLocation",
+      output: { city: "Lisbon" },
+      autoContinue: true,
+    });
+    const updated = await client.waitFor<Frame>(
+      (m) => (m as Frame).type === "cf_agent_message_updated",
+      "the updated message",
+    );
+    const part = (updated.message as { parts: ToolPart[] }).parts.find(
+      (p) => p.toolCallId === "call-getLocation",
+    );
+    expect(part).toMatchObject({ state: "output-available", output: { city: "Lisbon" } });
+
+    await client.waitFor(
+      (m) => continuationId(client, "req-1") !== undefined && !!m,
+      "a continuation",
+    );
+    const next = continuationId(client, "req-1")!;
+    const done = await waitDone(client, next);
+    expect(done).toMatchObject({ continuation: true, outcome: "completed" });
+    const frames = responseFrames(client, next);
+    expect(frames.every((f) => f.continuation === true)).toBe(true);
+    expect(streamedText(frames)).toBe(`The tool said: {"city":"Lisbon"}${TOOL_TAIL.join("")}`);
+
+    const stored = await history("client-tool");
+    expect(stored.map((m) => m.role)).toEqual(["user", "assistant"]);
+    const parts = stored[1]!.parts;
+    expect(parts.find((p) => p.toolCallId === "call-getLocation")?.state).toBe("output-available");
+    expect(parts.filter((p) => p.type === "text").length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("runs a tool that needs approval only once cf_agent_tool_approval approves it", async () => {
+    server = await startServer({ TestChat });
+    const client = await open("approve");
+    sendChat(client, "req-1", [userMessage("u1", "delete my report")]);
+    await waitDone(client, "req-1");
+    const bodies = responseFrames(client, "req-1").map((f) =>
+      f.body ? JSON.parse(f.body as string) : {},
+    );
+    expect(bodies.find((c) => c.type === "tool-approval-request")).toMatchObject({
+      toolCallId: "call-deleteFile",
+    });
+    expect(bodies.some((c) => c.type === "tool-output-available")).toBe(false);
+    expect((await history("approve"))[1]!.parts.find((p) => p.toolCallId)?.state).toBe(
+      "approval-requested",
+    );
+
+    client.send({
+      type: "cf_agent_tool_approval",
+      toolCallId: "call-deleteFile",
+      approved: true,
+      autoContinue: true,
+    });
+    await client.waitFor(
+      (m) => continuationId(client, "req-1") !== undefined && !!m,
+      "a continuation",
+    );
+    const next = continuationId(client, "req-1")!;
+    await waitDone(client, next);
+    const continued = responseFrames(client, next).map((f) =>
+      f.body ? JSON.parse(f.body as string) : {},
+    );
+    expect(continued.find((c) => c.type === "tool-output-available")).toMatchObject({
+      toolCallId: "call-deleteFile",
+      output: { deleted: "/tmp/report.txt" },
+    });
+    const stored = await history("approve");
+    expect(stored[1]!.parts.find((p) => p.toolCallId)).toMatchObject({
+      state: "output-available",
+      output: { deleted: "/tmp/report.txt" },
+    });
+  });
+
+  it("never runs a tool whose approval was denied: its part becomes output-denied", async () => {
+    server = await startServer({ TestChat });
+    const client = await open("deny");
+    sendChat(client, "req-1", [userMessage("u1", "delete my report")]);
+    await waitDone(client, "req-1");
+    client.send({
+      type: "cf_agent_tool_approval",
+      toolCallId: "call-deleteFile",
+      approved: false,
+      autoContinue: true,
+    });
+    await client.waitFor(
+      (m) => continuationId(client, "req-1") !== undefined && !!m,
+      "a continuation",
+    );
+    const next = continuationId(client, "req-1")!;
+    await waitDone(client, next);
+    const continued = responseFrames(client, next).map((f) =>
+      f.body ? JSON.parse(f.body as string) : {},
+    );
+    expect(continued.some((c) => c.type === "tool-output-available")).toBe(false);
+    const part = (await history("deny"))[1]!.parts.find((p) => p.toolCallId);
+    expect(part?.state).toBe("output-denied");
+  });
+});
