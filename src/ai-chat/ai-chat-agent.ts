@@ -252,7 +252,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     this.#lastClientTools = tools;
     await this.persistMessages(messages as UIMessage[], [connection.id]);
     // The turn runs beside later frames, so a cancel can reach it while it streams.
-    void this.#enqueue(() =>
+    this.#spawn(() =>
       this.#runTurn({
         requestId,
         continuation: false,
@@ -298,7 +298,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
       this.#pendingContinuation = { requestId, waiting: new Map() };
     }
     // Behind the running turn: the tool call's message is persisted once that turn ends.
-    void this.#enqueue(async (): Promise<SaveMessagesResult> => {
+    this.#spawn(async (): Promise<SaveMessagesResult> => {
       const update = apply(this.messages);
       if (update !== undefined) {
         const messages = [...this.messages];
@@ -331,6 +331,11 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     const run = this.#turns.then(() => this.keepAliveWhile(work));
     this.#turns = run.catch(() => {});
     return run;
+  }
+
+  /** Queue a turn nobody awaits: a failure (the database closed under it) is reported. */
+  #spawn(work: () => Promise<unknown>): void {
+    this.#enqueue(work).catch((error: unknown) => this.#reportError(error));
   }
 
   async #runTurn(turn: Turn): Promise<SaveMessagesResult> {
