@@ -293,9 +293,12 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     apply: (messages: readonly UIMessage[]) => { index: number; message: UIMessage } | undefined,
   ): void {
     // Registered now, so a client asking to resume before the turn starts is told to wait.
+    // The sender is offered the continuation when it starts, and gets its chunks once it
+    // acknowledges: the official client attaches a continuation to the message holding the
+    // tool call only through that handshake.
     const requestId = autoContinue ? generateId() : undefined;
     if (requestId !== undefined) {
-      this.#pendingContinuation = { requestId, waiting: new Map() };
+      this.#pendingContinuation = { requestId, waiting: new Map([[connection.id, undefined]]) };
     }
     // Behind the running turn: the tool call's message is persisted once that turn ends.
     this.#spawn(async (): Promise<SaveMessagesResult> => {
@@ -320,7 +323,9 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
         clientTools: this.#lastClientTools,
         body: this.#lastBody,
         originIds: undefined,
-        exclude: [connection.id],
+        // Everyone, the sender too, gets the stored message at the end: it is the one place
+        // a client learns that the continuation belongs to the tool call's message.
+        exclude: [],
       });
     });
   }
@@ -494,7 +499,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
   #resumeRequest(connection: Connection, probeId: string | undefined): void {
     const pending = this.#pendingContinuation;
     if (pending !== undefined) {
-      pending.waiting.set(connection.id, probeId);
+      pending.waiting.set(connection.id, probeId ?? pending.waiting.get(connection.id));
       connection.send(
         JSON.stringify({
           type: MessageType.CF_AGENT_STREAM_PENDING,

@@ -35,12 +35,17 @@ async function history(name: string): Promise<Array<{ role: string; parts: ToolP
   ).json()) as never;
 }
 
-/** The request id of the continuation: the one response id that is not `first`. */
-function continuationId(client: RawClient, first: string): string | undefined {
-  return client
-    .frames("cf_agent_use_chat_response")
-    .map((f) => f.id as string)
-    .find((id) => id !== first);
+/**
+ * The continuation the server offers the client that sent a tool answer, acknowledged as
+ * the official client does; resolves with its request id.
+ */
+async function acceptContinuation(client: RawClient): Promise<string> {
+  const offer = await client.waitFor<Frame>(
+    (m) => (m as Frame).type === "cf_agent_stream_resuming",
+    "the continuation offer",
+  );
+  client.send({ type: "cf_agent_stream_resume_ack", id: offer.id });
+  return offer.id as string;
 }
 
 describe("AIChatAgent tools", () => {
@@ -70,11 +75,7 @@ describe("AIChatAgent tools", () => {
     );
     expect(part).toMatchObject({ state: "output-available", output: { city: "Lisbon" } });
 
-    await client.waitFor(
-      (m) => continuationId(client, "req-1") !== undefined && !!m,
-      "a continuation",
-    );
-    const next = continuationId(client, "req-1")!;
+    const next = await acceptContinuation(client);
     const done = await waitDone(client, next);
     expect(done).toMatchObject({ continuation: true, outcome: "completed" });
     const frames = responseFrames(client, next);
@@ -110,11 +111,7 @@ describe("AIChatAgent tools", () => {
       approved: true,
       autoContinue: true,
     });
-    await client.waitFor(
-      (m) => continuationId(client, "req-1") !== undefined && !!m,
-      "a continuation",
-    );
-    const next = continuationId(client, "req-1")!;
+    const next = await acceptContinuation(client);
     await waitDone(client, next);
     const continued = responseFrames(client, next).map((f) =>
       f.body ? JSON.parse(f.body as string) : {},
@@ -141,11 +138,7 @@ describe("AIChatAgent tools", () => {
       approved: false,
       autoContinue: true,
     });
-    await client.waitFor(
-      (m) => continuationId(client, "req-1") !== undefined && !!m,
-      "a continuation",
-    );
-    const next = continuationId(client, "req-1")!;
+    const next = await acceptContinuation(client);
     await waitDone(client, next);
     const continued = responseFrames(client, next).map((f) =>
       f.body ? JSON.parse(f.body as string) : {},
