@@ -4,6 +4,7 @@ import { connect, type Frame, type RawClient } from "../helpers/ws-client.js";
 import {
   responseFrames,
   responses,
+  SavingChat,
   SECRET_STACK,
   SLOW_WORDS,
   sendChat,
@@ -167,5 +168,62 @@ describe("AIChatAgent over raw frames", () => {
     expect(responses.get("on-response")).toEqual([
       { status: "completed", text: "Hello from the mock" },
     ]);
+  });
+
+  it("answers a turn started by saveMessages on every connection and resolves with its outcome", async () => {
+    server = await startServer({ SavingChat });
+    const client = await connect(wsUrl(server, "/agents/saving-chat/save"));
+    clients.push(client);
+    const result = await client.rpc<{ requestId: string; status: string }>("ask", ["hi"]);
+    expect(result.status).toBe("completed");
+    const done = await waitDone(client, result.requestId);
+    expect(done.outcome).toBe("completed");
+    expect(streamedText(responseFrames(client, result.requestId))).toBe("Hello from the mock");
+  });
+
+  it("keeps only maxPersistedMessages messages in storage", async () => {
+    server = await startServer({ SavingChat });
+    const client = await connect(wsUrl(server, "/agents/saving-chat/trim"));
+    clients.push(client);
+    for (const text of ["one", "two", "three"]) {
+      expect((await client.rpc<{ status: string }>("ask", [text])).status).toBe("completed");
+    }
+    const history = (await (
+      await fetch(httpUrl(server, "/agents/saving-chat/trim/get-messages"))
+    ).json()) as Array<{ role: string; parts: Array<{ text?: string }> }>;
+    expect(history.length).toBe(4);
+    expect(history.map((m) => m.role)).toEqual(["user", "assistant", "user", "assistant"]);
+    expect(history[2]!.parts[0]!.text).toBe("three");
+  });
+
+  it("stores the messages a client sends in cf_agent_chat_messages and tells the others", async () => {
+    server = await startServer({ TestChat });
+    const client = await open("sync");
+    const other = await open("sync");
+    const messages = [userMessage("u1", "edited"), userMessage("u2", "again")];
+    client.send({ type: "cf_agent_chat_messages", messages });
+    const told = await other.waitFor<Frame>(
+      (m) => (m as Frame).type === "cf_agent_chat_messages" && (m as Frame).connect !== true,
+      "the new messages",
+    );
+    expect(told.messages).toEqual(messages);
+    const history = await (
+      await fetch(httpUrl(server, "/agents/test-chat/sync/get-messages"))
+    ).json();
+    expect(history).toEqual(messages);
+  });
+
+  it("answers a chat request whose body is not JSON with an error frame, and keeps the connection", async () => {
+    server = await startServer({ TestChat });
+    const client = await open("bad-body");
+    client.send({
+      type: "cf_agent_use_chat_request",
+      id: "bad",
+      init: { method: "POST", body: "{" },
+    });
+    const done = await waitDone(client, "bad");
+    expect(done).toMatchObject({ done: true, error: true });
+    sendChat(client, "good", [userMessage("u1", "hi")]);
+    expect((await waitDone(client, "good")).outcome).toBe("completed");
   });
 });

@@ -13,6 +13,7 @@ import {
   type ChatOnFinish,
   type OnChatMessageOptions,
 } from "../../src/ai-chat/index.js";
+import { callable } from "../../src/index.js";
 import type { Frame, RawClient } from "../helpers/ws-client.js";
 
 type StreamResult = Awaited<ReturnType<MockLanguageModelV3["doStream"]>>;
@@ -137,6 +138,8 @@ export class TestChat extends AIChatAgent {
       tools: chatTools,
       abortSignal: options?.abortSignal,
       onFinish,
+      // The model's scripted error is expected; it reaches the client as a frame.
+      onError: () => {},
     });
     return result.toUIMessageStreamResponse({
       onError: (error) => (error instanceof Error ? error.message.split("\n")[0]! : "error"),
@@ -147,6 +150,16 @@ export class TestChat extends AIChatAgent {
     const list = responses.get(this.name) ?? [];
     list.push({ status: result.status, text: textOf(result.message) });
     responses.set(this.name, list);
+  }
+}
+
+/** A chat agent that starts turns itself, through `saveMessages`, and keeps 4 messages. */
+export class SavingChat extends TestChat {
+  override maxPersistedMessages = 4;
+
+  @callable()
+  async ask(text: string) {
+    return this.saveMessages((current) => [...current, userMessage(`s-${current.length}`, text)]);
   }
 }
 
