@@ -1,12 +1,7 @@
-import {
-  parseJsonEventStream,
-  readUIMessageStream,
-  type UIMessage,
-  type UIMessageChunk,
-  uiMessageChunkSchema,
-} from "ai";
+import { readUIMessageStream, type UIMessage, type UIMessageChunk } from "ai";
 import { publicMessage } from "../agent/instance.js";
 import type { ChatTurnOutcome } from "./protocol.js";
+import { type ChunkSource, sseChunks } from "./sse-chunks.js";
 
 /** Where `streamReply` sends what it reads. */
 export interface ReplySink {
@@ -50,9 +45,8 @@ export async function streamReply(options: {
   const body = response.body;
   if (body !== null) {
     const isSse = (response.headers.get("content-type") ?? "").includes("text/event-stream");
-    const source = isSse ? sseChunks(body) : textChunks(body, messageId);
-    const reader = source.getReader();
-    const cancel = () => void reader.cancel().catch(() => {});
+    const reader = isSse ? sseChunks(body) : streamSource(textChunks(body, messageId));
+    const cancel = () => reader.cancel();
     signal.addEventListener("abort", cancel, { once: true });
     try {
       while (!signal.aborted) {
@@ -79,7 +73,6 @@ export async function streamReply(options: {
       }
     } finally {
       signal.removeEventListener("abort", cancel);
-      reader.releaseLock();
     }
   }
   return { outcome, error, thrown, message: await buildMessage(chunks, messageId, base) };
@@ -145,15 +138,13 @@ export function parseStoredChunks(bodies: readonly string[]): UIMessageChunk[] {
   return chunks;
 }
 
-/** The AI SDK's own SSE parser and chunk schema; frames that fail validation are dropped. */
-function sseChunks(body: ReadableStream<Uint8Array>): ReadableStream<UIMessageChunk> {
-  return parseJsonEventStream({ stream: body, schema: uiMessageChunkSchema }).pipeThrough(
-    new TransformStream({
-      transform(result, controller) {
-        if (result.success) controller.enqueue(result.value as UIMessageChunk);
-      },
-    }),
-  );
+/** A stream of chunks as a `ChunkSource`. */
+function streamSource(stream: ReadableStream<UIMessageChunk>): ChunkSource {
+  const reader = stream.getReader();
+  return {
+    read: () => reader.read() as ReturnType<ChunkSource["read"]>,
+    cancel: () => void reader.cancel().catch(() => {}),
+  };
 }
 
 /** A plain-text response becomes one text part, as the official agent does. */

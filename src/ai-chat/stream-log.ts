@@ -1,5 +1,9 @@
 import type { Sql } from "./message-store.js";
 
+/** Chunks buffered before they are written, and the longest one waits. */
+const FLUSH_CHUNKS = 32;
+const FLUSH_MS = 100;
+
 /** How a stored stream ended; `streaming` while it runs (or when the process died). */
 export type StreamStatus = "streaming" | "completed" | "error" | "aborted";
 
@@ -27,10 +31,16 @@ interface StreamRow {
  * live; a process that dies mid-answer leaves the chunks behind, and the next start turns
  * them into the partial message. Only the latest answer is kept: an older one has been
  * persisted as a message already.
+ *
+ * Chunks are written in batches (every `FLUSH_CHUNKS` chunks or `FLUSH_MS`, one transaction
+ * each): a commit per chunk would make the disk, not the model, set the pace. Replays of the
+ * running answer read its chunks from memory, so a batch not yet written is never missed; a
+ * process killed outright loses at most the last batch of the partial answer.
  */
 export class StreamLog {
   readonly #sql: Sql;
-  #active: (StoredStream & { nextSeq: number }) | undefined;
+  #active: (StoredStream & { nextSeq: number; bodies: string[]; written: number }) | undefined;
+  #flushTimer: NodeJS.Timeout | undefined;
 
   constructor(sql: Sql) {
     this.#sql = sql;
@@ -56,13 +66,15 @@ export class StreamLog {
 
   /** Begin storing a new answer; any older stored answer is dropped. */
   start(stream: Omit<StoredStream, "status">): void {
-    this.#sql`DELETE FROM _outpost_chat_chunks`;
-    this.#sql`DELETE FROM _outpost_chat_streams`;
     const origin = stream.originIds === undefined ? null : JSON.stringify(stream.originIds);
-    this
-      .#sql`INSERT INTO _outpost_chat_streams (request_id, message_id, continuation, status, origin_ids)
-      VALUES (${stream.requestId}, ${stream.messageId}, ${stream.continuation ? 1 : 0}, 'streaming', ${origin})`;
-    this.#active = { ...stream, status: "streaming", nextSeq: 0 };
+    this.#transaction(() => {
+      this.#sql`DELETE FROM _outpost_chat_chunks`;
+      this.#sql`DELETE FROM _outpost_chat_streams`;
+      this
+        .#sql`INSERT INTO _outpost_chat_streams (request_id, message_id, continuation, status, origin_ids)
+        VALUES (${stream.requestId}, ${stream.messageId}, ${stream.continuation ? 1 : 0}, 'streaming', ${origin})`;
+    });
+    this.#active = { ...stream, status: "streaming", nextSeq: 0, bodies: [], written: 0 };
   }
 
   /** Store one chunk body of the active answer; returns its `seq`. */
@@ -70,18 +82,64 @@ export class StreamLog {
     const active = this.#active;
     if (active === undefined) throw new Error("no active stream");
     const seq = active.nextSeq++;
-    this
-      .#sql`INSERT INTO _outpost_chat_chunks (request_id, seq, body) VALUES (${active.requestId}, ${seq}, ${body})`;
+    active.bodies.push(body);
+    if (active.bodies.length - active.written >= FLUSH_CHUNKS) this.#flush();
+    else this.#flushTimer ??= setTimeout(() => this.#flush(), FLUSH_MS);
     return seq;
   }
 
-  /** The active answer ended. */
+  /** The active answer ended: its last chunks and its status are written together. */
   finish(status: Exclude<StreamStatus, "streaming">): void {
     const active = this.#active;
     if (active === undefined) return;
-    this
-      .#sql`UPDATE _outpost_chat_streams SET status = ${status} WHERE request_id = ${active.requestId}`;
-    this.#active = undefined;
+    try {
+      this.#flush(() => {
+        this
+          .#sql`UPDATE _outpost_chat_streams SET status = ${status} WHERE request_id = ${active.requestId}`;
+      });
+    } finally {
+      this.#active = undefined;
+    }
+  }
+
+  /** Write the chunks not written yet (and `also`, in the same transaction). */
+  #flush(also?: () => void): void {
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    const active = this.#active;
+    if (active === undefined) return;
+    const from = active.written;
+    try {
+      this.#transaction(() => {
+        for (let seq = from; seq < active.bodies.length; seq++) {
+          const chunk = active.bodies[seq]!;
+          this
+            .#sql`INSERT INTO _outpost_chat_chunks (request_id, seq, body) VALUES (${active.requestId}, ${seq}, ${chunk})`;
+        }
+        also?.();
+      });
+    } catch (error) {
+      // From a timer there is no caller to tell (the database closed at shutdown): the
+      // chunks stay in memory and the next flush, or the answer's end, reports it.
+      if (also !== undefined) throw error;
+      return;
+    }
+    active.written = active.bodies.length;
+  }
+
+  #transaction(work: () => void): void {
+    this.#sql`BEGIN`;
+    try {
+      work();
+      this.#sql`COMMIT`;
+    } catch (error) {
+      try {
+        this.#sql`ROLLBACK`;
+      } catch {
+        // The database is gone; there is nothing to roll back.
+      }
+      throw error;
+    }
   }
 
   /** The stored answer for `requestId` (active or ended), if it is still kept. */
@@ -106,6 +164,7 @@ export class StreamLog {
 
   /** Stored chunk bodies of `requestId`, in order. */
   chunks(requestId: string): string[] {
+    if (this.#active?.requestId === requestId) return [...this.#active.bodies];
     return this.#sql<{ body: string }>`
       SELECT body FROM _outpost_chat_chunks WHERE request_id = ${requestId} ORDER BY seq`.map(
       (row) => row.body,
@@ -114,6 +173,8 @@ export class StreamLog {
 
   /** Forget every stored answer (the chat was cleared). */
   clear(): void {
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
     this.#sql`DELETE FROM _outpost_chat_chunks`;
     this.#sql`DELETE FROM _outpost_chat_streams`;
     this.#active = undefined;
