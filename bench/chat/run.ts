@@ -191,7 +191,7 @@ const md = [
   "",
   `Outpost / floor: chunks/s ×${(summary.outpost.chunksPerSecond / summary.bare.chunksPerSecond).toFixed(2)}, first chunk p50 ×${(summary.outpost.firstChunkP50Ms / summary.bare.firstChunkP50Ms).toFixed(2)}. The model alone needs ${floorMs} ms per answer.`,
   "",
-  "Outpost does more per chunk than the floor: it writes the chunk to the instance's SQLite database (for resuming) before sending it, and stores the user and assistant messages per turn; the floor stores nothing and cannot resume.",
+  "Outpost does more per chunk than the floor: it keeps every chunk for resuming and writes them to the instance's SQLite database in batches, and stores the user and assistant messages per turn; the floor stores nothing and cannot resume.",
   "",
 ].join("\n");
 writeFileSync(
