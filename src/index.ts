@@ -5,6 +5,7 @@ export { callable } from "./agent/callable.js";
 export type { Connection } from "./agent/connection.js";
 export type { CurrentAgent } from "./agent/context.js";
 export { getCurrentAgent } from "./agent/context.js";
+export { requestAuth } from "./agent/request-auth.js";
 export { StreamingResponse } from "./agent/streaming-response.js";
 export type { AuthClaims, AuthPolicy, AuthSession } from "./auth/policy.js";
 export { CloseCode } from "./protocol/close-codes.js";

@@ -1,7 +1,10 @@
 import type { WebSocket } from "ws";
-import type { AuthClaims, AuthSession } from "../auth/policy.js";
+import { AuthError } from "../auth/errors.js";
+import type { AuthAction, AuthClaims, AuthSession } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
-import type { ServerFrame } from "../protocol/frames.js";
+import { FrameType, type ServerFrame } from "../protocol/frames.js";
+import type { ConnectionAuth } from "./connection-auth.js";
+import { type Expiring, expiryClock } from "./expiry-clock.js";
 
 /** What a frame handler may be: synchronous or async. */
 type Task = () => unknown;
@@ -51,13 +54,13 @@ export interface ConnectionLimits {
  * order they arrive: a handler that returns a promise holds the next frame until it
  * settles, so a slow async handler cannot reorder them.
  */
-export class ServerConnection<State = unknown> implements Connection<State> {
+export class ServerConnection<State = unknown> implements Connection<State>, Expiring {
   readonly id: string;
   readonly remoteAddress: string;
-  session: AuthSession | undefined;
-  readonly = false;
-  /** Set once the identity frames are out and `onConnect` has finished. */
-  accepted = false;
+  /** Credentials and the questions asked before each action; `undefined` without `auth`. */
+  readonly #auth: ConnectionAuth | undefined;
+  #readonly = false;
+  #accepted = false;
   #state: State | undefined;
   readonly #socket: WebSocket;
   readonly #limits: ConnectionLimits;
@@ -67,8 +70,9 @@ export class ServerConnection<State = unknown> implements Connection<State> {
   /** Unset until `getConnectionTags` returns some: most connections have none to keep. */
   #tags: readonly string[] | undefined;
   #awaitingPong = false;
-  #expiryTimer: NodeJS.Timeout | undefined;
-  readonly #onTaskError: (error: unknown) => void;
+  /** The expiry clock's tick this connection waits for, when armed. */
+  #expiryTick: number | undefined;
+  readonly #onTaskError: (connection: ServerConnection, error: unknown) => void;
 
   constructor(options: {
     id: string;
@@ -76,17 +80,109 @@ export class ServerConnection<State = unknown> implements Connection<State> {
     /** The request URL with credentials redacted, computed when first read. */
     uri: () => string;
     remoteAddress: string;
-    session: AuthSession | undefined;
+    auth: ConnectionAuth | undefined;
     limits: ConnectionLimits;
-    onTaskError: (error: unknown) => void;
+    /** Shared by every connection of an instance: no closure per connection. */
+    onTaskError: (connection: ServerConnection, error: unknown) => void;
   }) {
     this.id = options.id;
     this.#socket = options.socket;
     this.#uri = options.uri;
     this.remoteAddress = options.remoteAddress;
-    this.session = options.session;
+    this.#auth = options.auth;
     this.#limits = options.limits;
     this.#onTaskError = options.onTaskError;
+    this.#armExpiry();
+  }
+
+  /** The verified session, when the server has `auth`. */
+  get session(): AuthSession | undefined {
+    return this.#auth?.session;
+  }
+
+  get readonly(): boolean {
+    return this.#readonly;
+  }
+
+  /** Set once `onConnect` has finished and the identity frames are out. */
+  get accepted(): boolean {
+    return this.#accepted;
+  }
+
+  /** Make this connection read-only for the rest of its life (one way). */
+  restrict(): void {
+    this.#readonly = true;
+  }
+
+  /** `onConnect` finished and the identity frames are out: it now receives broadcasts. */
+  markAccepted(): void {
+    this.#accepted = true;
+  }
+
+  /** Has the server revoked this connection's credentials? */
+  get revoked(): boolean {
+    return this.#auth?.revoked ?? false;
+  }
+
+  /**
+   * May this connection do `action` now? Returns the refusal's message (counted and logged
+   * once), after closing the connection when its credentials are gone (expired, revoked).
+   */
+  authorize(action: AuthAction): string | undefined {
+    if (this.#auth === undefined) return undefined;
+    const refusal = this.#auth.check(action, this.uri);
+    if (refusal === undefined) return undefined;
+    if (refusal.closeCode === CloseCode.Unauthorized || refusal.closeCode === CloseCode.Revoked) {
+      this.close(refusal.closeCode, refusal.message);
+    }
+    return refusal.message;
+  }
+
+  /** An `outpost_auth` frame: verify the new token and answer the client. */
+  async refreshAuth(token: string): Promise<void> {
+    if (this.#auth === undefined) {
+      this.sendFrame({
+        type: FrameType.AuthResult,
+        ok: false,
+        code: "auth_not_enabled",
+        error: "this server does not use token authentication",
+      });
+      return;
+    }
+    let next: AuthSession;
+    try {
+      next = await this.#auth.refresh(token, this.uri);
+    } catch (error) {
+      // The connection keeps its current credentials until they expire.
+      const refusal = error as AuthError;
+      this.sendFrame({
+        type: FrameType.AuthResult,
+        ok: false,
+        code: refusal.code,
+        error: refusal.message,
+      });
+      return;
+    }
+    if (!this.isOpen) return;
+    this.#armExpiry();
+    this.sendFrame({
+      type: FrameType.AuthResult,
+      ok: true,
+      ...(next.expiresAt !== undefined && { exp: Math.floor(next.expiresAt / 1000) }),
+    });
+  }
+
+  #armExpiry(): void {
+    this.clearExpiry();
+    const expiresAt = this.#auth?.expiresAt;
+    if (expiresAt !== undefined) this.#expiryTick = expiryClock.at(expiresAt, this);
+  }
+
+  /** @internal The expiry clock: the credentials ran out without a refresh. */
+  expire(): void {
+    this.#expiryTick = undefined;
+    this.#auth?.reportExpired(new AuthError("token_expired"), this.uri);
+    this.close(CloseCode.Unauthorized, "token expired");
   }
 
   get uri(): string {
@@ -139,28 +235,31 @@ export class ServerConnection<State = unknown> implements Connection<State> {
     return this.send(JSON.stringify(frame));
   }
 
+  /**
+   * Send frames that belong together (identity and state) in one TCP write: the socket is
+   * corked around them, so the client gets one packet instead of one per frame.
+   */
+  sendFrames(frames: readonly ServerFrame[]): void {
+    // ws keeps its net.Socket private; corking it only batches the writes ws makes anyway.
+    const raw = (this.#socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+    raw?.cork();
+    try {
+      for (const frame of frames) this.sendFrame(frame);
+    } finally {
+      raw?.uncork();
+    }
+  }
+
   close(code: number = 1000, reason = ""): void {
     this.clearExpiry();
     if (this.#socket.readyState >= 2) return;
     this.#socket.close(code, truncateReason(reason));
   }
 
-  /** Close after `delayMs` unless `clearExpiry` or another `expireAt` comes first. */
-  expireAt(timeMs: number | undefined, onExpire: () => void): void {
-    this.clearExpiry();
-    if (timeMs === undefined) return;
-    // setTimeout overflows past ~24.8 days; re-arm in steps.
-    const delay = Math.min(Math.max(0, timeMs - Date.now()), 2 ** 31 - 1);
-    this.#expiryTimer = setTimeout(() => {
-      if (Date.now() >= timeMs) onExpire();
-      else this.expireAt(timeMs, onExpire);
-    }, delay);
-    this.#expiryTimer.unref();
-  }
-
   clearExpiry(): void {
-    if (this.#expiryTimer !== undefined) clearTimeout(this.#expiryTimer);
-    this.#expiryTimer = undefined;
+    if (this.#expiryTick === undefined) return;
+    expiryClock.cancel(this.#expiryTick, this);
+    this.#expiryTick = undefined;
   }
 
   /**
@@ -186,12 +285,12 @@ export class ServerConnection<State = unknown> implements Connection<State> {
       try {
         result = task();
       } catch (error) {
-        this.#onTaskError(error);
+        this.#onTaskError(this as ServerConnection, error);
       }
       if (isPromiseLike(result)) {
         this.#busy = true;
         result.then(this.#next, (error: unknown) => {
-          this.#onTaskError(error);
+          this.#onTaskError(this as ServerConnection, error);
           this.#next();
         });
         return;

@@ -1,8 +1,13 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import type { AuthAction } from "../auth/policy.js";
+import type { AuthClaims } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
-import { FrameType, parseClientFrame, type RpcRequestFrame } from "../protocol/frames.js";
+import {
+  FrameType,
+  parseClientFrame,
+  type RpcRequestFrame,
+  type ServerFrame,
+} from "../protocol/frames.js";
 import type { AgentDatabase, SqlValue, StoredSchedule } from "../storage/agent-database.js";
 import {
   Agent,
@@ -16,7 +21,8 @@ import {
 import { findCallable } from "./callable.js";
 import type { Connection, ServerConnection } from "./connection.js";
 import { connectionTags, TagIndex } from "./connection-tags.js";
-import { runWithAgent } from "./context.js";
+import { getCurrentAgent, runWithAgent } from "./context.js";
+import { setRequestAuth } from "./request-auth.js";
 import { StreamingResponse } from "./streaming-response.js";
 
 /** What an instance needs from the server hosting it. */
@@ -27,13 +33,12 @@ export interface InstanceHost {
   onIdle(instance: AgentInstance): void;
   /** The instance's earliest schedule changed (`undefined`: none left). */
   onNextWakeup(instance: AgentInstance, time: number | undefined): void;
-  /**
-   * May `connection` do `action` now? Returns a refusal message, after closing the
-   * connection itself when its credentials are gone (expired, revoked).
-   */
-  authorize(connection: ServerConnection, action: AuthAction): string | undefined;
-  /** An `outpost_auth` frame: verify the new token and answer the client. */
-  refresh(connection: ServerConnection, token: string): Promise<void>;
+}
+
+/** How an instance reaches its database without creating it before the first write. */
+export interface InstanceStorage {
+  open(): AgentDatabase;
+  exists(): boolean;
 }
 
 const STATE_KEY = "state";
@@ -47,7 +52,8 @@ export class AgentInstance implements AgentRuntime {
   readonly name: string;
   readonly key: string;
   readonly agent: Agent<unknown, unknown>;
-  readonly #db: AgentDatabase;
+  #database: AgentDatabase | undefined;
+  readonly #storage: InstanceStorage;
   readonly #host: InstanceHost;
   readonly #log: Logger;
   readonly #connections = new Map<string, ServerConnection>();
@@ -65,16 +71,28 @@ export class AgentInstance implements AgentRuntime {
     agentName: string;
     name: string;
     agentClass: AgentClass;
-    db: AgentDatabase;
+    database: InstanceStorage;
     host: InstanceHost;
   }) {
     this.agentName = options.agentName;
     this.name = options.name;
     this.key = `${options.agentName}/${options.name}`;
-    this.#db = options.db;
+    this.#storage = options.database;
     this.#host = options.host;
     this.#log = options.host.logger.child({ agent: options.agentName, instance: options.name });
     this.agent = new options.agentClass({ runtime: this }, options.host.env);
+  }
+
+  /** The database, created on first use. */
+  get #db(): AgentDatabase {
+    this.#database ??= this.#storage.open();
+    return this.#database;
+  }
+
+  /** For reads: the database when one exists on disk; never creates a file. */
+  get #existingDb(): AgentDatabase | undefined {
+    if (this.#database === undefined && !this.#storage.exists()) return undefined;
+    return this.#db;
   }
 
   /** Runs `onStart`, then any schedule already due. */
@@ -96,13 +114,18 @@ export class AgentInstance implements AgentRuntime {
 
   readState(): unknown {
     if (!this.#stateLoaded) {
-      this.#state = this.#db.readJson(STATE_KEY);
+      this.#state = this.#existingDb?.readJson(STATE_KEY);
       this.#stateLoaded = true;
     }
     return this.#state;
   }
 
   writeState(state: unknown): void {
+    // A read-only connection must not change state through a callable either.
+    const caller = getCurrentAgent().connection;
+    if (caller?.readonly && this.#connections.get(caller.id) === caller) {
+      throw new Error("Connection is readonly");
+    }
     this.agent.validateStateChange(state, "server");
     this.#commitState(state, "server");
   }
@@ -134,16 +157,16 @@ export class AgentInstance implements AgentRuntime {
   }
 
   getSchedules(): Schedule[] {
-    return this.#db.listSchedules().map((s) => toSchedule(s));
+    return (this.#existingDb?.listSchedules() ?? []).map((s) => toSchedule(s));
   }
 
   getSchedule(id: string): Schedule | undefined {
-    const stored = this.#db.getSchedule(id);
+    const stored = this.#existingDb?.getSchedule(id);
     return stored === undefined ? undefined : toSchedule(stored);
   }
 
   cancelSchedule(id: string): boolean {
-    const removed = this.#db.deleteSchedule(id);
+    const removed = this.#existingDb?.deleteSchedule(id) ?? false;
     if (removed) this.#armSchedules();
     return removed;
   }
@@ -168,6 +191,10 @@ export class AgentInstance implements AgentRuntime {
     const connection = this.#connections.get(id);
     return connection?.accepted ? connection : undefined;
   }
+
+  /** `reportError` for a connection's frame handlers, one function for all of them. */
+  readonly reportTaskError = (connection: ServerConnection, error: unknown): void =>
+    this.reportError(connection, error);
 
   reportError(connection: Connection | undefined, error: unknown): void {
     this.#log.error({ err: error, connection: connection?.id }, "agent error");
@@ -215,7 +242,7 @@ export class AgentInstance implements AgentRuntime {
         connection.setTags(tags);
         this.#tags.add(connection, tags);
       }
-      connection.readonly = this.agent.shouldConnectionBeReadonly(connection, ctx) === true;
+      if (this.agent.shouldConnectionBeReadonly(connection, ctx) === true) connection.restrict();
       await this.agent.onConnect(connection, ctx);
     } catch (error) {
       this.reportError(connection, error);
@@ -224,14 +251,15 @@ export class AgentInstance implements AgentRuntime {
     }
     if (!connection.isOpen) return;
     const state = this.readState() ?? this.agent.initialState;
-    connection.sendFrame({
+    const identity: ServerFrame = {
       type: FrameType.Identity,
       agent: this.agentName,
       name: this.name,
       ...(state !== undefined && { stateFollows: true }),
-    });
-    if (state !== undefined) connection.sendFrame({ type: FrameType.State, state });
-    connection.accepted = true;
+    };
+    if (state === undefined) connection.sendFrame(identity);
+    else connection.sendFrames([identity, { type: FrameType.State, state }]);
+    connection.markAccepted();
   }
 
   /** A frame arrived; it is handled after every earlier frame of the same connection. */
@@ -262,10 +290,6 @@ export class AgentInstance implements AgentRuntime {
 
   #handleFrame(connection: ServerConnection, data: Buffer, isBinary: boolean): unknown {
     if (!connection.isOpen) return undefined;
-    if (connection.session?.expiresAt !== undefined && Date.now() >= connection.session.expiresAt) {
-      connection.close(CloseCode.Unauthorized, "token expired");
-      return undefined;
-    }
     if (isBinary) return this.#userMessage(connection, data);
     const text = data.toString("utf8");
     const parsed = parseClientFrame(text);
@@ -275,7 +299,7 @@ export class AgentInstance implements AgentRuntime {
       case "state":
         return this.#clientState(connection, parsed.frame.state);
       case "auth":
-        return this.#host.refresh(connection, parsed.frame.token);
+        return connection.refreshAuth(parsed.frame.token);
       case "invalid":
         if (parsed.id !== undefined) {
           connection.sendFrame({
@@ -294,6 +318,11 @@ export class AgentInstance implements AgentRuntime {
   }
 
   async #userMessage(connection: ServerConnection, message: string | Buffer): Promise<void> {
+    const refusal = connection.authorize("message");
+    if (refusal !== undefined) {
+      connection.sendFrame({ type: FrameType.Refused, action: "message", error: refusal });
+      return;
+    }
     try {
       await this.agent.onMessage(connection, message);
     } catch (error) {
@@ -307,7 +336,7 @@ export class AgentInstance implements AgentRuntime {
    */
   #rpc(connection: ServerConnection, frame: RpcRequestFrame): Promise<void> | undefined {
     const { id, method, args } = frame;
-    const refusal = this.#host.authorize(connection, "rpc");
+    const refusal = connection.authorize("rpc");
     if (refusal !== undefined) {
       connection.sendFrame({ type: FrameType.Rpc, id, success: false, error: refusal });
       return;
@@ -379,7 +408,7 @@ export class AgentInstance implements AgentRuntime {
       connection.sendFrame({ type: FrameType.StateError, error: "Connection is readonly" });
       return;
     }
-    const refusal = this.#host.authorize(connection, "state:write");
+    const refusal = connection.authorize("state:write");
     if (refusal !== undefined) {
       connection.sendFrame({ type: FrameType.StateError, error: refusal });
       return;
@@ -434,8 +463,9 @@ export class AgentInstance implements AgentRuntime {
     }
   }
 
-  /** Plain HTTP to the agent's URL. */
-  fetch(request: Request): Promise<Response> {
+  /** Plain HTTP to the agent's URL, from a caller with verified `claims` (with `auth`). */
+  fetch(request: Request, claims?: AuthClaims): Promise<Response> {
+    if (claims !== undefined) setRequestAuth(request, claims);
     return this.track(async () =>
       runWithAgent({ agent: this.agent, connection: undefined, request }, () =>
         this.agent.onRequest(request),
@@ -448,7 +478,7 @@ export class AgentInstance implements AgentRuntime {
     if (this.#closed || !this.#started) return;
     if (this.#scheduleTimer !== undefined) clearTimeout(this.#scheduleTimer);
     this.#scheduleTimer = undefined;
-    const next = this.#db.nextScheduleTime();
+    const next = this.#existingDb?.nextScheduleTime();
     this.#host.onNextWakeup(this, next);
     if (next === undefined) return;
     const delay = Math.min(Math.max(0, next - Date.now()), 2 ** 31 - 1);
@@ -499,7 +529,7 @@ export class AgentInstance implements AgentRuntime {
   close(): void {
     this.#closed = true;
     if (this.#scheduleTimer !== undefined) clearTimeout(this.#scheduleTimer);
-    this.#db.close();
+    this.#database?.close();
   }
 }
 

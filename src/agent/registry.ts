@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import { AgentDatabase, type Durability } from "../storage/agent-database.js";
 import { WakeupIndex } from "../storage/wakeups.js";
@@ -14,8 +15,13 @@ export interface RegistryOptions {
   durability: Durability;
   /** Milliseconds an instance with nothing to do stays in memory. */
   idleTimeout: number;
-  authorize: InstanceHost["authorize"];
-  refresh: InstanceHost["refresh"];
+  /** Live instances this process holds at most; idle ones are evicted to make room. */
+  maxInstances: number;
+}
+
+/** Thrown by `get` when every slot holds a busy instance; the caller refuses with 1013/503. */
+export class InstanceLimitError extends Error {
+  override readonly name = "InstanceLimitError";
 }
 
 /**
@@ -27,8 +33,6 @@ export interface RegistryOptions {
 export class InstanceRegistry implements InstanceHost {
   readonly env: unknown;
   readonly logger: Logger;
-  readonly authorize: InstanceHost["authorize"];
-  readonly refresh: InstanceHost["refresh"];
   readonly #options: RegistryOptions;
   readonly #live = new Map<string, AgentInstance>();
   readonly #starting = new Map<string, Promise<AgentInstance>>();
@@ -41,8 +45,6 @@ export class InstanceRegistry implements InstanceHost {
     this.#options = options;
     this.env = options.env;
     this.logger = options.logger;
-    this.authorize = options.authorize;
-    this.refresh = options.refresh;
     this.#wakeups = new WakeupIndex(options.dataDir);
     this.#armWakeups();
   }
@@ -71,6 +73,13 @@ export class InstanceRegistry implements InstanceHost {
     }
     let starting = this.#starting.get(key);
     if (starting === undefined) {
+      if (!this.#makeRoom()) {
+        this.logger.warn(
+          { event: "instance_limit", agent, instance: name, max: this.#options.maxInstances },
+          "instance limit reached: every live instance is busy",
+        );
+        return Promise.reject(new InstanceLimitError("too many live instances"));
+      }
       const attempt = this.#start(agent, name, key);
       this.#starting.set(key, attempt);
       // A start that fails synchronously (the database cannot be opened) rejects before
@@ -83,20 +92,54 @@ export class InstanceRegistry implements InstanceHost {
     return starting;
   }
 
+  /**
+   * Is there room for one more instance? Evicts the idle instance that has waited longest
+   * when the process is full; never touches an instance with connections or work.
+   */
+  #makeRoom(): boolean {
+    if (this.#live.size + this.#starting.size < this.#options.maxInstances) return true;
+    // Idle timers are kept in insertion order: the first one has been idle longest.
+    for (const key of this.#idleTimers.keys()) {
+      const instance = this.#live.get(key);
+      if (instance === undefined || !instance.idle) continue;
+      this.#evict(instance);
+      return true;
+    }
+    return false;
+  }
+
+  #evict(instance: AgentInstance): void {
+    this.#cancelIdle(instance.key);
+    this.#live.delete(instance.key);
+    instance.close();
+    this.logger.debug({ agent: instance.agentName, instance: instance.name }, "agent evicted");
+  }
+
   async #start(agent: string, name: string, key: string): Promise<AgentInstance> {
     const agentClass = this.#options.agents.get(agent);
     if (agentClass === undefined) throw new Error(`unknown agent ${agent}`);
-    let db: AgentDatabase | undefined;
     let instance: AgentInstance | undefined;
+    const path = this.databasePath(agent, name);
     try {
-      // Inside the try: a database that cannot be opened must be retried like onStart.
-      db = new AgentDatabase(this.databasePath(agent, name), this.#options.durability);
-      instance = new AgentInstance({ agentName: agent, name, agentClass, db, host: this });
+      // The directory is made now, so an unusable data directory fails the start (and
+      // is retried like a failing onStart) instead of the first write.
+      mkdirSync(dirname(path), { recursive: true });
+      // Databases are created on first write: a request the agent does not handle, or a
+      // visit that reads nothing, leaves no file behind.
+      instance = new AgentInstance({
+        agentName: agent,
+        name,
+        agentClass,
+        database: {
+          open: () => new AgentDatabase(path, this.#options.durability),
+          exists: () => existsSync(path),
+        },
+        host: this,
+      });
       await instance.start();
     } catch (error) {
       this.#starting.delete(key);
       instance?.close();
-      db?.close();
       this.logger.error({ err: error, agent, instance: name }, "agent failed to start");
       throw error;
     }
@@ -132,9 +175,7 @@ export class InstanceRegistry implements InstanceHost {
     const timer = setTimeout(() => {
       this.#idleTimers.delete(instance.key);
       if (!instance.idle || this.#live.get(instance.key) !== instance) return;
-      this.#live.delete(instance.key);
-      instance.close();
-      this.logger.debug({ agent: instance.agentName, instance: instance.name }, "agent evicted");
+      this.#evict(instance);
     }, this.#options.idleTimeout);
     timer.unref();
     this.#idleTimers.set(instance.key, timer);

@@ -38,15 +38,38 @@ export type AuthErrorCode =
   /** A token in two places at once (e.g. query and header), or a cookie set twice. */
   | "token_ambiguous"
   /** A refresh token for another subject than the session's. */
-  | "subject_mismatch";
+  | "subject_mismatch"
+  /** Nothing is served at that path. */
+  | "not_found"
+  /** No agent class by that URL name on this server. */
+  | "unknown_agent"
+  /** The instance name cannot be used (empty, too long, a forbidden character). */
+  | "bad_instance_name"
+  /** The request URL is longer than the server accepts. */
+  | "url_too_long"
+  /** Not a valid WebSocket handshake (method, version, key). */
+  | "bad_handshake"
+  /** The server is shutting down: reconnect to another process or later. */
+  | "shutting_down"
+  /** The instance already has as many connections as it accepts. */
+  | "too_many_connections"
+  /** Every live-instance slot of this process holds a busy instance. */
+  | "too_many_instances"
+  /** The agent's `onStart` threw (or its database could not be opened). */
+  | "agent_failed_to_start"
+  /** Anything else that went wrong on the server's side. */
+  | "internal_error";
 
 /** WebSocket close code of each refusal: 4001 fetch new credentials, 4003 stop, 4008 wait, 4009 revoked. */
-export type AuthCloseCode = 4001 | 4003 | 4008 | 4009;
+export type AuthCloseCode = 1001 | 1011 | 1013 | 4001 | 4003 | 4004 | 4008 | 4009;
 
 /** HTTP status of each refusal, for the reject-with-HTTP mode and plain requests. */
-export type AuthStatus = 401 | 403 | 429;
+export type AuthStatus = 400 | 401 | 403 | 404 | 414 | 429 | 500 | 503;
 
-const REASONS: Record<AuthErrorCode, { closeCode: AuthCloseCode; message: string }> = {
+const REASONS: Record<
+  AuthErrorCode,
+  { closeCode: AuthCloseCode; message: string; status?: AuthStatus }
+> = {
   token_missing: { closeCode: 4001, message: "token missing" },
   token_malformed: { closeCode: 4001, message: "token malformed" },
   signature_invalid: { closeCode: 4001, message: "token signature invalid" },
@@ -63,9 +86,19 @@ const REASONS: Record<AuthErrorCode, { closeCode: AuthCloseCode; message: string
   too_many_attempts: { closeCode: 4008, message: "too many failed attempts" },
   token_ambiguous: { closeCode: 4001, message: "token sent in more than one place" },
   subject_mismatch: { closeCode: 4003, message: "token is for another subject" },
+  not_found: { closeCode: 4004, status: 404, message: "not found" },
+  unknown_agent: { closeCode: 4004, status: 404, message: "unknown agent" },
+  bad_instance_name: { closeCode: 4003, status: 400, message: "bad instance name" },
+  url_too_long: { closeCode: 4003, status: 414, message: "URL too long" },
+  bad_handshake: { closeCode: 4003, status: 400, message: "bad WebSocket handshake" },
+  shutting_down: { closeCode: 1001, status: 503, message: "server shutting down" },
+  too_many_connections: { closeCode: 1013, status: 503, message: "too many connections" },
+  too_many_instances: { closeCode: 1013, status: 503, message: "too many live instances" },
+  agent_failed_to_start: { closeCode: 1011, status: 500, message: "agent failed to start" },
+  internal_error: { closeCode: 1011, status: 500, message: "internal error" },
 };
 
-const STATUS: Record<AuthCloseCode, AuthStatus> = { 4001: 401, 4003: 403, 4008: 429, 4009: 401 };
+const STATUS: Record<number, AuthStatus> = { 4001: 401, 4003: 403, 4008: 429, 4009: 401 };
 
 /** Options of an `AuthError`. */
 export interface AuthErrorOptions {
@@ -108,7 +141,7 @@ export class AuthError extends Error {
     super(message ?? reason.message);
     this.code = code;
     this.closeCode = reason.closeCode;
-    this.status = STATUS[reason.closeCode];
+    this.status = reason.status ?? STATUS[reason.closeCode] ?? 500;
     if (options.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
     if (options.fingerprint !== undefined) this.fingerprint = options.fingerprint;
     this.transient = options.transient === true;

@@ -37,8 +37,11 @@ export interface AuthRequest {
   url: URL;
   /** Request headers (upgrade headers for a WebSocket); a `Headers` object will do. */
   headers: HeaderReader;
-  /** Client address as seen by the server (after any trusted-proxy handling). */
-  remoteAddress: string;
+  /**
+   * Client address as seen by the server (after any trusted-proxy handling); `undefined`
+   * when the host did not say (then no per-address limit applies).
+   */
+  remoteAddress: string | undefined;
   /** True for a WebSocket upgrade, false for plain HTTP. */
   websocket: boolean;
 }
@@ -55,7 +58,7 @@ export interface AuthSession {
 }
 
 /** What an authenticated connection may do after it is open. */
-export type AuthAction = "rpc" | "state:write";
+export type AuthAction = "connect" | "rpc" | "state:write" | "message" | "http";
 
 /**
  * Implemented by `tokenAuth()` (and anything else that wants to guard agents).
@@ -72,7 +75,7 @@ export interface AuthPolicy {
   /** Is this session revoked (by `sub` or `jti`)? Checked when `revoke()` runs. */
   isRevoked(session: AuthSession): boolean;
   /** Revoke by subject or token id; the server closes matching live connections 4009. */
-  revoke(target: { sub?: string; jti?: string }): void;
+  revoke(target: { sub?: string; jti?: string }): void | Promise<void>;
   /** Refuse with an HTTP 401/403 response instead of accepting and closing 4001/4003. */
   readonly rejectWithHttp: boolean;
   /** Public JWKS to serve at `/.well-known/jwks.json`, when publishing is enabled. */

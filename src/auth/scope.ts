@@ -1,5 +1,5 @@
 /** Scopes a token without a `scope` claim grants: everything an agent connection can do. */
-export const FULL_SCOPE: readonly string[] = ["connect", "rpc", "state:write"];
+export const FULL_SCOPE: readonly string[] = ["connect", "rpc", "state:write", "message", "http"];
 
 /**
  * Does a token's `agent` or `name` claim cover `value`? Exact, `*` for any, or an explicit

@@ -113,7 +113,10 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
 
   /** Refuse before any crypto when this address has failed too often. */
   function checkRateLimit(request: AuthRequest, token: () => string | undefined): void {
-    const wait = limiter?.retryAfter(request.remoteAddress) ?? 0;
+    // No address (a fetch-style host that did not pass one): no bucket, rather than one
+    // bucket shared by every caller, which one attacker could fill for everybody.
+    if (limiter === undefined || request.remoteAddress === undefined) return;
+    const wait = limiter.retryAfter(request.remoteAddress);
     if (wait <= 0) return;
     const seconds = Math.max(1, Math.ceil(wait / 1000));
     const presented = token();
@@ -133,7 +136,9 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
   /** Count the failure and make sure the refusal is an AuthError with the token's fingerprint. */
   function refuse(request: AuthRequest, error: unknown, token: string | undefined): never {
     const refusal = toRefusal(error, token);
-    if (!refusal.transient) limiter?.fail(request.remoteAddress);
+    if (!refusal.transient && request.remoteAddress !== undefined) {
+      limiter?.fail(request.remoteAddress);
+    }
     throw refusal;
   }
 

@@ -17,6 +17,8 @@ export const CloseCode = {
   Unauthorized: 4001,
   /** Valid identity, but not for this agent/instance, or origin refused: stop. */
   Forbidden: 4003,
+  /** No agent by that name on this server (the reason lists the ones it has): stop. */
+  UnknownAgent: 4004,
   /** Too many failed attempts from this client address: wait the time in the reason. */
   TooManyAttempts: 4008,
   /** Session revoked by the server: stop. */

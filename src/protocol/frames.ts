@@ -11,6 +11,7 @@ export const FrameType = {
   Rpc: "rpc",
   Auth: "outpost_auth",
   AuthResult: "outpost_auth_result",
+  Refused: "outpost_refused",
 } as const;
 
 /** Server → client: sent first on every accepted connection. */
@@ -58,13 +59,24 @@ export type AuthResultFrame =
   | { type: typeof FrameType.AuthResult; ok: true; exp?: number }
   | { type: typeof FrameType.AuthResult; ok: false; code: string; error: string };
 
+/**
+ * Server → client: a frame of this connection was refused (e.g. a user message without the
+ * `message` scope). Frames with their own answer (RPC, state) are refused in that answer.
+ */
+export interface RefusedFrame {
+  type: typeof FrameType.Refused;
+  action: "message";
+  error: string;
+}
+
 export type ClientFrame = StateFrame | RpcRequestFrame | AuthFrame;
 export type ServerFrame =
   | IdentityFrame
   | StateFrame
   | StateErrorFrame
   | RpcResponseFrame
-  | AuthResultFrame;
+  | AuthResultFrame
+  | RefusedFrame;
 
 /** Result of classifying a text frame from a client. */
 export type ParsedClientFrame =

@@ -59,7 +59,8 @@ export async function writeResponse(res: ServerResponse, response: Response): Pr
   });
   const cookies = response.headers.getSetCookie();
   if (cookies.length > 0) headers["set-cookie"] = cookies;
-  res.writeHead(response.status, response.statusText, headers);
+  if (response.statusText !== "") res.statusMessage = response.statusText;
+  res.writeHead(response.status, headers);
   if (response.body === null) {
     res.end();
     return;

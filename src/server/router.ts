@@ -12,6 +12,8 @@ export type Route =
       rest: string;
     }
   | { kind: "not-found" }
+  /** Under the prefix, with an instance name, but no agent by that URL name. */
+  | { kind: "unknown-agent"; agent: string }
   | { kind: "bad-name"; reason: string };
 
 /**
@@ -28,14 +30,21 @@ export class Router {
     this.#agents = new Set(agents);
   }
 
+  /** The URL names of the agents this router knows. */
+  get agents(): string[] {
+    return [...this.#agents];
+  }
+
   match(pathname: string): Route {
     if (!pathname.startsWith(this.#prefix)) return { kind: "not-found" };
     const tail = pathname.slice(this.#prefix.length);
     const slash = tail.indexOf("/");
     if (slash <= 0) return { kind: "not-found" };
     const agent = tail.slice(0, slash);
-    if (!this.#agents.has(agent)) return { kind: "not-found" };
     const afterAgent = tail.slice(slash + 1);
+    if (!this.#agents.has(agent)) {
+      return afterAgent === "" ? { kind: "not-found" } : { kind: "unknown-agent", agent };
+    }
     const end = afterAgent.indexOf("/");
     const rawName = end === -1 ? afterAgent : afterAgent.slice(0, end);
     const rest = end === -1 ? "" : afterAgent.slice(end);

@@ -93,7 +93,7 @@ describe("tokenAuth: where the token comes from", () => {
     const t = await token();
     const session = await policy().authenticate(request({ token: t }));
     expect(session.claims).toMatchObject({ sub: "user-1", agent: "chat", name: "room-1" });
-    expect(session.claims.scope).toEqual(["connect", "rpc", "state:write"]);
+    expect(session.claims.scope).toEqual(["connect", "rpc", "state:write", "message", "http"]);
     expect(session.expiresAt).toBe(session.claims.exp! * 1000);
     expect(session.fingerprint).toBe(fingerprint(t));
     expect(session.protocol).toBeUndefined();

@@ -81,7 +81,13 @@ describe("issueToken", () => {
 
   it("treats a token without scope as full access", async () => {
     const token = await issueToken(ed, { ...ROOM, sub: "u" });
-    expect((await verifyToken(ed, token, ROOM)).scope).toEqual(["connect", "rpc", "state:write"]);
+    expect((await verifyToken(ed, token, ROOM)).scope).toEqual([
+      "connect",
+      "rpc",
+      "state:write",
+      "message",
+      "http",
+    ]);
   });
 
   it("keeps registered claims when extra claims try to override them", async () => {

@@ -1,10 +1,10 @@
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { agentNameToKebab } from "../../src/index.js";
+import { agentNameToKebab, CloseCode } from "../../src/index.js";
 import { ChatRoom, Counter, MyAgent } from "../fixtures/agents.js";
 import { httpUrl, startServer, type TestServer, tempDir, wsUrl } from "../helpers/server.js";
-import { connect, upgradeStatus } from "../helpers/ws-client.js";
+import { connect, refused, upgradeStatus } from "../helpers/ws-client.js";
 
 /** Every file under `dir`, relative to it. */
 function filesUnder(dir: string): string[] {
@@ -54,16 +54,23 @@ describe("agent URLs", () => {
     });
     expect(await chat.rpc("post", ["hi"])).toBe(1);
     await Promise.all([my.close(), chat.close()]);
-    // The class name itself is not a route.
-    expect(await upgradeStatus(server.port, "/agents/MyAgent/alpha")).toBe(404);
-    expect(await upgradeStatus(server.port, "/agents/chatroom/lobby")).toBe(404);
+    // The class name itself is not a route, but the refusal says which one is.
+    const byClassName = await refused(wsUrl(server, "/agents/MyAgent/alpha"));
+    expect(byClassName).toMatchObject({ code: CloseCode.UnknownAgent, received: [] });
+    expect(byClassName.reason).toContain("did you mean my-agent?");
+    expect((await refused(wsUrl(server, "/agents/chatroom/lobby"))).code).toBe(
+      CloseCode.UnknownAgent,
+    );
   });
 
-  it("answers an unknown agent with 404 before any work: no database file, no onStart", async () => {
+  it("closes a socket to an unknown agent 4004, naming the agents it has, before any work: no database file, no onStart", async () => {
     const before = filesUnder(dataDir);
     const instances = server.stats().instances;
-    expect(await upgradeStatus(server.port, "/agents/nope/room")).toBe(404);
-    expect(await upgradeStatus(server.port, "/agents/counterx/room")).toBe(404);
+    for (const path of ["/agents/nope/room", "/agents/counterx/room"]) {
+      const closed = await refused(wsUrl(server, path));
+      expect(closed).toMatchObject({ code: CloseCode.UnknownAgent, received: [] });
+      expect(closed.reason).toContain("this server has: counter, chat-room, my-agent");
+    }
     expect(await upgradeStatus(server.port, "/agents/counter")).toBe(404);
     expect(await upgradeStatus(server.port, "/elsewhere/counter/room")).toBe(404);
     expect((await fetch(httpUrl(server, "/agents/nope/room"))).status).toBe(404);
@@ -80,7 +87,10 @@ describe("agent URLs", () => {
     const body = "x".repeat(2 * 1024 * 1024); // over the 1 MiB body limit
     const response = await fetch(httpUrl(server, "/agents/nope/room"), { method: "POST", body });
     expect(response.status).toBe(404);
-    expect(await response.json()).toEqual({ error: "not_found" });
+    expect(await response.json()).toEqual({
+      error: "unknown_agent",
+      message: "unknown agent nope; this server has: counter, chat-room, my-agent",
+    });
     const bad = await fetch(httpUrl(server, "/agents/counter/a%2Fb"), { method: "PUT", body });
     expect(bad.status).toBe(400);
     expect(Counter.starts).toBe(0);
@@ -146,9 +156,21 @@ describe("agent URLs", () => {
     });
   }
 
-  it("refuses a path below the instance (/agents/counter/a/b) with 404", async () => {
-    expect(await upgradeStatus(server.port, "/agents/counter/a/b")).toBe(404);
+  it("routes a socket to a path below the instance (/agents/my-agent/a/b) to instance a, as Cloudflare does", async () => {
+    const client = await connect(wsUrl(server, "/agents/my-agent/a/sub/path"));
+    expect(client.frames("cf_agent_identity")[0]).toMatchObject({ agent: "my-agent", name: "a" });
+    expect(await client.rpc("whoami")).toBe("a");
+    await client.close();
+    // Dot segments resolve first: this is /agents/b, which names no instance.
     expect(await upgradeStatus(server.port, "/agents/counter/a/../../b")).toBe(404);
     expect(Counter.starts).toBe(0);
+  });
+
+  it("passes a sub-path after the instance name to onRequest", async () => {
+    const response = await fetch(httpUrl(server, "/agents/my-agent/sub-1/some/sub/path?q=1"));
+    expect(await response.json()).toEqual({
+      name: "sub-1",
+      path: "/agents/my-agent/sub-1/some/sub/path",
+    });
   });
 });

@@ -1,0 +1,240 @@
+import type { Logger } from "pino";
+import type { RefusalReporter } from "../agent/connection-auth.js";
+import type { AgentInstance } from "../agent/instance.js";
+import { InstanceLimitError, type InstanceRegistry } from "../agent/registry.js";
+import { AuthError, isAuthError } from "../auth/errors.js";
+import type { AuthPolicy, AuthSession, HeaderReader } from "../auth/policy.js";
+import { agentNameToKebab } from "../protocol/frames.js";
+import type { Router } from "./router.js";
+
+/** What the pipeline needs to know about an upgrade or a request: headers only, no body. */
+export interface AdmissionRequest {
+  url: URL;
+  headers: HeaderReader;
+  /** `undefined` when the host could not say (fetch-style hosts). */
+  remoteAddress: string | undefined;
+  websocket: boolean;
+  /** True once the client has gone away; checked after every wait. */
+  gone?: () => boolean;
+}
+
+/** A request that passed every step: its instance is started and held for it. */
+export interface Admitted {
+  agent: string;
+  name: string;
+  /** Path after the instance name (`""` or `/sub/path`). */
+  rest: string;
+  instance: AgentInstance;
+  policy: AuthPolicy | undefined;
+  session: AuthSession | undefined;
+  /**
+   * Give back what admission holds (the connection slot, the instance): after the socket
+   * is attached, or when the caller does not use the admission after all. Idempotent.
+   */
+  release(): void;
+}
+
+/** When every instance slot is busy, a client should look again after about this long. */
+const INSTANCE_RETRY_MS = 5_000;
+
+interface Pending {
+  session: AuthSession;
+  revoked: boolean;
+}
+
+/**
+ * The one road every WebSocket upgrade and every HTTP request to an agent takes:
+ *
+ *   route → shutting down? → authenticate (origin, failed-attempt limit, token, scope for
+ *   the action) → connection slot (sockets) → get or start the instance → re-check
+ *   revocation and expiry (time passed while the instance started) → admitted
+ *
+ * Size limits and handshake checks come before it, in the adapters, because they are
+ * about the transport. Every refusal is an `AuthError`, reported here exactly once; the
+ * adapters only write its wire form. Nothing after a refusal runs: a refused client
+ * starts no instance and opens no database.
+ */
+export class Admission {
+  readonly #router: Router;
+  readonly #registry: InstanceRegistry;
+  readonly #auth: () => Promise<AuthPolicy | undefined>;
+  readonly #closing: () => boolean;
+  readonly #maxConnections: number;
+  readonly #report: RefusalReporter;
+  readonly #logger: Logger;
+  /** Connection slots taken by sockets being admitted, per instance. */
+  readonly #reserved = new Map<string, number>();
+  /** Sessions between authentication and attach, so `revoke()` finds and counts them. */
+  readonly #pending = new Set<Pending>();
+  /** Unknown agent names already logged, so a misconfigured client logs its miss once. */
+  readonly #missesLogged = new Set<string>();
+
+  constructor(options: {
+    router: Router;
+    registry: InstanceRegistry;
+    auth: () => Promise<AuthPolicy | undefined>;
+    closing: () => boolean;
+    maxConnectionsPerInstance: number;
+    report: RefusalReporter;
+    logger: Logger;
+  }) {
+    this.#router = options.router;
+    this.#registry = options.registry;
+    this.#auth = options.auth;
+    this.#closing = options.closing;
+    this.#maxConnections = options.maxConnectionsPerInstance;
+    this.#report = options.report;
+    this.#logger = options.logger;
+  }
+
+  /**
+   * Admit `request`, or throw its refusal (an `AuthError`, already counted and logged).
+   * Resolves `null` when the client went away meanwhile: there is nobody to answer.
+   */
+  async admit(request: AdmissionRequest): Promise<Admitted | null> {
+    const route = this.#router.match(request.url.pathname);
+    const context = {
+      agent: route.kind === "agent" ? route.agent : undefined,
+      name: route.kind === "agent" ? route.name : undefined,
+      remoteAddress: request.remoteAddress,
+      origin: request.headers.get("origin"),
+      url: request.url,
+    };
+    let pending: Pending | undefined;
+    let releaseSlot: (() => void) | undefined;
+    try {
+      if (route.kind === "not-found") throw new AuthError("not_found");
+      if (route.kind === "unknown-agent") throw this.#unknownAgent(route.agent);
+      if (route.kind === "bad-name") throw new AuthError("bad_instance_name", route.reason);
+      if (this.#closing()) throw new AuthError("shutting_down");
+
+      const policy = await this.#auth();
+      let session: AuthSession | undefined;
+      if (policy !== undefined) {
+        session = await policy.authenticate({
+          agent: route.agent,
+          name: route.name,
+          url: request.url,
+          headers: request.headers,
+          remoteAddress: request.remoteAddress,
+          websocket: request.websocket,
+        });
+        // The scope for the action itself: watching over a socket, or an HTTP request.
+        policy.authorize(session, request.websocket ? "connect" : "http");
+        pending = { session, revoked: false };
+        this.#pending.add(pending);
+      }
+      if (request.gone?.()) return null;
+
+      if (request.websocket) releaseSlot = this.#reserve(route.agent, route.name);
+
+      let instance: AgentInstance;
+      try {
+        instance = await this.#registry.get(route.agent, route.name);
+      } catch (error) {
+        throw error instanceof InstanceLimitError
+          ? new AuthError("too_many_instances", undefined, { retryAfterMs: INSTANCE_RETRY_MS })
+          : new AuthError("agent_failed_to_start");
+      }
+      let held = true;
+      const slot = releaseSlot;
+      releaseSlot = undefined;
+      const release = () => {
+        slot?.();
+        if (held) this.#registry.release(instance);
+        held = false;
+      };
+      try {
+        // onStart may have taken a while: the credentials may be gone by now.
+        if (session !== undefined && policy !== undefined) {
+          if (pending?.revoked || policy.isRevoked(session)) throw new AuthError("token_revoked");
+          if (session.expiresAt !== undefined && Date.now() >= session.expiresAt) {
+            throw new AuthError("token_expired");
+          }
+        }
+        if (this.#closing()) throw new AuthError("shutting_down");
+      } catch (error) {
+        release();
+        throw error;
+      }
+      if (request.gone?.()) {
+        release();
+        return null;
+      }
+      return {
+        agent: route.agent,
+        name: route.name,
+        rest: route.rest,
+        instance,
+        policy,
+        session,
+        release,
+      };
+    } catch (error) {
+      releaseSlot?.();
+      const refusal = isAuthError(error) ? error : internal(error, this.#logger);
+      this.#report(refusal, context);
+      throw refusal;
+    } finally {
+      if (pending !== undefined) this.#pending.delete(pending);
+    }
+  }
+
+  /**
+   * Mark sessions still being admitted that `isRevoked` now matches, so they are refused at
+   * the re-check; returns how many.
+   */
+  revokePending(isRevoked: (session: AuthSession) => boolean): number {
+    let count = 0;
+    for (const pending of this.#pending) {
+      if (!pending.revoked && isRevoked(pending.session)) {
+        pending.revoked = true;
+        count++;
+      }
+    }
+    return count;
+  }
+
+  /**
+   * Take one of the instance's connection slots for a socket being admitted. The caller
+   * gives it back when the socket is attached (then the instance counts it) or closes,
+   * whichever comes first, so a handshake that never completes cannot keep it.
+   */
+  #reserve(agent: string, name: string): () => void {
+    const key = `${agent}/${name}`;
+    const open =
+      (this.#registry.peek(agent, name)?.connectionCount ?? 0) + (this.#reserved.get(key) ?? 0);
+    if (open >= this.#maxConnections) throw new AuthError("too_many_connections");
+    this.#reserved.set(key, (this.#reserved.get(key) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const count = (this.#reserved.get(key) ?? 1) - 1;
+      if (count <= 0) this.#reserved.delete(key);
+      else this.#reserved.set(key, count);
+    };
+  }
+
+  #unknownAgent(asked: string): AuthError {
+    const known = this.#router.agents;
+    if (!this.#missesLogged.has(asked) && this.#missesLogged.size < 100) {
+      this.#missesLogged.add(asked);
+      this.#logger.warn(
+        { event: "unknown_agent", asked: asked.slice(0, 64), agents: known },
+        "a client asked for an agent this server does not have",
+      );
+    }
+    // A class name where its URL name belongs (`ChatRoom` for `chat-room`) is the usual slip.
+    const kebab = agentNameToKebab(asked);
+    const hint = known.includes(kebab)
+      ? `; did you mean ${kebab}?`
+      : `; this server has: ${known.join(", ")}`;
+    return new AuthError("unknown_agent", `unknown agent ${asked.slice(0, 40)}${hint}`);
+  }
+}
+
+function internal(error: unknown, logger: Logger): AuthError {
+  logger.error({ err: error }, "admission failed");
+  return new AuthError("internal_error");
+}

@@ -1,0 +1,69 @@
+import { connect as tcpConnect } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ChildServer, startChildServer, tempDir } from "./helpers.js";
+import { tokenFor } from "./soak-auth.js";
+
+/**
+ * HTTP refuses before it reads: a caller whose token is refused is answered as soon as its
+ * headers are in, and the server never buffers the body it is still sending. Measured on a
+ * server in its own process, so the clients' buffers do not count.
+ */
+describe("HTTP refuses before it reads", () => {
+  const data = tempDir();
+  let server: ChildServer;
+
+  beforeAll(async () => {
+    server = await startChildServer({
+      dataDir: data.dir,
+      authModule: new URL("./soak-auth.ts", import.meta.url).pathname,
+    });
+  });
+
+  afterAll(async () => {
+    await server?.kill("SIGKILL");
+    data.remove();
+  });
+
+  it("answers 150 forged tokens with half-sent 1 MiB bodies at once, and its memory barely grows", async () => {
+    const half = Buffer.alloc(512 * 1024, 120);
+    const valid = await tokenFor("mallory", "ledger", "room", 60);
+    const forged = `${valid.slice(0, -4)}AAAA`;
+    // Warm up: one refused request, so lazily loaded code is in memory before measuring.
+    await fetch(`http://127.0.0.1:${server.port}/agents/ledger/room?token=${forged}`);
+    const before = (await server.stats()).rss;
+    const answers = await Promise.all(
+      Array.from(
+        { length: 150 },
+        () =>
+          new Promise<string>((resolve) => {
+            const socket = tcpConnect(server.port, "127.0.0.1");
+            let answer = "";
+            socket.on("error", () => resolve(answer));
+            socket.on("data", (d) => {
+              answer += d.toString("latin1");
+              if (answer.includes("\r\n\r\n")) {
+                resolve(answer);
+                socket.destroy();
+              }
+            });
+            socket.on("connect", () => {
+              socket.write(
+                `POST /agents/ledger/room?token=${forged} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+                  `Content-Type: application/octet-stream\r\nContent-Length: ${1024 * 1024}\r\n\r\n`,
+              );
+              // Half the body, and the rest never comes.
+              socket.write(half);
+            });
+          }),
+      ),
+    );
+    const after = await server.stats();
+    // Refused at once: bad signature, or locked out once the address failed too often.
+    for (const answer of answers) expect(answer).toMatch(/^HTTP\/1\.1 (401|429) /);
+    const grownMiB = (after.rss - before) / 1024 / 1024;
+    console.log(`server RSS grew ${grownMiB.toFixed(1)} MiB for 150 refused half-sent bodies`);
+    // Buffering the halves would take 75 MiB.
+    expect(grownMiB).toBeLessThan(12);
+    expect(after.instances).toBe(0);
+  });
+});
