@@ -1,7 +1,8 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { httpUrl, startServer, type TestServer, tempDir, wsUrl } from "../helpers/server.js";
-import { connect, type Frame, type RawClient } from "../helpers/ws-client.js";
+import { describe, expect, it } from "vitest";
+import { httpUrl, startServer, tempDir, wsUrl } from "../helpers/server.js";
+import { connect, type Frame } from "../helpers/ws-client.js";
 import {
+  chatHarness,
   responseFrames,
   responses,
   SavingChat,
@@ -15,26 +16,12 @@ import {
   waitDone,
 } from "./fixtures.js";
 
-let server: TestServer | undefined;
-const clients: RawClient[] = [];
-
-afterEach(async () => {
-  for (const client of clients.splice(0)) await client.close();
-  await server?.stop();
-  server = undefined;
-});
-
-async function open(name: string): Promise<RawClient> {
-  const client = await connect(wsUrl(server!, `/agents/test-chat/${name}`));
-  clients.push(client);
-  // The transcript follows the identity frame; it marks the chat handshake as done.
-  await client.waitFor((m) => (m as Frame).type === "cf_agent_chat_messages", "the transcript");
-  return client;
-}
+const h = chatHarness();
+const open = (name: string) => h.open(name);
 
 describe("AIChatAgent over raw frames", () => {
   it("streams the model's answer as several cf_agent_use_chat_response chunks with seq, then a done frame naming the request's messages", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("stream");
     sendChat(client, "req-1", [userMessage("u1", "hi")]);
     const done = await waitDone(client, "req-1");
@@ -48,7 +35,7 @@ describe("AIChatAgent over raw frames", () => {
     expect(done).toMatchObject({ body: "", done: true, outcome: "completed", messageIds: ["u1"] });
     // What was streamed is what is stored: same message id, same text.
     const history = (await (
-      await fetch(httpUrl(server, "/agents/test-chat/stream/get-messages"))
+      await fetch(httpUrl(h.server, "/agents/test-chat/stream/get-messages"))
     ).json()) as Array<{ id: string; role: string }>;
     expect(history.map((m) => m.role)).toEqual(["user", "assistant"]);
     expect(history[1]!.id).toBe(start.messageId);
@@ -56,7 +43,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("sends cf_agent_chat_messages to the other connections, not to the sender, and streams the answer to all", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const sender = await open("fanout");
     const other = await open("fanout");
     sendChat(sender, "req-f", [userMessage("u1", "hi")]);
@@ -70,7 +57,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("cancels a streaming answer on cf_agent_chat_request_cancel: done with outcome aborted, the partial answer kept", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("cancel");
     sendChat(client, "req-c", [userMessage("u1", "slow please")]);
     await client.waitForCount(
@@ -85,13 +72,13 @@ describe("AIChatAgent over raw frames", () => {
     expect(text.length).toBeGreaterThan(0);
     expect(text.length).toBeLessThan(SLOW_WORDS.join("").length);
     const history = (await (
-      await fetch(httpUrl(server, "/agents/test-chat/cancel/get-messages"))
+      await fetch(httpUrl(h.server, "/agents/test-chat/cancel/get-messages"))
     ).json()) as never[];
     expect(textOf(history[1])).toBe(text);
   });
 
   it("reports a model error as the official error frame and a done frame with outcome error, never a stack", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("model-error");
     sendChat(client, "req-e", [userMessage("u1", "explode")]);
     const done = await waitDone(client, "req-e");
@@ -104,7 +91,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("reports an error thrown by onChatMessage as a done error frame with its first line only", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("thrown");
     sendChat(client, "req-t", [userMessage("u1", "throw")]);
     const done = await waitDone(client, "req-t");
@@ -113,7 +100,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("streams a plain-text Response as text chunks", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("plain");
     sendChat(client, "req-p", [userMessage("u1", "plain")]);
     await waitDone(client, "req-p");
@@ -121,7 +108,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("clears the chat on cf_agent_chat_clear: storage emptied, the other connections told", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("clear");
     const other = await open("clear");
     sendChat(client, "req-1", [userMessage("u1", "hi")]);
@@ -129,7 +116,7 @@ describe("AIChatAgent over raw frames", () => {
     client.send({ type: "cf_agent_chat_clear" });
     await other.waitFor((m) => (m as Frame).type === "cf_agent_chat_clear", "the clear");
     const history = await (
-      await fetch(httpUrl(server, "/agents/test-chat/clear/get-messages"))
+      await fetch(httpUrl(h.server, "/agents/test-chat/clear/get-messages"))
     ).json();
     expect(history).toEqual([]);
     expect(client.frames("cf_agent_chat_clear")).toEqual([]);
@@ -138,16 +125,16 @@ describe("AIChatAgent over raw frames", () => {
   it("keeps the conversation across a server restart: get-messages and the connect transcript both have it", async () => {
     const data = tempDir();
     try {
-      server = await startServer({ TestChat }, { dataDir: data.dir });
+      h.server = await startServer({ TestChat }, { dataDir: data.dir });
       const client = await open("restart");
       sendChat(client, "req-1", [userMessage("u1", "hi")]);
       await waitDone(client, "req-1");
       await client.close();
-      clients.length = 0;
-      await server.stop();
-      server = await startServer({ TestChat }, { dataDir: data.dir });
+      h.clients.length = 0;
+      await h.server!.stop();
+      h.server = await startServer({ TestChat }, { dataDir: data.dir });
       const history = (await (
-        await fetch(httpUrl(server, "/agents/test-chat/restart/get-messages"))
+        await fetch(httpUrl(h.server, "/agents/test-chat/restart/get-messages"))
       ).json()) as never[];
       expect(history.length).toBe(2);
       expect(textOf(history[1])).toBe("Hello from the mock");
@@ -161,7 +148,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("calls onChatResponse once the answer is persisted", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("on-response");
     sendChat(client, "req-1", [userMessage("u1", "hi")]);
     await waitDone(client, "req-1");
@@ -171,9 +158,9 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("answers a turn started by saveMessages on every connection and resolves with its outcome", async () => {
-    server = await startServer({ SavingChat });
-    const client = await connect(wsUrl(server, "/agents/saving-chat/save"));
-    clients.push(client);
+    h.server = await startServer({ SavingChat });
+    const client = await connect(wsUrl(h.server, "/agents/saving-chat/save"));
+    h.clients.push(client);
     const result = await client.rpc<{ requestId: string; status: string }>("ask", ["hi"]);
     expect(result.status).toBe("completed");
     const done = await waitDone(client, result.requestId);
@@ -182,14 +169,14 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("keeps only maxPersistedMessages messages in storage", async () => {
-    server = await startServer({ SavingChat });
-    const client = await connect(wsUrl(server, "/agents/saving-chat/trim"));
-    clients.push(client);
+    h.server = await startServer({ SavingChat });
+    const client = await connect(wsUrl(h.server, "/agents/saving-chat/trim"));
+    h.clients.push(client);
     for (const text of ["one", "two", "three"]) {
       expect((await client.rpc<{ status: string }>("ask", [text])).status).toBe("completed");
     }
     const history = (await (
-      await fetch(httpUrl(server, "/agents/saving-chat/trim/get-messages"))
+      await fetch(httpUrl(h.server, "/agents/saving-chat/trim/get-messages"))
     ).json()) as Array<{ role: string; parts: Array<{ text?: string }> }>;
     expect(history.length).toBe(4);
     expect(history.map((m) => m.role)).toEqual(["user", "assistant", "user", "assistant"]);
@@ -197,7 +184,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("stores the messages a client sends in cf_agent_chat_messages and tells the others", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("sync");
     const other = await open("sync");
     const messages = [userMessage("u1", "edited"), userMessage("u2", "again")];
@@ -208,13 +195,13 @@ describe("AIChatAgent over raw frames", () => {
     );
     expect(told.messages).toEqual(messages);
     const history = await (
-      await fetch(httpUrl(server, "/agents/test-chat/sync/get-messages"))
+      await fetch(httpUrl(h.server, "/agents/test-chat/sync/get-messages"))
     ).json();
     expect(history).toEqual(messages);
   });
 
   it("answers a chat request whose body is not JSON with an error frame, and keeps the connection", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("bad-body");
     client.send({
       type: "cf_agent_use_chat_request",

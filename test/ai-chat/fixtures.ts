@@ -7,6 +7,7 @@ import {
   type UIMessage,
 } from "ai";
 import { MockLanguageModelV3 } from "ai/test";
+import { afterEach } from "vitest";
 import { z } from "zod";
 import {
   AIChatAgent,
@@ -14,7 +15,8 @@ import {
   type OnChatMessageOptions,
 } from "../../src/ai-chat/index.js";
 import { callable } from "../../src/index.js";
-import type { Frame, RawClient } from "../helpers/ws-client.js";
+import { type TestServer, wsUrl } from "../helpers/server.js";
+import { connect, type Frame, type RawClient } from "../helpers/ws-client.js";
 
 type StreamResult = Awaited<ReturnType<MockLanguageModelV3["doStream"]>>;
 /** One part of a mock model's stream (the provider spec's type, without importing it). */
@@ -213,4 +215,33 @@ export function streamedText(frames: Frame[]): string {
     if (chunk.type === "text-delta") out += chunk.delta ?? "";
   }
   return out;
+}
+
+/** The server and raw clients of one test file's current test; all closed after each test. */
+export interface ChatHarness {
+  server: TestServer | undefined;
+  clients: RawClient[];
+  /** A raw client of `/agents/<agent>/<name>`, once its transcript has arrived. */
+  open(name: string, agent?: string): Promise<RawClient>;
+}
+
+/** Set up a `ChatHarness` for the calling test file. */
+export function chatHarness(): ChatHarness {
+  const harness: ChatHarness = {
+    server: undefined,
+    clients: [],
+    async open(name, agent = "test-chat") {
+      const client = await connect(wsUrl(harness.server!, `/agents/${agent}/${name}`));
+      harness.clients.push(client);
+      // The transcript follows the identity frame; it marks the chat handshake as done.
+      await client.waitFor((m) => (m as Frame).type === "cf_agent_chat_messages", "the transcript");
+      return client;
+    },
+  };
+  afterEach(async () => {
+    for (const client of harness.clients.splice(0)) await client.close();
+    await harness.server?.stop();
+    harness.server = undefined;
+  });
+  return harness;
 }

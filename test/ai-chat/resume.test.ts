@@ -1,7 +1,8 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { httpUrl, startServer, type TestServer, wsUrl } from "../helpers/server.js";
-import { connect, type Frame, type RawClient } from "../helpers/ws-client.js";
+import { describe, expect, it } from "vitest";
+import { httpUrl, startServer } from "../helpers/server.js";
+import type { Frame } from "../helpers/ws-client.js";
 import {
+  chatHarness,
   responseFrames,
   SLOW_WORDS,
   sendChat,
@@ -12,28 +13,15 @@ import {
   waitDone,
 } from "./fixtures.js";
 
-let server: TestServer | undefined;
-const clients: RawClient[] = [];
-
-afterEach(async () => {
-  for (const client of clients.splice(0)) await client.close();
-  await server?.stop();
-  server = undefined;
-});
-
-async function open(name: string): Promise<RawClient> {
-  const client = await connect(wsUrl(server!, `/agents/test-chat/${name}`));
-  clients.push(client);
-  await client.waitFor((m) => (m as Frame).type === "cf_agent_chat_messages", "the transcript");
-  return client;
-}
+const h = chatHarness();
+const open = (name: string) => h.open(name);
 
 const isChunkOf = (id: string) => (m: unknown) =>
   (m as Frame).type === "cf_agent_use_chat_response" && (m as Frame).id === id;
 
 describe("AIChatAgent resumable streams", () => {
   it("offers a reconnecting client the running answer and replays it from seq 0, then streams the rest live: every chunk once", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const first = await open("resume");
     sendChat(first, "req-r", [userMessage("u1", "slow please")]);
     await first.waitForCount(isChunkOf("req-r"), 5, "a few chunks");
@@ -64,7 +52,7 @@ describe("AIChatAgent resumable streams", () => {
   });
 
   it("answers cf_agent_stream_resume_request with the running answer, echoing the probe id, and with resume_none when idle", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("probe");
     client.send({ type: "cf_agent_stream_resume_request", probeId: "p-idle" });
     const none = await client.waitFor<Frame>(
@@ -87,7 +75,7 @@ describe("AIChatAgent resumable streams", () => {
   });
 
   it("replays a finished answer with a done frame when the acknowledgement comes after the end", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const first = await open("late-ack");
     sendChat(first, "req-l", [userMessage("u1", "hi")]);
     const second = await open("late-ack");
@@ -108,18 +96,18 @@ describe("AIChatAgent resumable streams", () => {
   it("keeps what an answer had streamed when the server stops mid-answer: the next start stores it as the assistant message", async () => {
     const data = (await import("../helpers/server.js")).tempDir();
     try {
-      server = await startServer({ TestChat }, { dataDir: data.dir, shutdownTimeout: 200 });
+      h.server = await startServer({ TestChat }, { dataDir: data.dir, shutdownTimeout: 200 });
       const client = await open("crash");
       sendChat(client, "req-x", [userMessage("u1", "slow")]);
       await client.waitForCount(isChunkOf("req-x"), 6, "a few chunks");
       const seen = streamedText(responseFrames(client, "req-x"));
       // Close the connection first so shutdown does not wait for the answer to end.
       await client.close();
-      clients.length = 0;
-      await server.stop();
-      server = await startServer({ TestChat }, { dataDir: data.dir });
+      h.clients.length = 0;
+      await h.server!.stop();
+      h.server = await startServer({ TestChat }, { dataDir: data.dir });
       const history = (await (
-        await fetch(httpUrl(server, "/agents/test-chat/crash/get-messages"))
+        await fetch(httpUrl(h.server, "/agents/test-chat/crash/get-messages"))
       ).json()) as never[];
       expect(history.length).toBe(2);
       const kept = textOf(history[1]);

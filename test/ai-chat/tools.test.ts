@@ -1,7 +1,8 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { httpUrl, startServer, type TestServer, wsUrl } from "../helpers/server.js";
-import { connect, type Frame, type RawClient } from "../helpers/ws-client.js";
+import { describe, expect, it } from "vitest";
+import { httpUrl, startServer } from "../helpers/server.js";
+import type { Frame, RawClient } from "../helpers/ws-client.js";
 import {
+  chatHarness,
   responseFrames,
   sendChat,
   streamedText,
@@ -11,27 +12,14 @@ import {
   waitDone,
 } from "./fixtures.js";
 
-let server: TestServer | undefined;
-const clients: RawClient[] = [];
-
-afterEach(async () => {
-  for (const client of clients.splice(0)) await client.close();
-  await server?.stop();
-  server = undefined;
-});
-
-async function open(name: string): Promise<RawClient> {
-  const client = await connect(wsUrl(server!, `/agents/test-chat/${name}`));
-  clients.push(client);
-  await client.waitFor((m) => (m as Frame).type === "cf_agent_chat_messages", "the transcript");
-  return client;
-}
+const h = chatHarness();
+const open = (name: string) => h.open(name);
 
 type ToolPart = { type: string; toolCallId?: string; state?: string; output?: unknown };
 
 async function history(name: string): Promise<Array<{ role: string; parts: ToolPart[] }>> {
   return (await (
-    await fetch(httpUrl(server!, `/agents/test-chat/${name}/get-messages`))
+    await fetch(httpUrl(h.server!, `/agents/test-chat/${name}/get-messages`))
   ).json()) as never;
 }
 
@@ -50,7 +38,7 @@ async function acceptContinuation(client: RawClient): Promise<string> {
 
 describe("AIChatAgent tools", () => {
   it("applies a client tool's result from cf_agent_tool_result, tells every connection, and continues the same assistant message", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("client-tool");
     sendChat(client, "req-1", [userMessage("u1", "where am i?")]);
     await waitDone(client, "req-1");
@@ -90,7 +78,7 @@ describe("AIChatAgent tools", () => {
   });
 
   it("runs a tool that needs approval only once cf_agent_tool_approval approves it", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("approve");
     sendChat(client, "req-1", [userMessage("u1", "delete my report")]);
     await waitDone(client, "req-1");
@@ -128,7 +116,7 @@ describe("AIChatAgent tools", () => {
   });
 
   it("never runs a tool whose approval was denied: its part becomes output-denied", async () => {
-    server = await startServer({ TestChat });
+    h.server = await startServer({ TestChat });
     const client = await open("deny");
     sendChat(client, "req-1", [userMessage("u1", "delete my report")]);
     await waitDone(client, "req-1");
