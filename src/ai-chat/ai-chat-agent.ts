@@ -1,4 +1,4 @@
-import { generateId, type ToolSet, type UIMessage } from "ai";
+import { generateId, type UIMessage } from "ai";
 import { Agent, type AgentContext, type ConnectionContext, runtimeOf } from "../agent/agent.js";
 import type { Connection } from "../agent/connection.js";
 import { publicMessage } from "../agent/instance.js";
@@ -11,42 +11,15 @@ import {
   parseChatFrame,
 } from "./protocol.js";
 import { buildMessage, parseStoredChunks, type ReplyResult, streamReply } from "./reply.js";
+import { ResumeHandshake } from "./resume-handshake.js";
 import { StreamLog } from "./stream-log.js";
 import { applyToolApproval, applyToolResult } from "./tool-parts.js";
-
-/** What `onChatMessage` is told about the turn it answers. */
-export interface OnChatMessageOptions {
-  /** The request id: the client's for a sent message, the server's for a continuation. */
-  requestId: string;
-  /** Aborted when the client cancels the answer (or the chat is cleared). */
-  abortSignal?: AbortSignal;
-  /** Schemas of the tools the client runs itself, as the client sent them. */
-  clientTools?: ClientToolSchema[];
-  /** Extra fields of the request body (everything but `messages`, `clientTools`, `trigger`). */
-  body?: Record<string, unknown>;
-  /** This turn continues the last assistant message (after a tool result or approval). */
-  continuation?: boolean;
-}
-
-/** How a turn ended, passed to `onChatResponse` once its message is persisted. */
-export interface ChatResponseResult {
-  message: UIMessage;
-  requestId: string;
-  continuation: boolean;
-  status: "completed" | "error" | "aborted";
-  error?: string;
-}
-
-/** What `saveMessages` resolves to. */
-export interface SaveMessagesResult {
-  requestId: string;
-  status: "completed" | "error" | "skipped" | "aborted";
-  error?: string;
-}
-
-/** The AI SDK's `onFinish` callback type, kept loose so any `streamText` accepts it. */
-// biome-ignore lint/suspicious/noExplicitAny: matches GenerateTextOnFinishCallback<ToolSet> of any AI SDK minor.
-export type ChatOnFinish<_Tools extends ToolSet = ToolSet> = (event: any) => void | Promise<void>;
+import type {
+  ChatOnFinish,
+  ChatResponseResult,
+  OnChatMessageOptions,
+  SaveMessagesResult,
+} from "./types.js";
 
 interface Turn {
   requestId: string;
@@ -85,13 +58,10 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
 
   readonly #store: MessageStore;
   readonly #log: StreamLog;
+  readonly #resume: ResumeHandshake;
   /** Turns run one at a time, in the order they were asked for. */
   #turns: Promise<unknown> = Promise.resolve();
   readonly #aborts = new Map<string, AbortController>();
-  /** Told an answer is resuming, not yet acknowledged: they get no live chunks meanwhile. */
-  readonly #awaitingAck = new Set<string>();
-  /** A continuation asked for but not started, and who waits to be told when it does. */
-  #pendingContinuation: { requestId: string; waiting: Map<string, string | undefined> } | undefined;
   #lastBody: Record<string, unknown> | undefined;
   #lastClientTools: ClientToolSchema[] | undefined;
 
@@ -100,6 +70,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     const sql = this.sql.bind(this);
     this.#store = new MessageStore(sql);
     this.#log = new StreamLog(sql);
+    this.#resume = new ResumeHandshake(this.#log, (id) => this.getConnection(id));
     // The official class wraps the hooks the same way, so a subclass overrides them as usual
     // and still gets the chat behaviour around its own code.
     const onStart = this.onStart.bind(this);
@@ -122,8 +93,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     };
     const onClose = this.onClose.bind(this);
     this.onClose = (connection: Connection, code: number, reason: string, wasClean: boolean) => {
-      this.#awaitingAck.delete(connection.id);
-      this.#pendingContinuation?.waiting.delete(connection.id);
+      this.#resume.forget(connection.id);
       return onClose(connection, code, reason, wasClean);
     };
     const onRequest = this.onRequest.bind(this);
@@ -212,9 +182,9 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
         this.abortRequest(event.id);
         return;
       case "resume-request":
-        return this.#resumeRequest(connection, event.probeId);
+        return this.#resume.request(connection, event.probeId);
       case "resume-ack":
-        return this.#resumeAck(connection, event.id);
+        return this.#resume.ack(connection, event.id);
       case "tool-result":
         if (event.clientTools !== undefined && event.clientTools.length > 0) {
           this.#lastClientTools = event.clientTools;
@@ -283,7 +253,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     this.messages = [];
     this.#lastBody = undefined;
     this.#lastClientTools = undefined;
-    this.#awaitingAck.clear();
+    this.#resume.clear();
     this.#broadcastFrame({ type: MessageType.CF_AGENT_CHAT_CLEAR }, [connection.id]);
   }
 
@@ -298,7 +268,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     // tool call only through that handshake.
     const requestId = autoContinue ? generateId() : undefined;
     if (requestId !== undefined) {
-      this.#pendingContinuation = { requestId, waiting: new Map([[connection.id, undefined]]) };
+      this.#resume.expect(requestId, connection.id);
     }
     // Behind the running turn: the tool call's message is persisted once that turn ends.
     this.#spawn(async (): Promise<SaveMessagesResult> => {
@@ -314,7 +284,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
       }
       if (requestId === undefined) return { requestId: "", status: "skipped" };
       if (update === undefined) {
-        this.#settlePendingContinuation(requestId);
+        this.#resume.settled(requestId);
         return { requestId, status: "skipped" };
       }
       return this.#runTurn({
@@ -358,14 +328,14 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
           continuation: turn.continuation,
         });
       } catch (error) {
-        this.#settlePendingContinuation(requestId);
+        this.#resume.settled(requestId);
         this.#reportError(error);
         const message = publicMessage(error);
         this.#terminal(turn, { body: message, error: true });
         return { requestId, status: "error", error: message };
       }
       if (response === undefined || response === null) {
-        this.#settlePendingContinuation(requestId);
+        this.#resume.settled(requestId);
         this.#terminal(turn, {
           body: "No response was generated by the agent.",
           outcome: "completed",
@@ -384,7 +354,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     const base = continuation && last?.role === "assistant" ? last : undefined;
     const messageId = base?.id ?? generateId();
     this.#log.start({ requestId, messageId, continuation, originIds: turn.originIds });
-    this.#announceContinuation(requestId);
+    this.#resume.started(requestId);
     const flag = continuation ? { continuation: true } : {};
     let result: ReplyResult;
     try {
@@ -467,8 +437,6 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     runtimeOf(this as Agent<unknown, unknown>).reportError(undefined, error);
   }
 
-  // --- resuming ---
-
   /** A new connection: the conversation, then (if an answer is streaming) an offer to resume. */
   #greet(connection: Connection): void {
     if (this.getConnection(connection.id) === undefined) return;
@@ -479,121 +447,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
         connect: true,
       }),
     );
-    this.#offerResume(connection, undefined);
-  }
-
-  #offerResume(connection: Connection, probeId: string | undefined): boolean {
-    const active = this.#log.active;
-    if (active === undefined) return false;
-    const sent = connection.send(
-      JSON.stringify({
-        type: MessageType.CF_AGENT_STREAM_RESUMING,
-        id: active.requestId,
-        ...(probeId !== undefined && { probeId }),
-      }),
-    );
-    if (sent) this.#awaitingAck.add(connection.id);
-    return sent;
-  }
-
-  #resumeRequest(connection: Connection, probeId: string | undefined): void {
-    const pending = this.#pendingContinuation;
-    if (pending !== undefined) {
-      pending.waiting.set(connection.id, probeId ?? pending.waiting.get(connection.id));
-      connection.send(
-        JSON.stringify({
-          type: MessageType.CF_AGENT_STREAM_PENDING,
-          id: pending.requestId,
-          ...(probeId !== undefined && { probeId }),
-        }),
-      );
-      return;
-    }
-    if (this.#offerResume(connection, probeId)) return;
-    connection.send(
-      JSON.stringify({
-        type: MessageType.CF_AGENT_STREAM_RESUME_NONE,
-        reason: "idle",
-        ...(probeId !== undefined && { probeId }),
-      }),
-    );
-  }
-
-  /**
-   * The client is ready for the answer it was offered: every chunk so far, marked as
-   * replays with their live `seq`, then `replayComplete` (still streaming: live chunks
-   * follow) or the terminal frame (it ended meanwhile).
-   */
-  #resumeAck(connection: Connection, requestId: string): void {
-    this.#awaitingAck.delete(connection.id);
-    const stored = this.#log.find(requestId);
-    if (stored === undefined) {
-      connection.send(
-        JSON.stringify({
-          type: MessageType.CF_AGENT_USE_CHAT_RESPONSE,
-          id: requestId,
-          body: "",
-          done: true,
-          replay: true,
-        } satisfies ChatResponseFrame),
-      );
-      return;
-    }
-    const flag = stored.continuation ? { continuation: true } : {};
-    this.#log.chunks(requestId).forEach((body, seq) => {
-      connection.send(
-        JSON.stringify({
-          type: MessageType.CF_AGENT_USE_CHAT_RESPONSE,
-          id: requestId,
-          body,
-          done: false,
-          replay: true,
-          seq,
-          ...flag,
-        } satisfies ChatResponseFrame),
-      );
-    });
-    const live = this.#log.active?.requestId === requestId;
-    const outcome = stored.status === "streaming" ? "aborted" : stored.status;
-    connection.send(
-      JSON.stringify({
-        type: MessageType.CF_AGENT_USE_CHAT_RESPONSE,
-        id: requestId,
-        body: "",
-        done: !live,
-        replay: true,
-        ...(live ? { replayComplete: true } : { outcome }),
-        ...flag,
-        ...(!live && stored.originIds !== undefined && { messageIds: stored.originIds }),
-      } satisfies ChatResponseFrame),
-    );
-  }
-
-  /** The continuation started: everyone who asked to resume it is offered it now. */
-  #announceContinuation(requestId: string): void {
-    const pending = this.#pendingContinuation;
-    if (pending?.requestId !== requestId) return;
-    this.#pendingContinuation = undefined;
-    for (const [id, probeId] of pending.waiting) {
-      const connection = this.getConnection(id);
-      if (connection !== undefined) this.#offerResume(connection, probeId);
-    }
-  }
-
-  /** The continuation will not stream: whoever waits for it is told there is nothing. */
-  #settlePendingContinuation(requestId: string): void {
-    const pending = this.#pendingContinuation;
-    if (pending?.requestId !== requestId) return;
-    this.#pendingContinuation = undefined;
-    for (const [id, probeId] of pending.waiting) {
-      this.getConnection(id)?.send(
-        JSON.stringify({
-          type: MessageType.CF_AGENT_STREAM_RESUME_NONE,
-          reason: "idle",
-          ...(probeId !== undefined && { probeId }),
-        }),
-      );
-    }
+    this.#resume.offer(connection, undefined);
   }
 
   /**
@@ -621,8 +475,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
 
   /** To every connection but `exclude` and those about to be replayed the stream. */
   #broadcastFrame(frame: object, exclude: readonly string[] = []): void {
-    const without = this.#awaitingAck.size === 0 ? exclude : [...exclude, ...this.#awaitingAck];
-    this.broadcast(JSON.stringify(frame), without);
+    this.broadcast(JSON.stringify(frame), this.#resume.without(exclude));
   }
 }
 

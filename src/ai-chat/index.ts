@@ -1,10 +1,4 @@
-export {
-  AIChatAgent,
-  type ChatOnFinish,
-  type ChatResponseResult,
-  type OnChatMessageOptions,
-  type SaveMessagesResult,
-} from "./ai-chat-agent.js";
+export { AIChatAgent } from "./ai-chat-agent.js";
 export {
   type ChatClientEvent,
   type ChatResponseFrame,
@@ -12,3 +6,9 @@ export {
   type ClientToolSchema,
   MessageType,
 } from "./protocol.js";
+export type {
+  ChatOnFinish,
+  ChatResponseResult,
+  OnChatMessageOptions,
+  SaveMessagesResult,
+} from "./types.js";
