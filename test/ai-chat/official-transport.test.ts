@@ -5,8 +5,8 @@ import WebSocket from "ws";
 import { createKeySet, issueToken, type KeySet, tokenAuth } from "../../src/auth/index.js";
 import { AgentClient, type AgentClientOptions, type QueryReason } from "../../src/client/index.js";
 import { httpUrl, startServer, type TestServer } from "../helpers/server.js";
-import { refused } from "../helpers/ws-client.js";
-import { SLOW_WORDS, TestChat, TOOL_TAIL, userMessage } from "./fixtures.js";
+import { connect, type Frame, refused } from "../helpers/ws-client.js";
+import { responses, SLOW_WORDS, sendChat, TestChat, TOOL_TAIL, userMessage } from "./fixtures.js";
 
 let server: TestServer | undefined;
 const clients: AgentClient[] = [];
@@ -85,7 +85,12 @@ async function authServer(): Promise<KeySet> {
 describe("the official WebSocketChatTransport on outpost/client", () => {
   it("chats over a token scoped to one user's instance; the same token opens no other instance", async () => {
     const keys = await authServer();
-    const token = await issueToken(keys, { sub: "alice", agent: "test-chat", name: "alice" });
+    const token = await issueToken(keys, {
+      sub: "alice",
+      agent: "test-chat",
+      name: "alice",
+      scope: ["connect", "message"],
+    });
     const client = chatClient("alice", { query: { token } });
     await client.ready;
     const transport = new WebSocketChatTransport({ agent: client });
@@ -104,6 +109,31 @@ describe("the official WebSocketChatTransport on outpost/client", () => {
       instances: number;
     };
     expect(after.instances).toBe(before.instances);
+  });
+
+  it("refuses chat frames from a token without the message scope: no turn runs", async () => {
+    const keys = await authServer();
+    const token = await issueToken(keys, {
+      sub: "carol",
+      agent: "test-chat",
+      name: "carol",
+      scope: ["connect"],
+    });
+    const client = await connect(
+      `ws://127.0.0.1:${server!.port}/agents/test-chat/carol?token=${token}`,
+    );
+    try {
+      sendChat(client, "req-s", [userMessage("u1", "hi")]);
+      const refusal = await client.waitFor<Frame>(
+        (m) => (m as Frame).type === "outpost_refused",
+        "the refusal",
+      );
+      expect(refusal.action).toBe("message");
+      expect(client.frames("cf_agent_use_chat_response")).toEqual([]);
+      expect(responses.get("carol")).toBeUndefined();
+    } finally {
+      await client.close();
+    }
   });
 
   it("serves the history endpoint only with a token for that instance", async () => {
