@@ -1,6 +1,11 @@
 import type { SqlValue } from "../storage/agent-database.js";
 import type { Connection } from "./connection.js";
+import type { QueueItem, QueueOptions, TaskQueue } from "./queue.js";
+import { type RetryCallOptions, type RetryOptions, resolveRetry, withRetries } from "./retry.js";
+import type { Schedule, ScheduleCriteria, ScheduleOptions, Schedules } from "./schedules.js";
 import { AGENT_BRAND, processWide } from "./shared.js";
+
+export type { Schedule } from "./schedules.js";
 
 /** What `onConnect` receives besides the connection. */
 export interface ConnectionContext {
@@ -8,16 +13,10 @@ export interface ConnectionContext {
   request: Request;
 }
 
-/** A scheduled call, as returned by `schedule()` and `getSchedules()`. */
-export interface Schedule<Payload = unknown> {
-  id: string;
-  /** Name of the agent method that runs. */
-  callback: string;
-  payload: Payload;
-  /** When it runs, in seconds since the epoch. */
-  time: number;
-  /** `delayed` when scheduled with a number of seconds, `scheduled` with a `Date`. */
-  type: "scheduled" | "delayed";
+/** Class-wide settings, as the SDK's `static options` on an agent class. */
+export interface AgentStaticOptions {
+  /** Defaults for every retry policy of `schedule()`, `queue()` and `this.retry()`. */
+  retry?: RetryOptions;
 }
 
 /**
@@ -31,16 +30,15 @@ export interface AgentRuntime {
   readState(): unknown;
   writeState(state: unknown): void;
   sql<Row>(strings: TemplateStringsArray, values: readonly SqlValue[]): Row[];
-  schedule(when: Date | number, callback: string, payload: unknown): Schedule;
-  getSchedules(): Schedule[];
-  getSchedule(id: string): Schedule | undefined;
-  cancelSchedule(id: string): boolean;
+  readonly schedules: Schedules;
+  readonly queue: TaskQueue;
+  readonly retryDefaults: Required<RetryOptions>;
+  keepAlive(): () => void;
+  destroy(): Promise<void>;
   broadcast(message: string | ArrayBuffer | ArrayBufferView, without?: readonly string[]): void;
   connections(tag?: string): Iterable<Connection>;
   connection(id: string): Connection | undefined;
   reportError(connection: Connection | undefined, error: unknown): void;
-  /** Count `work` as activity: the instance is not evicted until it settles. */
-  track<T>(work: () => Promise<T>): Promise<T>;
 }
 
 /**
@@ -88,6 +86,8 @@ export function runtimeOf(agent: Agent<unknown, unknown>): AgentRuntime {
 export class Agent<Env = unknown, State = unknown> {
   /** Marks Agent classes (and subclasses) from any copy of Outpost. */
   static readonly [AGENT_BRAND] = true;
+  /** Class-wide settings; a subclass sets `static options = { retry: { maxAttempts: 5 } }`. */
+  static options?: AgentStaticOptions;
   /** State used until the first `setState`. */
   initialState?: State;
   /** The `env` given to `serve()`. */
@@ -131,35 +131,160 @@ export class Agent<Env = unknown, State = unknown> {
   }
 
   /**
-   * Call `this[callback](payload, schedule)` at a `Date`, or after a number of seconds.
-   * Schedules are stored in the instance's database: they survive restarts and wake an
-   * evicted instance when due.
+   * Call `this[callback](payload, schedule)` at a `Date`, after a number of seconds, or on
+   * every match of a cron expression (five fields, or six with seconds first; UTC unless
+   * `options.timezone`). Stored in the instance's database: schedules survive restarts and
+   * wake an evicted instance. A recurring schedule never runs twice for one due time; a
+   * callback that throws is retried as `options.retry` says, then logged and passed to
+   * `onError`.
+   *
+   * @example
+   * await this.schedule("0 8 * * *", "dailyDigest", { userId }); // every day at 08:00 UTC
    */
   async schedule<Payload = unknown>(
-    when: Date | number,
+    when: Date | string | number,
     callback: keyof this & string,
     payload?: Payload,
+    options?: ScheduleOptions,
   ): Promise<Schedule<Payload>> {
-    return runtimeOf(this as Agent<unknown, unknown>).schedule(
+    return runtimeOf(this as Agent<unknown, unknown>).schedules.create(
       when,
       callback,
       payload,
+      options,
     ) as Schedule<Payload>;
   }
 
-  /** Every pending schedule, earliest first. */
-  getSchedules(): Schedule[] {
-    return runtimeOf(this as Agent<unknown, unknown>).getSchedules();
+  /**
+   * Call `this[callback](payload, schedule)` every `intervalSeconds`, the first time one
+   * interval from now. Idempotent by default: the same callback, interval and payload
+   * return the existing schedule, so it is safe in `onStart`. A run still going when the
+   * next is due makes that one skip.
+   */
+  async scheduleEvery<Payload = unknown>(
+    intervalSeconds: number,
+    callback: keyof this & string,
+    payload?: Payload,
+    options?: ScheduleOptions & { _idempotent?: boolean },
+  ): Promise<Schedule<Payload>> {
+    return runtimeOf(this as Agent<unknown, unknown>).schedules.every(
+      intervalSeconds,
+      callback,
+      payload,
+      options,
+    ) as Schedule<Payload>;
+  }
+
+  /** Pending schedules matching `criteria`, earliest first (synchronous form). */
+  getSchedules<Payload = unknown>(criteria?: ScheduleCriteria): Schedule<Payload>[] {
+    return runtimeOf(this as Agent<unknown, unknown>).schedules.list(
+      criteria,
+    ) as Schedule<Payload>[];
+  }
+
+  /** Pending schedules matching `criteria` (`id`, `type`, `timeRange`), earliest first. */
+  async listSchedules(criteria?: ScheduleCriteria): Promise<Schedule[]> {
+    return runtimeOf(this as Agent<unknown, unknown>).schedules.list(criteria);
+  }
+
+  /** One pending schedule by id (synchronous form). */
+  getSchedule<Payload = unknown>(id: string): Schedule<Payload> | undefined {
+    return runtimeOf(this as Agent<unknown, unknown>).schedules.get(id) as
+      | Schedule<Payload>
+      | undefined;
   }
 
   /** One pending schedule by id. */
-  getSchedule(id: string): Schedule | undefined {
-    return runtimeOf(this as Agent<unknown, unknown>).getSchedule(id);
+  async getScheduleById(id: string): Promise<Schedule | undefined> {
+    return runtimeOf(this as Agent<unknown, unknown>).schedules.get(id);
   }
 
   /** Cancel a schedule; resolves to false when there was none with that id. */
   async cancelSchedule(id: string): Promise<boolean> {
-    return runtimeOf(this as Agent<unknown, unknown>).cancelSchedule(id);
+    return runtimeOf(this as Agent<unknown, unknown>).schedules.cancel(id);
+  }
+
+  /**
+   * Queue `this[callback](payload, item)` to run in the background: persisted, in queue
+   * order, one at a time, retried as `options.retry` says; an item running when the
+   * process dies runs again after a restart. Resolves to the item's id.
+   */
+  async queue<Payload = unknown>(
+    callback: keyof this & string,
+    payload: Payload,
+    options?: QueueOptions,
+  ): Promise<string> {
+    return runtimeOf(this as Agent<unknown, unknown>).queue.push(callback, payload, options);
+  }
+
+  /** Remove a waiting item; resolves to false when there was none with that id. */
+  async dequeue(id: string): Promise<boolean> {
+    return runtimeOf(this as Agent<unknown, unknown>).queue.dequeue(id);
+  }
+
+  /** Remove every waiting item; resolves to how many. */
+  async dequeueAll(): Promise<number> {
+    return runtimeOf(this as Agent<unknown, unknown>).queue.dequeueAll();
+  }
+
+  /** Remove every waiting item for `callback`; resolves to how many. */
+  async dequeueAllByCallback(callback: string): Promise<number> {
+    return runtimeOf(this as Agent<unknown, unknown>).queue.dequeueAllByCallback(callback);
+  }
+
+  /** One waiting item by id. */
+  async getQueue<Payload = unknown>(id: string): Promise<QueueItem<Payload> | undefined> {
+    return runtimeOf(this as Agent<unknown, unknown>).queue.get(id) as
+      | QueueItem<Payload>
+      | undefined;
+  }
+
+  /** Waiting items whose payload has `key` equal to `value`, in queue order. */
+  async getQueues<Payload = unknown>(key: string, value: unknown): Promise<QueueItem<Payload>[]> {
+    return runtimeOf(this as Agent<unknown, unknown>).queue.find(
+      key,
+      value,
+    ) as QueueItem<Payload>[];
+  }
+
+  /**
+   * Run `fn` until it resolves, at most `maxAttempts` times (default 3) with jittered
+   * exponential backoff; rejects with the last error. `shouldRetry` may stop early.
+   *
+   * @example
+   * const data = await this.retry(async () => (await fetch(url)).json(), { maxAttempts: 5 });
+   */
+  async retry<T>(fn: (attempt: number) => Promise<T>, options?: RetryCallOptions): Promise<T> {
+    const runtime = runtimeOf(this as Agent<unknown, unknown>);
+    const resolved = resolveRetry(options, runtime.retryDefaults);
+    return withRetries(fn, { ...resolved, shouldRetry: options?.shouldRetry });
+  }
+
+  /**
+   * Keep this instance in memory (not evicted when idle) until the returned disposer is
+   * called; the disposer may be called more than once.
+   */
+  async keepAlive(): Promise<() => void> {
+    return runtimeOf(this as Agent<unknown, unknown>).keepAlive();
+  }
+
+  /** Run `fn` with a keep-alive held, released when it settles. */
+  async keepAliveWhile<T>(fn: () => Promise<T>): Promise<T> {
+    const dispose = await this.keepAlive();
+    try {
+      return await fn();
+    } finally {
+      dispose();
+    }
+  }
+
+  /**
+   * Delete this instance: its connections close (1001), its schedules and queue are
+   * cancelled, and its database files are removed. The next access starts a fresh
+   * instance with `initialState`.
+   */
+  async destroy(): Promise<void> {
+    await runtimeOf(this as Agent<unknown, unknown>).destroy();
   }
 
   /** Send a message to every open connection except those whose ids are in `without`. */
@@ -182,17 +307,6 @@ export class Agent<Env = unknown, State = unknown> {
     return runtimeOf(this as Agent<unknown, unknown>).connection(id) as
       | Connection<ConnectionState>
       | undefined;
-  }
-
-  /**
-   * Run `work` with the instance kept alive: it is not evicted (its database closed) while
-   * `work` runs, even with no connection left, and shutdown waits for it.
-   *
-   * @example
-   * await this.keepAliveWhile(async () => { for await (const part of stream) save(part); });
-   */
-  keepAliveWhile<T>(work: () => Promise<T>): Promise<T> {
-    return runtimeOf(this as Agent<unknown, unknown>).track(work);
   }
 
   /**
@@ -233,10 +347,10 @@ export class Agent<Env = unknown, State = unknown> {
   ): void | Promise<void> {}
 
   /**
-   * An error thrown by one of this agent's hooks, callables or schedules. Called as the SDK
-   * calls it: `onError(connection, error)` for an error on a connection, `onError(error)`
-   * for any other; an override that declares a single parameter always gets the error.
-   * The client only ever sees the message, never a stack.
+   * An error thrown by one of this agent's hooks, callables, schedules, queue items or
+   * requests. Both of the SDK's signatures work: an override written `onError(error)` gets
+   * the error; one written `onError(connection, error)` gets the connection (`undefined` off
+   * a connection) and the error. The client only ever sees the message, never a stack.
    */
   onError(_connectionOrError: HookConnection | unknown, _error?: unknown): void | Promise<void> {}
 
@@ -292,9 +406,31 @@ export function stateChangeHook(
   return undefined;
 }
 
+const warnedStateHook = processWide("warnedStateHook", () => new WeakSet<object>());
+
 /**
- * Call `onError` the way the SDK does: `(connection, error)` on a connection, `(error)`
- * otherwise, and `(error)` always for an override written `onError(error)`.
+ * Say once per class that it overrides the deprecated `onStateUpdate` (and not
+ * `onStateChanged`), as the SDK does.
+ * @internal
+ */
+export function warnDeprecatedHooks(
+  agent: Agent<unknown, unknown>,
+  warn: (message: string) => void,
+): void {
+  if (stateChangeHook(agent) !== agent.onStateUpdate) return;
+  const agentClass = agent.constructor;
+  if (warnedStateHook.has(agentClass)) return;
+  warnedStateHook.add(agentClass);
+  warn(
+    `${agentClass.name}: onStateUpdate is deprecated; rename it onStateChanged (same behaviour)`,
+  );
+}
+
+/**
+ * Call `onError` so that either of the SDK's signatures gets the error where it expects
+ * it: an override written `onError(error)` gets `(error)`; any other `(connection, error)`,
+ * with `connection` undefined off a connection. (The SDK passes `(error)` alone off a
+ * connection, which puts the error in a two-parameter override's first parameter.)
  * @internal
  */
 export function callOnError(
@@ -302,6 +438,6 @@ export function callOnError(
   connection: Connection | undefined,
   error: unknown,
 ): void | Promise<void> {
-  if (connection === undefined || agent.onError.length === 1) return agent.onError(error);
+  if (agent.onError.length === 1) return agent.onError(error);
   return agent.onError(connection, error);
 }

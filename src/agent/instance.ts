@@ -1,28 +1,32 @@
-import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { AuthClaims } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import {
+  EMPTY_MCP_SERVERS,
   FrameType,
   parseClientFrame,
   type RpcRequestFrame,
   type ServerFrame,
 } from "../protocol/frames.js";
-import type { AgentDatabase, SqlValue, StoredSchedule } from "../storage/agent-database.js";
+import type { AgentDatabase, SqlValue } from "../storage/agent-database.js";
 import {
   Agent,
   type AgentClass,
   type AgentRuntime,
   type ConnectionContext,
   callOnError,
-  type Schedule,
   stateChangeHook,
+  warnDeprecatedHooks,
 } from "./agent.js";
+import type { BackgroundHost } from "./background.js";
 import { findCallable } from "./callable.js";
 import type { Connection, ServerConnection } from "./connection.js";
 import { connectionTags, TagIndex } from "./connection-tags.js";
 import { getCurrentAgent, runWithAgent } from "./context.js";
+import { TaskQueue } from "./queue.js";
 import { setRequestAuth } from "./request-auth.js";
+import { type RetryOptions, resolveRetry } from "./retry.js";
+import { Schedules } from "./schedules.js";
 import { StreamingResponse } from "./streaming-response.js";
 
 /** What an instance needs from the server hosting it. */
@@ -31,8 +35,10 @@ export interface InstanceHost {
   readonly logger: Logger;
   /** The instance has nothing left to do: no connections, requests or running schedules. */
   onIdle(instance: AgentInstance): void;
-  /** The instance's earliest schedule changed (`undefined`: none left). */
+  /** The instance's earliest schedule or queue item changed (`undefined`: none left). */
   onNextWakeup(instance: AgentInstance, time: number | undefined): void;
+  /** `destroy()`: forget the instance and delete its data; the next access starts fresh. */
+  onDestroy(instance: AgentInstance): void;
 }
 
 /** How an instance reaches its database without creating it before the first write. */
@@ -44,8 +50,9 @@ export interface InstanceStorage {
 const STATE_KEY = "state";
 
 /**
- * One live agent instance: the user's `Agent` object, its database, its connections and
- * its schedule timer. Created and evicted by the server's registry.
+ * One live agent instance: the user's `Agent` object, its database, its connections, its
+ * schedules and its queue (both in their own modules). Created and evicted by the server's
+ * registry.
  */
 export class AgentInstance implements AgentRuntime {
   readonly agentName: string;
@@ -62,9 +69,11 @@ export class AgentInstance implements AgentRuntime {
   #stateLoaded = false;
   /** Requests, schedule runs and connections being set up. */
   #inFlight = 0;
-  #scheduleTimer: NodeJS.Timeout | undefined;
-  /** `onStart` has finished: schedules may run from now on. */
-  #started = false;
+  /** Live `keepAlive()` leases: while any is held the instance is not evicted. */
+  #keepAlive = 0;
+  readonly schedules: Schedules;
+  readonly queue: TaskQueue;
+  readonly retryDefaults: Required<RetryOptions>;
   #closed = false;
 
   constructor(options: {
@@ -81,10 +90,36 @@ export class AgentInstance implements AgentRuntime {
     this.#host = options.host;
     this.#log = options.host.logger.child({ agent: options.agentName, instance: options.name });
     this.agent = new options.agentClass({ runtime: this }, options.host.env);
+    warnDeprecatedHooks(this.agent, (message) => this.#log.warn(message));
+    // The SDK's `static options = { retry }` sets the defaults of every retry policy.
+    const statics = (options.agentClass as { options?: { retry?: RetryOptions } }).options;
+    this.retryDefaults = resolveRetry(statics?.retry);
+    const background: BackgroundHost = {
+      agent: this.agent,
+      log: this.#log,
+      retryDefaults: this.retryDefaults,
+      track: (work) => this.track(work),
+      invoke: (method, args) =>
+        runWithAgent({ agent: this.agent, connection: undefined }, async () =>
+          method.apply(this.agent, args),
+        ),
+      failed: (error) => this.#notifyError(undefined, error),
+      changed: () => this.#reportWakeup(),
+    };
+    this.schedules = new Schedules(background, {
+      read: () => this.#existingDb?.schedules,
+      write: () => this.#db.schedules,
+    });
+    this.queue = new TaskQueue(background, {
+      read: () => this.#existingDb?.queue,
+      write: () => this.#db.queue,
+    });
   }
 
   /** The database, created on first use. */
   get #db(): AgentDatabase {
+    // Agent code still running after eviction or destroy() must not create the file again.
+    if (this.#closed) throw new Error("this agent instance is closed");
     this.#database ??= this.#storage.open();
     return this.#database;
   }
@@ -95,11 +130,12 @@ export class AgentInstance implements AgentRuntime {
     return this.#db;
   }
 
-  /** Runs `onStart`, then any schedule already due. */
+  /** Runs `onStart`, then any schedule already due and any queue item waiting. */
   async start(): Promise<void> {
     await runWithAgent({ agent: this.agent, connection: undefined }, () => this.agent.onStart());
-    this.#started = true;
-    this.#armSchedules();
+    // Arming the schedules reports the instance's next wakeup, queue included.
+    this.schedules.start();
+    this.queue.start();
   }
 
   get connectionCount(): number {
@@ -107,7 +143,7 @@ export class AgentInstance implements AgentRuntime {
   }
 
   get idle(): boolean {
-    return this.#connections.size === 0 && this.#inFlight === 0;
+    return this.#connections.size === 0 && this.#inFlight === 0 && this.#keepAlive === 0;
   }
 
   // --- AgentRuntime (what `Agent` methods call) ---
@@ -134,41 +170,25 @@ export class AgentInstance implements AgentRuntime {
     return this.#db.sql<Row>(strings, values);
   }
 
-  schedule(when: Date | number, callback: string, payload: unknown): Schedule {
-    if (typeof (this.agent as unknown as Record<string, unknown>)[callback] !== "function") {
-      throw new TypeError(`schedule(): ${callback} is not a method of this agent`);
-    }
-    let time: number;
-    if (when instanceof Date) time = when.getTime();
-    else if (typeof when === "number" && Number.isFinite(when) && when >= 0)
-      time = Date.now() + when * 1000;
-    else throw new TypeError("schedule(): `when` must be a Date or a number of seconds >= 0");
-    if (!Number.isFinite(time)) throw new TypeError("schedule(): invalid date");
-    const stored: StoredSchedule = {
-      id: randomUUID(),
-      callback,
-      payload: payload ?? null,
-      time,
-      type: when instanceof Date ? "scheduled" : "delayed",
+  keepAlive(): () => void {
+    this.#keepAlive++;
+    let disposed = false;
+    return () => {
+      if (disposed) return;
+      disposed = true;
+      this.#keepAlive--;
+      if (this.idle) this.#host.onIdle(this);
     };
-    this.#db.insertSchedule(stored);
-    this.#armSchedules();
-    return toSchedule(stored);
   }
 
-  getSchedules(): Schedule[] {
-    return (this.#existingDb?.listSchedules() ?? []).map((s) => toSchedule(s));
-  }
-
-  getSchedule(id: string): Schedule | undefined {
-    const stored = this.#existingDb?.getSchedule(id);
-    return stored === undefined ? undefined : toSchedule(stored);
-  }
-
-  cancelSchedule(id: string): boolean {
-    const removed = this.#existingDb?.deleteSchedule(id) ?? false;
-    if (removed) this.#armSchedules();
-    return removed;
+  async destroy(): Promise<void> {
+    if (this.#closed) return;
+    this.schedules.clear();
+    this.queue.dequeueAll();
+    for (const connection of this.#connections.values()) {
+      connection.close(CloseCode.GoingAway, "agent destroyed");
+    }
+    this.#host.onDestroy(this);
   }
 
   broadcast(message: string | ArrayBuffer | ArrayBufferView, without?: readonly string[]): void {
@@ -198,6 +218,12 @@ export class AgentInstance implements AgentRuntime {
 
   reportError(connection: Connection | undefined, error: unknown): void {
     this.#log.error({ err: error, connection: connection?.id }, "agent error");
+    this.#notifyError(connection, error);
+  }
+
+  /** Pass an error already logged to the agent's `onError`. */
+  #notifyError(connection: Connection | undefined, error: unknown): void {
+    if (this.#closed) return;
     try {
       const result = callOnError(this.agent, connection, error);
       if (result instanceof Promise)
@@ -257,8 +283,13 @@ export class AgentInstance implements AgentRuntime {
       name: this.name,
       ...(state !== undefined && { stateFollows: true }),
     };
-    if (state === undefined) connection.sendFrame(identity);
-    else connection.sendFrames([identity, { type: FrameType.State, state }]);
+    // The empty MCP list follows, as the SDK sends it, so the official useAgent's
+    // onMcpUpdate fires; all of them in one corked write.
+    connection.sendFrames(
+      state === undefined
+        ? [identity, EMPTY_MCP_SERVERS]
+        : [identity, { type: FrameType.State, state }, EMPTY_MCP_SERVERS],
+    );
     connection.markAccepted();
   }
 
@@ -277,6 +308,8 @@ export class AgentInstance implements AgentRuntime {
     this.#connections.delete(connection.id);
     this.#tags.remove(connection);
     connection.enqueue(async () => {
+      // A destroyed instance is gone: its hooks do not run against deleted data.
+      if (this.#closed) return;
       try {
         await runWithAgent({ agent: this.agent, connection }, () =>
           this.agent.onClose(connection, code, reason, code !== 1006),
@@ -473,40 +506,14 @@ export class AgentInstance implements AgentRuntime {
     );
   }
 
-  #armSchedules(): void {
-    // A schedule made inside onStart waits for onStart to finish, like everything else.
-    if (this.#closed || !this.#started) return;
-    if (this.#scheduleTimer !== undefined) clearTimeout(this.#scheduleTimer);
-    this.#scheduleTimer = undefined;
-    const next = this.#existingDb?.nextScheduleTime();
-    this.#host.onNextWakeup(this, next);
-    if (next === undefined) return;
-    const delay = Math.min(Math.max(0, next - Date.now()), 2 ** 31 - 1);
-    this.#scheduleTimer = setTimeout(() => void this.runDueSchedules(), delay);
-    this.#scheduleTimer.unref();
-  }
-
-  /** Run every schedule whose time has come, oldest first; each is removed once it ran. */
-  async runDueSchedules(): Promise<void> {
+  /** Tell the host when this instance must next be awake: its earliest schedule or item. */
+  #reportWakeup(): void {
     if (this.#closed) return;
-    await this.track(async () => {
-      const now = Date.now();
-      for (const due of this.#db.listSchedules()) {
-        if (due.time > now || this.#closed) break;
-        const method = (this.agent as unknown as Record<string, unknown>)[due.callback];
-        try {
-          if (typeof method !== "function") throw new Error(`${due.callback} is not a method`);
-          await runWithAgent({ agent: this.agent, connection: undefined }, () =>
-            method.call(this.agent, due.payload, toSchedule(due)),
-          );
-        } catch (error) {
-          this.reportError(undefined, error);
-        }
-        if (this.#closed) return;
-        this.#db.deleteSchedule(due.id);
-      }
-    });
-    this.#armSchedules();
+    const schedule = this.schedules.nextWakeup();
+    const item = this.queue.nextWakeup();
+    const next =
+      schedule === undefined ? item : item === undefined ? schedule : Math.min(schedule, item);
+    this.#host.onNextWakeup(this, next);
   }
 
   /**
@@ -527,20 +534,17 @@ export class AgentInstance implements AgentRuntime {
 
   /** Stop timers and close the database. The instance cannot be used afterwards. */
   close(): void {
+    if (this.#closed) return;
+    // First, while the database is open: they give back claims this process still holds.
+    this.schedules.close();
+    this.queue.close();
     this.#closed = true;
-    if (this.#scheduleTimer !== undefined) clearTimeout(this.#scheduleTimer);
     this.#database?.close();
   }
-}
 
-function toSchedule(stored: StoredSchedule): Schedule {
-  return {
-    id: stored.id,
-    callback: stored.callback,
-    payload: stored.payload,
-    time: Math.floor(stored.time / 1000),
-    type: stored.type,
-  };
+  get closed(): boolean {
+    return this.#closed;
+  }
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

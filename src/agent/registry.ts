@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import { AgentDatabase, type Durability } from "../storage/agent-database.js";
 import { WakeupIndex } from "../storage/wakeups.js";
 import type { AgentClass } from "./agent.js";
+import { type AgentHost, addHost, recordHost, removeHost } from "./hosts.js";
 import { AgentInstance, type InstanceHost } from "./instance.js";
 
 export interface RegistryOptions {
@@ -30,7 +31,7 @@ export class InstanceLimitError extends Error {
  * finished; a failed start is forgotten so the next `get` tries again. Idle instances are
  * evicted and their databases closed; schedules wake them through the wakeup index.
  */
-export class InstanceRegistry implements InstanceHost {
+export class InstanceRegistry implements InstanceHost, AgentHost {
   readonly env: unknown;
   readonly logger: Logger;
   readonly #options: RegistryOptions;
@@ -47,6 +48,13 @@ export class InstanceRegistry implements InstanceHost {
     this.logger = options.logger;
     this.#wakeups = new WakeupIndex(options.dataDir);
     this.#armWakeups();
+    addHost(this);
+  }
+
+  /** The URL name `agentClass` is served under here (for `getAgentByName`). */
+  urlNameOf(agentClass: AgentClass): string | undefined {
+    for (const [urlName, served] of this.#options.agents) if (served === agentClass) return urlName;
+    return undefined;
   }
 
   /** The live instance, without starting one. */
@@ -136,6 +144,8 @@ export class InstanceRegistry implements InstanceHost {
         },
         host: this,
       });
+      // Before onStart, so getAgentByName() from onStart finds this server first.
+      recordHost(instance.agent, this);
       await instance.start();
     } catch (error) {
       this.#starting.delete(key);
@@ -187,6 +197,18 @@ export class InstanceRegistry implements InstanceHost {
     this.#idleTimers.delete(key);
   }
 
+  onDestroy(instance: AgentInstance): void {
+    const key = instance.key;
+    if (this.#live.get(key) === instance) this.#live.delete(key);
+    this.#cancelIdle(key);
+    instance.close();
+    if (!this.#closed) this.#wakeups.set(instance.agentName, instance.name, undefined);
+    // The -wal and -shm files hold committed data too: all three go.
+    const path = this.databasePath(instance.agentName, instance.name);
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) rmSync(file, { force: true });
+    this.logger.info({ agent: instance.agentName, instance: instance.name }, "agent destroyed");
+  }
+
   onNextWakeup(instance: AgentInstance, time: number | undefined): void {
     if (this.#closed) return;
     this.#wakeups.set(instance.agentName, instance.name, time);
@@ -233,6 +255,7 @@ export class InstanceRegistry implements InstanceHost {
   /** Evict everything and close every database. */
   async close(): Promise<void> {
     this.#closed = true;
+    removeHost(this);
     if (this.#wakeupTimer !== undefined) clearTimeout(this.#wakeupTimer);
     for (const timer of this.#idleTimers.values()) clearTimeout(timer);
     this.#idleTimers.clear();

@@ -94,6 +94,9 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     const onClose = this.onClose.bind(this);
     this.onClose = (connection: Connection, code: number, reason: string, wasClean: boolean) => {
       this.#resume.forget(connection.id);
+      // A client leaving mid-answer (a reload, a shutdown draining its sockets): what it saw
+      // is on disk from here on, whatever happens to the process next.
+      this.#log.flush();
       return onClose(connection, code, reason, wasClean);
     };
     const onRequest = this.onRequest.bind(this);

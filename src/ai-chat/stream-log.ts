@@ -102,6 +102,11 @@ export class StreamLog {
     }
   }
 
+  /** Write what the running answer has streamed so far, now. */
+  flush(): void {
+    this.#flush();
+  }
+
   /** Write the chunks not written yet (and `also`, in the same transaction). */
   #flush(also?: () => void): void {
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);

@@ -17,7 +17,7 @@ import {
   type ResolvedReconnectOptions,
   resolveReconnectOptions,
 } from "./reconnect.js";
-import { type AgentAddress, agentUrl, type QueryParams } from "./url.js";
+import { type AgentAddress, agentUrl, httpUrlOf, type QueryParams } from "./url.js";
 
 /** Why `query` is being run, so a caching wrapper knows when a cached token will not do. */
 export type QueryReason =
@@ -112,6 +112,16 @@ export interface AgentClientOptions<State = unknown> extends AgentAddress {
   onStateUpdateError?: (error: string) => void;
   /** The server named the instance this connection reached. */
   onIdentity?: (name: string, agent: string) => void;
+  /**
+   * A reconnect reached another instance than the last connection did (a server that routes
+   * by session, with `basePath`). Without it, the change is logged with `console.warn`.
+   */
+  onIdentityChange?: (oldName: string, newName: string, oldAgent: string, newAgent: string) => void;
+  /**
+   * The server's MCP server list (`cf_agent_mcp_servers`), as the official client reports it.
+   * An Outpost server sends an empty one on every connect.
+   */
+  onMcpUpdate?: (mcp: unknown) => void;
   /**
    * The server accepted the connection (identity and state received). Not called on a raw
    * socket open: an Outpost server accepts the upgrade even when it refuses the credentials.
@@ -285,6 +295,12 @@ export class AgentClient<State = unknown> {
 
   /** Handshake progress of the current socket. */
   #identity: { name: string; agent: string } | undefined;
+  /** The identity of the last accepted connection, to notice a reconnect elsewhere. */
+  #previousIdentity: { name: string; agent: string } | undefined;
+  /** Set on acceptance, cleared as soon as the socket closes (before close listeners run). */
+  #identified = false;
+  /** The URL of the latest attempt, query included (for `getHttpUrl`). */
+  #url: string | undefined;
   #stateSeen = false;
   #openedAt = 0;
   #identityTimer: ReturnType<typeof setTimeout> | undefined;
@@ -318,6 +334,7 @@ export class AgentClient<State = unknown> {
     this.send = this.send.bind(this);
     this.close = this.close.bind(this);
     this.reconnect = this.reconnect.bind(this);
+    this.getHttpUrl = this.getHttpUrl.bind(this);
     this.addEventListener = this.addEventListener.bind(this);
     this.removeEventListener = this.removeEventListener.bind(this);
     this.stub = new Proxy({} as AgentStub, {
@@ -394,6 +411,35 @@ export class AgentClient<State = unknown> {
    */
   get ready(): Promise<void> {
     return this.#ready.promise;
+  }
+
+  /**
+   * True once the server has named the instance and sent its state (when `ready`
+   * resolves); false again from the moment the connection drops.
+   */
+  get identified(): boolean {
+    return this.#identified;
+  }
+
+  /** The `path` option as a URL suffix (`"/settings"`), or `""`: as on a `PartySocket`. */
+  get path(): string {
+    const { path } = this.#options;
+    return path ? `/${path.replace(/^\/+/, "")}` : "";
+  }
+
+  /**
+   * The agent's HTTP address (`http(s)://…/agents/<agent>/<name>[/path]`) with the query of
+   * the latest connection attempt, as the official client gives it: `fetch` it to reach the
+   * agent's `onRequest` with the same credentials. It carries the token: keep it out of
+   * logs. `""` when no URL can be built (no `host` outside a browser).
+   */
+  getHttpUrl(): string {
+    if (this.#url !== undefined) return httpUrlOf(this.#url);
+    try {
+      return httpUrlOf(agentUrl(this.#options));
+    } catch {
+      return "";
+    }
   }
 
   /** `CONNECTING` (0), `OPEN` (1) once accepted, or `CLOSED` (3). */
@@ -493,9 +539,13 @@ export class AgentClient<State = unknown> {
   /**
    * Send a raw message to the agent's `onMessage`. Kept and sent after reconnecting when
    * the connection is down; throws an `AgentCallError` (`queue_full`) when too many wait.
+   * Returns `true` when it went out at once, `false` when it waits for the connection (as
+   * partysocket's `send` does; the official chat transport reads it).
    */
-  send(data: Message): void {
-    if (!this.#transmit(data)) this.#enqueue({ text: data }, "send");
+  send(data: Message): boolean {
+    if (this.#transmit(data)) return true;
+    this.#enqueue({ text: data }, "send");
+    return false;
   }
 
   /**
@@ -577,6 +627,7 @@ export class AgentClient<State = unknown> {
       }
       this.#token = typeof query.token === "string" ? query.token : undefined;
       this.#tokenReceivedAt = Date.now();
+      this.#url = url;
       return url;
     }
   }
@@ -642,6 +693,9 @@ export class AgentClient<State = unknown> {
       case FrameType.AuthResult:
         this.#authWaiter?.({ ok: frame.ok === true, code: String(frame.code ?? "") });
         return;
+      case FrameType.McpServers:
+        this.#options.onMcpUpdate?.(frame.mcp);
+        return;
       default:
         this.#options.onMessage?.(event);
     }
@@ -668,6 +722,8 @@ export class AgentClient<State = unknown> {
     this.#authFailures = 0;
     this.#lastClose = undefined;
     this.connectionError = null;
+    this.#noticeIdentityChange(this.#identity);
+    this.#identified = true;
     this.name = this.#identity.name;
     this.agent = this.#identity.agent;
     this.#setStatus({ state: "open" });
@@ -688,6 +744,20 @@ export class AgentClient<State = unknown> {
     this.#options.onIdentity?.(this.name, this.agent);
     this.#options.onOpen?.();
     if (this.#events.has("open")) this.#events.emit("open", new Event("open"));
+  }
+
+  #noticeIdentityChange(identity: { name: string; agent: string }): void {
+    const previous = this.#previousIdentity;
+    this.#previousIdentity = identity;
+    if (previous === undefined) return;
+    if (previous.name === identity.name && previous.agent === identity.agent) return;
+    if (this.#options.onIdentityChange) {
+      this.#options.onIdentityChange(previous.name, identity.name, previous.agent, identity.agent);
+    } else {
+      console.warn(
+        `AgentClient: reconnected to another instance (${previous.agent}/${previous.name} → ${identity.agent}/${identity.name}); pass onIdentityChange to handle it`,
+      );
+    }
   }
 
   #handleRpc(frame: RpcResponseFrame): void {
@@ -756,6 +826,7 @@ export class AgentClient<State = unknown> {
     clearTimeout(this.#refreshTimer);
     this.#authWaiter?.(undefined);
     this.#identity = undefined;
+    this.#identified = false;
     this.#stateSeen = false;
     // The next connection gets a fresh `ready`; a stopped client's is rejected instead.
     if (this.#ready.settled && !this.#stopped) this.#ready = deferred();

@@ -6,7 +6,7 @@ export interface AgentClientEventMap {
   message: MessageEvent;
   /** The socket closed; the client may reconnect afterwards. */
   close: CloseEvent;
-  /** The socket reported an error (a close follows). */
+  /** The socket reported an error (partysocket reports it after the close it causes). */
   error: Event;
 }
 

@@ -4,7 +4,9 @@ import type { Logger } from "pino";
 import type { ServerConnection } from "../agent/connection.js";
 import { InstanceRegistry } from "../agent/registry.js";
 import type { AuthPolicy } from "../auth/policy.js";
+import type { AuthStateStore } from "../auth/state-store.js";
 import { CloseCode } from "../protocol/close-codes.js";
+import { openAuthStateStore } from "../storage/auth-state.js";
 import { Admission } from "./admission.js";
 import { json } from "./http.js";
 import { HttpRoutes } from "./http-routes.js";
@@ -86,8 +88,10 @@ class OutpostServer implements AgentServer {
   readonly #http: HttpRoutes;
   readonly #auth: Promise<AuthPolicy | undefined>;
   #policy: AuthPolicy | undefined;
+  #authState: AuthStateStore | undefined;
   readonly #connections = new Set<ServerConnection>();
   #closing: Promise<void> | undefined;
+  #stopRevocations: (() => void) | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(options: AgentServerOptions) {
@@ -96,7 +100,18 @@ class OutpostServer implements AgentServer {
     const agents = agentUrlNames(options.agents ?? {});
     if (agents.size === 0) throw new Error("serve(): `agents` must name at least one Agent class");
     const router = new Router(this.#options.prefix, agents.keys());
-    this.#auth = Promise.resolve(options.auth).then((policy) => {
+    this.#auth = Promise.resolve(options.auth).then(async (policy) => {
+      // --- Durable auth state: revocations and spent tickets kept in the data directory,
+      // loaded before anything is served (every request awaits #auth), closed on shutdown.
+      if (policy?.useStateStore !== undefined) {
+        this.#authState = openAuthStateStore(this.#options.dataDir, this.#options.durability);
+        // biome-ignore lint/correctness/useHookAtTopLevel: an AuthPolicy method, not a React hook
+        await policy.useStateStore(this.#authState);
+      }
+      // --- end durable auth state
+      // A revocation made elsewhere (another process on a shared store) closes the matching
+      // sockets here too, not only at their next frame.
+      this.#stopRevocations = policy?.onRevocation?.(() => this.#closeRevoked());
       this.#policy = policy;
       return policy;
     });
@@ -111,7 +126,8 @@ class OutpostServer implements AgentServer {
       idleTimeout: this.#options.idleTimeout,
       maxInstances: this.#options.maxInstances,
     });
-    this.#refusals = new Refusals(this.logger);
+    const credentialParams = () => this.#policy?.credentialParams ?? [];
+    this.#refusals = new Refusals(this.logger, credentialParams);
     const auth = () => this.#auth;
     this.#admission = new Admission({
       router,
@@ -134,6 +150,7 @@ class OutpostServer implements AgentServer {
       maxPayload: this.#options.maxPayload,
       maxUrlLength: this.#options.maxUrlLength,
       trustProxy: this.#options.trustProxy,
+      credentialParams,
       rejectWithHttp: () => this.#policy?.rejectWithHttp === true,
     });
     this.#http = new HttpRoutes({
@@ -195,14 +212,21 @@ class OutpostServer implements AgentServer {
       throw new TypeError("revoke() needs a `sub` or a `jti`");
     }
     await policy.revoke(target);
-    let closed = this.#admission.revokePending((session) => policy.isRevoked(session));
+    const closed =
+      this.#admission.revokePending((session) => policy.isRevoked(session)) + this.#closeRevoked();
+    this.logger.info({ event: "revoked", ...target, closed }, "revoked");
+    return closed;
+  }
+
+  /** Close every live connection whose credentials are now revoked; returns how many. */
+  #closeRevoked(): number {
+    let closed = 0;
     for (const connection of this.#connections) {
       if (connection.revoked) {
         connection.close(CloseCode.Revoked, "session revoked");
         closed++;
       }
     }
-    this.logger.info({ event: "revoked", ...target, closed }, "revoked");
     return closed;
   }
 
@@ -214,6 +238,7 @@ class OutpostServer implements AgentServer {
   async #shutdown(): Promise<void> {
     const started = Date.now();
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    this.#stopRevocations?.();
     const instances = [...this.#registry.instances];
     await Promise.all(
       instances.map((instance) =>
@@ -223,6 +248,7 @@ class OutpostServer implements AgentServer {
     for (const connection of this.#connections)
       connection.close(CloseCode.GoingAway, "server shutting down");
     await this.#registry.close();
+    await this.#authState?.close();
     this.#upgrades.close();
     this.logger.info({ ms: Date.now() - started, instances: instances.length }, "closed");
   }

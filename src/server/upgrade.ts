@@ -24,6 +24,8 @@ export interface UpgradeContext {
   maxPayload: number;
   maxUrlLength: number;
   trustProxy: boolean;
+  /** Query parameters that carry credentials, redacted in `connection.uri`. */
+  credentialParams: () => readonly string[];
   /** Answer refusals with HTTP 401/403 instead of accept-and-close (the policy's choice). */
   rejectWithHttp: () => boolean;
 }
@@ -149,7 +151,7 @@ export class UpgradeHandler {
     const connection = new ServerConnection({
       id: randomUUID(),
       socket: ws,
-      uri: redactedUri(url),
+      uri: redactedUri(url, this.#ctx.credentialParams()),
       remoteAddress: remoteAddress ?? "unknown",
       auth,
       limits: this.#ctx.limits,
@@ -228,7 +230,7 @@ function requestFactory(url: URL, raw: IncomingMessage["headers"]): () => Reques
 }
 
 /** `connection.uri`, computed on first read: most connections never log it. */
-function redactedUri(url: URL): () => string {
+function redactedUri(url: URL, params: readonly string[]): () => string {
   const href = url.href;
-  return () => redactUrl(href);
+  return () => redactUrl(href, params);
 }

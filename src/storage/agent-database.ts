@@ -1,44 +1,20 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
+import { QueueTable } from "./queue-table.js";
+import { ScheduleTable } from "./schedule-table.js";
 
 /** A value that can be bound to a SQL parameter. */
 export type SqlValue = string | number | bigint | boolean | null | undefined | Uint8Array;
 
-/** One persisted schedule row. */
-export interface StoredSchedule {
-  id: string;
-  callback: string;
-  payload: unknown;
-  /** Milliseconds since the epoch. */
-  time: number;
-  /** `delayed`: made with a number of seconds; `scheduled`: made with a date. */
-  type: "scheduled" | "delayed";
-}
-
 /** How hard a write is pushed to disk before `setState` returns. */
 export type Durability = "process" | "full";
 
-interface ScheduleRow {
-  id: string;
-  callback: string;
-  payload: string;
-  time: number;
-  type: "scheduled" | "delayed";
-}
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS _outpost_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS _outpost_schedules (
-  id TEXT PRIMARY KEY, callback TEXT NOT NULL, payload TEXT NOT NULL, time INTEGER NOT NULL,
-  type TEXT NOT NULL DEFAULT 'scheduled'
-);
-CREATE INDEX IF NOT EXISTS _outpost_schedules_time ON _outpost_schedules (time);
-`;
+const SCHEMA = "CREATE TABLE IF NOT EXISTS _outpost_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
 /**
- * The SQLite database of one agent instance: its state, its schedules and the user's own
- * tables. Every write is committed before the call returns. In WAL mode with
+ * The SQLite database of one agent instance: its state, its schedules, its queue and the
+ * user's own tables. Every write is committed before the call returns. In WAL mode with
  * `synchronous = NORMAL` ("process" durability) a commit survives the process being
  * killed; "full" adds an fsync per commit so it also survives the machine losing power.
  */
@@ -47,6 +23,10 @@ export class AgentDatabase {
   readonly #statements = new Map<string, Database.Statement>();
   readonly #getKv: Database.Statement<[string], { value: string }>;
   readonly #putKv: Database.Statement<[string, string]>;
+  /** This instance's schedules. */
+  readonly schedules: ScheduleTable;
+  /** This instance's queue. */
+  readonly queue: QueueTable;
 
   constructor(path: string, durability: Durability = "process") {
     mkdirSync(dirname(path), { recursive: true });
@@ -55,13 +35,8 @@ export class AgentDatabase {
     this.#db.pragma(`synchronous = ${durability === "full" ? "FULL" : "NORMAL"}`);
     this.#db.pragma("busy_timeout = 5000");
     this.#db.exec(SCHEMA);
-    // Databases made before schedules recorded their type.
-    const columns = this.#db.pragma("table_info(_outpost_schedules)") as { name: string }[];
-    if (!columns.some((column) => column.name === "type")) {
-      this.#db.exec(
-        "ALTER TABLE _outpost_schedules ADD COLUMN type TEXT NOT NULL DEFAULT 'scheduled'",
-      );
-    }
+    this.schedules = new ScheduleTable(this.#db);
+    this.queue = new QueueTable(this.#db);
     this.#getKv = this.#db.prepare("SELECT value FROM _outpost_kv WHERE key = ?");
     this.#putKv = this.#db.prepare(
       "INSERT INTO _outpost_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -98,46 +73,6 @@ export class AgentDatabase {
     if (statement.reader) return statement.all(...params) as Row[];
     statement.run(...params);
     return [];
-  }
-
-  insertSchedule(schedule: StoredSchedule): void {
-    this.#db
-      .prepare(
-        "INSERT INTO _outpost_schedules (id, callback, payload, time, type) VALUES (?, ?, ?, ?, ?)",
-      )
-      .run(
-        schedule.id,
-        schedule.callback,
-        JSON.stringify(schedule.payload ?? null),
-        schedule.time,
-        schedule.type,
-      );
-  }
-
-  deleteSchedule(id: string): boolean {
-    return this.#db.prepare("DELETE FROM _outpost_schedules WHERE id = ?").run(id).changes > 0;
-  }
-
-  listSchedules(): StoredSchedule[] {
-    const rows = this.#db
-      .prepare("SELECT id, callback, payload, time, type FROM _outpost_schedules ORDER BY time, id")
-      .all() as ScheduleRow[];
-    return rows.map((row) => ({ ...row, payload: JSON.parse(row.payload) }));
-  }
-
-  getSchedule(id: string): StoredSchedule | undefined {
-    const row = this.#db
-      .prepare("SELECT id, callback, payload, time, type FROM _outpost_schedules WHERE id = ?")
-      .get(id) as ScheduleRow | undefined;
-    return row === undefined ? undefined : { ...row, payload: JSON.parse(row.payload) };
-  }
-
-  /** Earliest schedule time, or `undefined` when nothing is scheduled. */
-  nextScheduleTime(): number | undefined {
-    const row = this.#db.prepare("SELECT MIN(time) AS time FROM _outpost_schedules").get() as {
-      time: number | null;
-    };
-    return row.time ?? undefined;
   }
 
   close(): void {

@@ -28,6 +28,8 @@ export class WakeupIndex {
     this.#db = new Database(join(dir, "wakeups.sqlite"));
     this.#db.pragma("journal_mode = WAL");
     this.#db.pragma("synchronous = NORMAL");
+    // Two processes on one data directory both write here; wait for the other's commit.
+    this.#db.pragma("busy_timeout = 5000");
     this.#db.exec(
       "CREATE TABLE IF NOT EXISTS wakeups (agent TEXT NOT NULL, name TEXT NOT NULL, time INTEGER NOT NULL, PRIMARY KEY (agent, name))",
     );

@@ -1,3 +1,4 @@
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   Agent,
@@ -13,11 +14,12 @@ type Seen = Array<[string, unknown, string]>;
 const sourceName = (source: Connection | "server") =>
   source === "server" ? "server" : `connection:${source.id}`;
 
-class Changed extends Agent<unknown, { n: number }> {
+/** Bumps its state on request and reports which state hooks ran; overrides none itself. */
+class Recorder extends Agent<unknown, { n: number }> {
   override initialState = { n: 0 };
   seen: Seen = [];
-  override onStateChanged(state: { n: number }, source: Connection | "server") {
-    this.seen.push(["onStateChanged", state, sourceName(source)]);
+  record(hook: string, state: { n: number }, source: Connection | "server") {
+    this.seen.push([hook, state, sourceName(source)]);
   }
   @callable()
   bump() {
@@ -30,32 +32,24 @@ class Changed extends Agent<unknown, { n: number }> {
   }
 }
 
-class Updated extends Agent<unknown, { n: number }> {
-  override initialState = { n: 0 };
-  seen: Seen = [];
-  override onStateUpdate(state: { n: number }, source: Connection | "server") {
-    this.seen.push(["onStateUpdate", state, sourceName(source)]);
-  }
-  @callable()
-  bump() {
-    this.setState({ n: this.state.n + 1 });
-    return this.seen;
+class Changed extends Recorder {
+  override onStateChanged(state: { n: number }, source: Connection | "server") {
+    this.record("onStateChanged", state, source);
   }
 }
 
-class Both extends Agent<unknown, { n: number }> {
-  override initialState = { n: 0 };
-  seen: Seen = [];
+class Updated extends Recorder {
+  override onStateUpdate(state: { n: number }, source: Connection | "server") {
+    this.record("onStateUpdate", state, source);
+  }
+}
+
+class Both extends Recorder {
   override onStateChanged(state: { n: number }, source: Connection | "server") {
-    this.seen.push(["onStateChanged", state, sourceName(source)]);
+    this.record("onStateChanged", state, source);
   }
   override onStateUpdate(state: { n: number }, source: Connection | "server") {
-    this.seen.push(["onStateUpdate", state, sourceName(source)]);
-  }
-  @callable()
-  bump() {
-    this.setState({ n: this.state.n + 1 });
-    return this.seen;
+    this.record("onStateUpdate", state, source);
   }
 }
 
@@ -77,12 +71,10 @@ class Failing extends Agent {
 
 /** The SDK's two-argument form. */
 class TwoArgs extends Failing {
-  override onError(connection: Connection, error: unknown) {
+  override onError(connection: Connection | undefined, error: unknown) {
     this.errors.push([
-      typeof connection === "object" && connection !== null && "id" in connection
-        ? "connection"
-        : String((connection as Error).message),
-      error === undefined ? "no second argument" : (error as Error).message,
+      connection === undefined ? "no connection" : `connection ${typeof connection.id}`,
+      (error as Error).message,
     ]);
   }
 }
@@ -152,19 +144,44 @@ describe("agent hooks as in the SDK", () => {
     client.ws.close();
   });
 
+  it("logs once per class that onStateUpdate is deprecated, and not for onStateChanged", async () => {
+    // A class of its own: the warning is once per class per process.
+    class Legacy extends Recorder {
+      override onStateUpdate(state: { n: number }, source: Connection | "server") {
+        this.record("onStateUpdate", state, source);
+      }
+    }
+    const lines: string[] = [];
+    const logged = await startServer(
+      { Legacy, Changed },
+      { logger: pino({ level: "warn" }, { write: (line: string) => lines.push(line) }) },
+    );
+    try {
+      for (const path of ["/agents/legacy/w1", "/agents/legacy/w2", "/agents/changed/w3"]) {
+        const client = await connect(wsUrl(logged, path));
+        await client.close();
+      }
+      const warnings = lines.filter((line) => line.includes("deprecated"));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain("Legacy: onStateUpdate is deprecated");
+    } finally {
+      await logged.stop();
+    }
+  });
+
   it("calls only onStateChanged when an agent overrides both", async () => {
     const client = await connect(wsUrl(server, "/agents/both/a"));
     expect(await client.rpc("bump")).toEqual([["onStateChanged", { n: 1 }, "server"]]);
     client.ws.close();
   });
 
-  it("calls onError(connection, error) on a connection and onError(error) off one", async () => {
+  it("gives a two-parameter onError the connection and the error, and undefined and the error off a connection", async () => {
     const client = await connect(wsUrl(server, "/agents/two-args/a"));
     await client.call("boom");
     expect((await fetch(httpUrl(server, "/agents/two-args/a"))).status).toBe(500);
     expect(await client.rpc("report")).toEqual([
-      ["connection", "on a connection"],
-      ["off a connection", "no second argument"],
+      ["connection string", "on a connection"],
+      ["no connection", "off a connection"],
     ]);
     client.ws.close();
   });

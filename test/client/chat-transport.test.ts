@@ -73,35 +73,11 @@ async function readAll(stream: ReadableStream<unknown>): Promise<unknown[]> {
   }
 }
 
-it("the official WebSocketChatTransport streams a reply through an Outpost AgentClient", async () => {
+/** Send `text` through the official transport over an Outpost client; all chunks back. */
+async function chat(name: string, text: string): Promise<unknown[]> {
   const client = new AgentClient({
     agent: "ChatEcho",
-    name: "chat-1",
-    host: `127.0.0.1:${server.port}`,
-    WebSocket,
-  });
-  try {
-    await client.ready;
-    const transport = new WebSocketChatTransport({ agent: client });
-    const stream = await transport.sendMessages({
-      chatId: "c1",
-      messageId: undefined,
-      messages: [userMessage("hi")],
-      trigger: "submit-message",
-      abortSignal: undefined,
-    });
-    const chunks = await readAll(stream);
-    expect(chunks).toContainEqual({ type: "text-delta", id: "t1", delta: "echo: hi" });
-    expect(chunks.at(-1)).toEqual({ type: "finish" });
-  } finally {
-    client.close();
-  }
-});
-
-it("the official WebSocketChatTransport ends its stream when the Outpost client's socket closes", async () => {
-  const client = new AgentClient({
-    agent: "ChatEcho",
-    name: "chat-2",
+    name,
     host: `127.0.0.1:${server.port}`,
     WebSocket,
     reconnect: { minDelay: 20, maxDelay: 100 },
@@ -110,16 +86,26 @@ it("the official WebSocketChatTransport ends its stream when the Outpost client'
     await client.ready;
     const transport = new WebSocketChatTransport({ agent: client });
     const stream = await transport.sendMessages({
-      chatId: "c2",
+      chatId: name,
       messageId: undefined,
-      messages: [userMessage("hang up")],
+      messages: [userMessage(text)],
       trigger: "submit-message",
       abortSignal: undefined,
     });
-    // Without the `close` event the stream would wait for a reply that never comes.
-    const chunks = await readAll(stream);
-    expect(chunks).toEqual([{ type: "error", errorText: expect.any(String) }]);
+    return await readAll(stream);
   } finally {
     client.close();
   }
+}
+
+it("the official WebSocketChatTransport streams a reply through an Outpost AgentClient", async () => {
+  const chunks = await chat("chat-1", "hi");
+  expect(chunks).toContainEqual({ type: "text-delta", id: "t1", delta: "echo: hi" });
+  expect(chunks.at(-1)).toEqual({ type: "finish" });
+});
+
+it("the official WebSocketChatTransport ends its stream when the Outpost client's socket closes", async () => {
+  // Without the `close` event the stream would wait for a reply that never comes.
+  const chunks = await chat("chat-2", "hang up");
+  expect(chunks).toEqual([{ type: "error", errorText: expect.any(String) }]);
 });

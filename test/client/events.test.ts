@@ -1,3 +1,5 @@
+import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { waitFor } from "../helpers/wait.js";
 import { closeClients, labClient, type Outpost, startOutpost } from "./fixtures.js";
@@ -76,6 +78,27 @@ describe("addEventListener", () => {
     client.reconnect();
     await waitFor(() => client.connectionError !== null, "the refusal");
     expect(seen).toEqual(["close:4003"]);
+  });
+
+  it("fires error and close when the socket fails", async () => {
+    // A port nobody listens on: the connection is refused.
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise((resolve) => closed.close(resolve));
+    const client = labClient(outpost, {
+      name: room(),
+      host: `127.0.0.1:${port}`,
+      reconnect: { minDelay: 20, maxDelay: 50, maxRetries: 1 },
+      startClosed: true,
+    });
+    const seen: string[] = [];
+    client.addEventListener("error", (event) => seen.push(event.type));
+    client.addEventListener("close", () => seen.push("close"));
+    client.reconnect();
+    // partysocket closes the failed socket before it reports the error, as for the official client.
+    await waitFor(() => seen.includes("error"), "the failed attempt");
+    expect(seen.slice(0, 2)).toEqual(["close", "error"]);
   });
 
   it("stops calling a listener after removeEventListener, after once, and when its signal aborts", async () => {

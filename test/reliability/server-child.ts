@@ -20,6 +20,8 @@ export interface ChildStats {
   type: "stats";
   rss: number;
   heapUsed: number;
+  /** Bytes of Buffers and ArrayBuffers (where request bodies would be held). */
+  arrayBuffers: number;
   connections: number;
   instances: number;
   refusals: Record<string, number>;
@@ -47,11 +49,14 @@ const server = await serve({
 process.on("message", (message: { type?: string }) => {
   if (message?.type !== "stats") return;
   const stats = server.stats();
+  // After a full collection (the child runs with --expose-gc), only what is live counts.
+  (globalThis as { gc?: () => void }).gc?.();
   const memory = process.memoryUsage();
   const answer: ChildStats = {
     type: "stats",
     rss: memory.rss,
     heapUsed: memory.heapUsed,
+    arrayBuffers: memory.arrayBuffers,
     connections: stats.connections,
     instances: stats.instances,
     refusals: stats.refusals,

@@ -85,14 +85,14 @@ describe("schedules", () => {
     await client.rpc("scheduleIn", [0.1, "ran"]);
     await client.waitFor(labelled("ran"), "the schedule to run");
     expect(Date.now() - scheduled).toBeGreaterThanOrEqual(90);
-    expect(await client.rpc("listSchedules")).toEqual([]);
+    expect(await client.rpc("pendingSchedules")).toEqual([]);
   });
 
   it("lists pending schedules and cancels them; a cancelled schedule never runs", async () => {
     const server = await start();
     const client = await open(server, "cancel");
     const later = await client.rpc<string>("scheduleIn", [60, "later"]);
-    const list = await client.rpc<Array<Record<string, unknown>>>("listSchedules");
+    const list = await client.rpc<Array<Record<string, unknown>>>("pendingSchedules");
     expect(list).toEqual([
       {
         id: later,
@@ -101,11 +101,12 @@ describe("schedules", () => {
         time: expect.any(Number),
         // Made with a number of seconds, so it is "delayed" (a Date makes it "scheduled").
         type: "delayed",
+        delayInSeconds: 60,
       },
     ]);
     expect(list[0]!.time as number).toBeGreaterThan(Date.now() / 1000 + 50);
     const dated = await client.rpc<string>("scheduleAt", [Date.now() + 120_000, "dated"]);
-    const both = await client.rpc<Array<Record<string, unknown>>>("listSchedules");
+    const both = await client.rpc<Array<Record<string, unknown>>>("pendingSchedules");
     expect(both.map((s) => [s.id, s.type])).toEqual([
       [later, "delayed"],
       [dated, "scheduled"],
@@ -113,7 +114,7 @@ describe("schedules", () => {
     expect(await client.rpc("cancel", [dated])).toBe(true);
     expect(await client.rpc("cancel", [later])).toBe(true);
     expect(await client.rpc("cancel", [later])).toBe(false);
-    expect(await client.rpc("listSchedules")).toEqual([]);
+    expect(await client.rpc("pendingSchedules")).toEqual([]);
 
     const doomed = await client.rpc<string>("scheduleIn", [0.1, "cancelled"]);
     await client.rpc("scheduleIn", [0.2, "kept"]);
@@ -140,7 +141,7 @@ describe("schedules", () => {
     expect(second.stats().connections).toBe(0);
     const again = await open(second, "restart");
     expect(again.frames("cf_agent_state")[0]).toMatchObject({ state: { label: "after-restart" } });
-    expect(await again.rpc("listSchedules")).toEqual([]);
+    expect(await again.rpc("pendingSchedules")).toEqual([]);
   });
 
   it("wakes an evicted instance when its schedule is due", async () => {
