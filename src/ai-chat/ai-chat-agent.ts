@@ -76,6 +76,9 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
     const onStart = this.onStart.bind(this);
     this.onStart = async () => {
       this.messages = this.#store.load();
+      const context = this.#store.loadContext();
+      this.#lastBody = context.body;
+      this.#lastClientTools = context.clientTools as ClientToolSchema[] | undefined;
       await this.#recoverOrphan();
       return onStart();
     };
@@ -191,6 +194,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
       case "tool-result":
         if (event.clientTools !== undefined && event.clientTools.length > 0) {
           this.#lastClientTools = event.clientTools;
+          this.#store.saveContext({ body: this.#lastBody, clientTools: event.clientTools });
         }
         return this.#toolAnswer(connection, event.autoContinue, (messages) =>
           applyToolResult(messages, event),
@@ -223,6 +227,7 @@ export class AIChatAgent<Env = unknown, State = unknown> extends Agent<Env, Stat
         : undefined;
     this.#lastBody = body;
     this.#lastClientTools = tools;
+    this.#store.saveContext({ body, clientTools: tools });
     await this.persistMessages(messages as UIMessage[], [connection.id]);
     // The turn runs beside later frames, so a cancel can reach it while it streams.
     this.#spawn(() =>

@@ -24,6 +24,33 @@ export class MessageStore {
       position INTEGER NOT NULL,
       message TEXT NOT NULL
     )`;
+    this.#sql`CREATE TABLE IF NOT EXISTS _outpost_chat_context (
+      key TEXT PRIMARY KEY,
+      value TEXT NOT NULL
+    )`;
+  }
+
+  /**
+   * What a continuation reuses from the last request (its extra body fields and client
+   * tool schemas), stored so a continuation after a restart gets them too.
+   */
+  saveContext(context: { body?: Record<string, unknown>; clientTools?: unknown[] }): void {
+    this
+      .#sql`INSERT INTO _outpost_chat_context (key, value) VALUES ('request', ${JSON.stringify(context)})
+      ON CONFLICT(key) DO UPDATE SET value = excluded.value`;
+  }
+
+  /** The context `saveContext` stored, or `{}`. */
+  loadContext(): { body?: Record<string, unknown>; clientTools?: unknown[] } {
+    const [row] = this.#sql<{ value: string }>`
+      SELECT value FROM _outpost_chat_context WHERE key = 'request'`;
+    try {
+      return row === undefined
+        ? {}
+        : (JSON.parse(row.value) as ReturnType<MessageStore["loadContext"]>);
+    } catch {
+      return {};
+    }
   }
 
   /** Every stored message, in conversation order. */
@@ -78,9 +105,10 @@ export class MessageStore {
     return [...kept];
   }
 
-  /** Forget every message. */
+  /** Forget every message, and the last request's context. */
   clear(): void {
     this.#sql`DELETE FROM _outpost_chat_messages`;
+    this.#sql`DELETE FROM _outpost_chat_context`;
     this.#stored.clear();
   }
 }

@@ -125,11 +125,15 @@ export const chatTools = {
 /** Turns seen by `onChatResponse`, per instance name, for tests to inspect. */
 export const responses = new Map<string, Array<{ status: string; text: string }>>();
 
+/** The `body` each turn's `onChatMessage` got, per instance name, for tests to inspect. */
+export const bodies = new Map<string, Array<Record<string, unknown> | undefined>>();
+
 /** The chat agent of the tests: the mock model, the two tools, and two ways to fail. */
 export class TestChat extends AIChatAgent {
   static delayMs = 15;
 
   override async onChatMessage(onFinish: ChatOnFinish, options?: OnChatMessageOptions) {
+    bodies.set(this.name, [...(bodies.get(this.name) ?? []), options?.body]);
     const last = this.messages.at(-1);
     const said = last?.parts.map((p) => (p.type === "text" ? p.text : "")).join("") ?? "";
     if (said.includes("throw")) throw new Error(`onChatMessage failed\n${SECRET_STACK}`);

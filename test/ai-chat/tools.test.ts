@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { httpUrl, startServer } from "../helpers/server.js";
+import { httpUrl, startServer, tempDir } from "../helpers/server.js";
 import type { Frame, RawClient } from "../helpers/ws-client.js";
 import {
+  bodies,
   chatHarness,
   responseFrames,
   sendChat,
@@ -134,5 +135,31 @@ describe("AIChatAgent tools", () => {
     expect(continued.some((c) => c.type === "tool-output-available")).toBe(false);
     const part = (await history("deny"))[1]!.parts.find((p) => p.toolCallId);
     expect(part?.state).toBe("output-denied");
+  });
+
+  it("gives a continuation after a server restart the body of the request that called the tool", async () => {
+    const data = tempDir();
+    try {
+      h.server = await startServer({ TestChat }, { dataDir: data.dir });
+      const first = await open("body-restart");
+      sendChat(first, "req-1", [userMessage("u1", "where am i?")], { persona: "pirate" });
+      await waitDone(first, "req-1");
+      await first.close();
+      h.clients.length = 0;
+      await h.server.stop();
+      h.server = await startServer({ TestChat }, { dataDir: data.dir });
+      const client = await open("body-restart");
+      client.send({
+        type: "cf_agent_tool_result",
+        toolCallId: "call-getLocation",
+        toolName: "getLocation",
+        output: { city: "Faro" },
+        autoContinue: true,
+      });
+      await waitDone(client, await acceptContinuation(client));
+      expect(bodies.get("body-restart")).toEqual([{ persona: "pirate" }, { persona: "pirate" }]);
+    } finally {
+      data.remove();
+    }
   });
 });
