@@ -34,6 +34,12 @@ export interface ClusterOptions {
   fenceMarginMs?: number;
   /** How often revocations and spent tickets are reloaded, in case a notification was missed. Default 5 000 ms. */
   authReloadMs?: number;
+  /**
+   * The secret nodes prove to each other on their links (at least 32 bytes). Default: one
+   * made by the first node and kept in the cluster schema, so every node that can reach
+   * the database shares it.
+   */
+  secret?: string;
 }
 
 /** `ClusterOptions` validated, with every default applied. */
@@ -47,6 +53,7 @@ export interface ResolvedClusterOptions {
   readonly heartbeatMs: number;
   readonly fenceMarginMs: number;
   readonly authReloadMs: number;
+  readonly secret: string | undefined;
 }
 
 const DEFAULTS = {
@@ -80,6 +87,7 @@ export function resolveClusterOptions(input: unknown): ResolvedClusterOptions {
     "schema",
     "advertise",
     "nodeId",
+    "secret",
     ...Object.keys(DEFAULTS).filter((key) => key !== "schema"),
   ]);
   for (const key of Object.keys(options)) {
@@ -111,6 +119,7 @@ export function resolveClusterOptions(input: unknown): ResolvedClusterOptions {
     heartbeatMs,
     fenceMarginMs,
     authReloadMs: duration(options, "authReloadMs", DEFAULTS.authReloadMs, 100),
+    secret: clusterSecret(options.secret),
   };
 }
 
@@ -207,6 +216,14 @@ function duration(
       `cluster.${key}`,
       `must be a whole number of milliseconds from ${min} to 3600000`,
     );
+  }
+  return value;
+}
+
+function clusterSecret(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || Buffer.byteLength(value) < 32) {
+    throw new ClusterOptionError("cluster.secret", "must be a string of at least 32 bytes");
   }
   return value;
 }
