@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import { AgentDatabase, type Durability } from "../storage/agent-database.js";
 import { WakeupIndex } from "../storage/wakeups.js";
 import type { AgentClass } from "./agent.js";
-import { type AgentHost, addHost, recordHost, removeHost } from "./hosts.js";
+import { type AgentHost, addHost, type RemoteAgent, recordHost, removeHost } from "./hosts.js";
 import { AgentInstance, type InstanceHost, type InstanceStorage } from "./instance.js";
 
 export interface RegistryOptions {
@@ -23,6 +23,8 @@ export interface RegistryOptions {
    * (cluster mode: restored from PostgreSQL, changes shipped back).
    */
   storage?: StorageProvider;
+  /** Cluster mode: where an instance another node owns can be reached (`getAgentByName`). */
+  locate?: (agent: string, name: string) => Promise<RemoteAgent | undefined>;
 }
 
 /** Prepares an instance's storage before it starts; told when the instance is let go. */
@@ -63,6 +65,10 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
   }
 
   /** The URL name `agentClass` is served under here (for `getAgentByName`). */
+  locate(agent: string, name: string): Promise<RemoteAgent | undefined> {
+    return this.#options.locate?.(agent, name) ?? Promise.resolve(undefined);
+  }
+
   urlNameOf(agentClass: AgentClass): string | undefined {
     for (const [urlName, served] of this.#options.agents) if (served === agentClass) return urlName;
     return undefined;

@@ -151,6 +151,10 @@ class OutpostServer implements AgentServer {
       idleTimeout: this.#options.idleTimeout,
       maxInstances: this.#options.maxInstances,
       ...(this.#cluster !== undefined && {
+        locate: async (agent: string, name: string) => {
+          const placement = await this.#place(agent, name);
+          return placement.here ? undefined : this.#remote?.agentOn(placement.owner, agent, name);
+        },
         storage: clusterStorage({
           node: this.#cluster,
           durability: this.#options.durability,

@@ -135,6 +135,19 @@ describe("three nodes, one owner per instance", () => {
     }
   });
 
+  it("getAgentByName from an agent on one node calls an instance another node owns", async () => {
+    const far = await open(c, "far", "carol");
+    expect(await far.rpc("where")).toBe("node-c");
+    const lobby = await open(a, "lobby", "bob");
+    expect(await lobby.rpc("where")).toBe("node-b");
+    // Server code on B asks for "far", which C owns: the call is answered there.
+    expect(await lobby.rpc("whereIs", ["far"])).toBe("node-c");
+    expect(await lobby.rpc("postTo", ["far", "via b"])).toBe(1);
+    expect(await far.rpc("texts")).toEqual(["via b"]);
+    const failed = await lobby.call("callOn", ["far", "nope"]);
+    expect(failed).toMatchObject({ success: false, error: "Method nope is not callable" });
+  });
+
   it("revoke() on A closes the subject's sockets on B and C with 4009 within a second, and every node refuses it", async () => {
     const onB = await open(b, "revoke-room", "mallory");
     const onC = await open(c, "revoke-room", "mallory");
