@@ -1,7 +1,7 @@
 /** Command-line options of `npm run bench`, and the settings each mode implies. */
 import { CONTENDERS, type Contender } from "./config.js";
 
-export const WORKLOAD_GROUPS = ["connects", "refused", "rpc", "fanout", "memory"] as const;
+export const WORKLOAD_GROUPS = ["connects", "refused", "rpc", "fanout", "memory", "storm"] as const;
 export type WorkloadGroup = (typeof WORKLOAD_GROUPS)[number];
 
 export interface BenchOptions {
@@ -130,6 +130,11 @@ export interface Settings {
   rpc: { warmupMs: number; durationMs: number; maxCalls: number };
   fanout: { clients: number; reps: number; timeoutMs: number };
   memory: { connections: number; concurrency: number };
+  /**
+   * Reconnect storm: `clients` authenticated clients over `rooms` instances; the server is
+   * killed and started again, and every client must be back within `timeoutMs`.
+   */
+  storm: { clients: number; rooms: number; concurrency: number; timeoutMs: number };
 }
 
 export function settingsFor(options: Pick<BenchOptions, "quick">): Settings {
@@ -155,5 +160,11 @@ export function settingsFor(options: Pick<BenchOptions, "quick">): Settings {
     },
     fanout: { clients: 1_000, reps: quick ? 10 : 20, timeoutMs: 10_000 },
     memory: { connections: 10_000, concurrency: 200 },
+    storm: {
+      clients: quick ? 2_000 : 10_000,
+      rooms: 100,
+      concurrency: 200,
+      timeoutMs: 120_000,
+    },
   };
 }

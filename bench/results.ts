@@ -63,6 +63,48 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
     unit: "µs/conn",
     better: "lower",
   },
+  {
+    key: "storm_restart",
+    label: "reconnect storm: kill until listening again",
+    unit: "ms",
+    better: "lower",
+  },
+  {
+    key: "storm_99",
+    label: "reconnect storm: 99% back with state, from listening",
+    unit: "ms",
+    better: "lower",
+  },
+  {
+    key: "storm_100",
+    label: "reconnect storm: 100% back with state, from listening",
+    unit: "ms",
+    better: "lower",
+  },
+  {
+    key: "storm_100_kill",
+    label: "reconnect storm: 100% back with state, from the kill",
+    unit: "ms",
+    better: "lower",
+  },
+  {
+    key: "storm_cpu",
+    label: "reconnect storm: server CPU per client back",
+    unit: "µs/client",
+    better: "lower",
+  },
+  {
+    key: "storm_rss",
+    label: "reconnect storm: restarted server's peak RSS",
+    unit: "MiB",
+    better: "lower",
+  },
+  {
+    key: "storm_refusals",
+    label: "reconnect storm: refused attempts (must be 0)",
+    unit: "attempts",
+    better: "lower",
+  },
 ];
 
 export interface Target {
@@ -119,6 +161,16 @@ export interface TargetResult {
   met: boolean | null;
 }
 
+/** Clients back over time in one storm: `curve[k]` ms after the kill, k × `step` were back. */
+export interface StormCurve {
+  clients: number;
+  /** Clients per point of the curve. */
+  step: number;
+  /** Milliseconds from the kill until the restarted server was listening. */
+  listeningMs: number;
+  curve: number[];
+}
+
 export interface Results {
   machine: Record<string, unknown>;
   settings: Record<string, unknown>;
@@ -127,6 +179,8 @@ export interface Results {
   ratios: Record<string, Partial<Record<Exclude<Contender, "outpost">, number>>>;
   targets: TargetResult[];
   notes: string[];
+  /** The reconnect storm of the last round, per contender, for the chart. */
+  storm?: Partial<Record<Contender, StormCurve>>;
 }
 
 function spec(key: string): WorkloadSpec {

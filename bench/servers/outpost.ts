@@ -32,7 +32,7 @@ const config = readConfig();
 const keys = await benchKeySet(config.keys, config.algorithm);
 const server = await serve({
   agents: { Bench },
-  port: 0,
+  port: config.port ?? 0,
   hostname: "127.0.0.1",
   dataDir: config.dataDir,
   logger: false,
