@@ -115,6 +115,8 @@ export interface StormResult extends ClientLoad {
   stale: number;
   /** Connection attempts after the drop, successful or not. */
   dials: number;
+  /** Each client's wait from its drop to its first redial, in ms (the schedule at work). */
+  firstDelays: number[];
   /** Attempts the restarted server answered with a refusal (close code or HTTP status). */
   refusals: number;
   /** Refusals by close code or `HTTP <status>`. */

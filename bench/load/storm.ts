@@ -32,6 +32,8 @@ interface StormClient {
   backAt: number;
   /** Whether it has received its room's state on the current socket. */
   ready: boolean;
+  /** When its healthy connection dropped (epoch ms), until its first redial. */
+  droppedAt: number;
 }
 
 export class Storm {
@@ -43,6 +45,7 @@ export class Storm {
   #back = 0;
   #stale = 0;
   #dials = 0;
+  #firstDelays: number[] = [];
   #refusals = 0;
   #codes: Record<string, number> = {};
   #onAllBack: (() => void) | undefined;
@@ -73,6 +76,7 @@ export class Storm {
       openedAt: 0,
       backAt: 0,
       ready: false,
+      droppedAt: 0,
     }));
     let next = 0;
     let opened = 0;
@@ -145,6 +149,7 @@ export class Storm {
           back: this.#back,
           stale: this.#stale,
           dials: this.#dials,
+          firstDelays: this.#firstDelays,
           refusals: this.#refusals,
           codes: this.#codes,
           firstCloseAt: this.#firstCloseAt,
@@ -183,6 +188,7 @@ export class Storm {
     );
     this.#back = this.#stale = this.#dials = this.#refusals = this.#firstCloseAt = 0;
     this.#codes = {};
+    this.#firstDelays = [];
   }
 
   #dial(client: StormClient): void {
@@ -190,6 +196,10 @@ export class Storm {
     client.attempt++;
     client.ready = false;
     if (this.#armed) this.#dials++;
+    if (client.droppedAt > 0) {
+      this.#firstDelays.push(epochNow() - client.droppedAt);
+      client.droppedAt = 0;
+    }
     const socket = new BenchSocket(
       target.contender as Contender,
       target.port,
@@ -247,6 +257,7 @@ export class Storm {
     // As `AgentClient` does: a connection that stayed up for minUptime resets the backoff,
     // and the next delay is the backoff of the attempts made since (at least the first).
     if (wasReady && epochNow() - client.openedAt >= this.#retry.minUptime) client.attempt = 0;
+    if (wasReady) client.droppedAt = epochNow();
     const delay = backoffDelay(Math.max(1, client.attempt), this.#retry);
     setTimeout(() => {
       if (this.#armed && client.socket === undefined) this.#dial(client);
