@@ -1,3 +1,5 @@
+import { CloseCode } from "../protocol/close-codes.js";
+import { formatRetryReason, retryAfterSeconds } from "../protocol/retry-hint.js";
 import { fingerprint } from "./fingerprint.js";
 /**
  * Every refusal of the auth layer, one stable code per reason. The code goes to the log and
@@ -19,16 +21,22 @@ export type AuthErrorCode =
   | "token_not_yet_valid"
   /** `exp - (nbf ?? iat)` is longer than the verifier allows. */
   | "lifetime_too_long"
-  /** `aud` or `iss` is not one this verifier accepts. */
+  /** `aud` is not one this verifier accepts. */
   | "audience_mismatch"
+  /** `iss` is not one this verifier accepts. */
+  | "issuer_mismatch"
   /** Valid identity, but the token is not for this agent, instance or action. */
   | "scope_mismatch"
   /** The header's `alg` is not the one algorithm of the key (or of the key set). */
   | "algorithm_not_allowed"
   /** No key with the token's `kid` (or no `kid` where several keys could verify). */
   | "unknown_key"
+  /** The identity provider's keys could not be fetched (refused, timeout, 5xx, bad JSON). */
+  | "keys_unavailable"
   /** A single-use ticket presented a second time. */
   | "token_replayed"
+  /** The replay store is full of unexpired ticket ids; a new ticket cannot be spent safely. */
+  | "replay_store_full"
   /** The subject or the token was revoked. */
   | "token_revoked"
   /** The request's `Origin` is not on the allowlist. */
@@ -60,65 +68,123 @@ export type AuthErrorCode =
   /** Anything else that went wrong on the server's side. */
   | "internal_error";
 
-/** WebSocket close code of each refusal: 4001 fetch new credentials, 4003 stop, 4008 wait, 4009 revoked. */
-export type AuthCloseCode = 1001 | 1011 | 1013 | 4001 | 4003 | 4004 | 4008 | 4009;
+/** WebSocket close code of a refusal; see `src/protocol/close-codes.ts` for what each asks of the client. */
+export type AuthCloseCode =
+  | typeof CloseCode.GoingAway
+  | typeof CloseCode.InternalError
+  | typeof CloseCode.TryAgainLater
+  | typeof CloseCode.Unauthorized
+  | typeof CloseCode.Forbidden
+  | typeof CloseCode.UnknownAgent
+  | typeof CloseCode.TooManyAttempts
+  | typeof CloseCode.Revoked;
 
 /** HTTP status of each refusal, for the reject-with-HTTP mode and plain requests. */
 export type AuthStatus = 400 | 401 | 403 | 404 | 414 | 429 | 500 | 503;
 
-const REASONS: Record<
-  AuthErrorCode,
-  { closeCode: AuthCloseCode; message: string; status?: AuthStatus }
-> = {
-  token_missing: { closeCode: 4001, message: "token missing" },
-  token_malformed: { closeCode: 4001, message: "token malformed" },
-  signature_invalid: { closeCode: 4001, message: "token signature invalid" },
-  token_expired: { closeCode: 4001, message: "token expired" },
-  token_not_yet_valid: { closeCode: 4001, message: "token not yet valid" },
-  lifetime_too_long: { closeCode: 4001, message: "token lifetime too long" },
-  audience_mismatch: { closeCode: 4001, message: "token audience not accepted" },
-  scope_mismatch: { closeCode: 4003, message: "token not valid for this agent" },
-  algorithm_not_allowed: { closeCode: 4001, message: "token algorithm not allowed" },
-  unknown_key: { closeCode: 4001, message: "token signing key unknown" },
-  token_replayed: { closeCode: 4001, message: "token already used" },
-  token_revoked: { closeCode: 4009, message: "token revoked" },
-  origin_not_allowed: { closeCode: 4003, message: "origin not allowed" },
-  too_many_attempts: { closeCode: 4008, message: "too many failed attempts" },
-  token_ambiguous: { closeCode: 4001, message: "token sent in more than one place" },
-  subject_mismatch: { closeCode: 4003, message: "token is for another subject" },
-  not_found: { closeCode: 4004, status: 404, message: "not found" },
-  unknown_agent: { closeCode: 4004, status: 404, message: "unknown agent" },
-  bad_instance_name: { closeCode: 4003, status: 400, message: "bad instance name" },
-  url_too_long: { closeCode: 4003, status: 414, message: "URL too long" },
-  bad_handshake: { closeCode: 4003, status: 400, message: "bad WebSocket handshake" },
-  shutting_down: { closeCode: 1001, status: 503, message: "server shutting down" },
-  too_many_connections: { closeCode: 1013, status: 503, message: "too many connections" },
-  too_many_instances: { closeCode: 1013, status: 503, message: "too many live instances" },
-  agent_failed_to_start: { closeCode: 1011, status: 500, message: "agent failed to start" },
-  internal_error: { closeCode: 1011, status: 500, message: "internal error" },
-};
+/** What the table says about one reason. */
+export interface Reason {
+  closeCode: AuthCloseCode;
+  status: AuthStatus;
+  /** Safe to send to the client. */
+  message: string;
+  /** Not the client's fault: the same credentials may work later. Never counted as a failed attempt. */
+  transient: boolean;
+  /**
+   * Counted against the client address by the failed-attempt limit. Only a credential that
+   * failed counts: an origin refusal must not let a foreign page lock its visitors out.
+   */
+  counted: boolean;
+}
 
-const STATUS: Record<number, AuthStatus> = { 4001: 401, 4003: 403, 4008: 429, 4009: 401 };
+const UNAUTHORIZED = { closeCode: CloseCode.Unauthorized, status: 401 } as const;
+const FORBIDDEN = { closeCode: CloseCode.Forbidden, status: 403 } as const;
+const NOT_FOUND = { closeCode: CloseCode.UnknownAgent, status: 404 } as const;
+const TRY_AGAIN = { closeCode: CloseCode.TryAgainLater, status: 503 } as const;
+const SERVER_ERROR = { closeCode: CloseCode.InternalError, status: 500 } as const;
+const GOING_AWAY = { closeCode: CloseCode.GoingAway, status: 503 } as const;
+const credential = (base: typeof UNAUTHORIZED | typeof FORBIDDEN, message: string): Reason => ({
+  ...base,
+  message,
+  transient: false,
+  counted: true,
+});
+const server = (
+  base: Pick<Reason, "closeCode" | "status">,
+  message: string,
+  transient: boolean,
+): Reason => ({ ...base, message, transient, counted: false });
+
+/** Every refusal anywhere in Outpost, by code: its close code, HTTP status and whether it is transient. */
+export const REASONS: Readonly<Record<AuthErrorCode, Readonly<Reason>>> = {
+  token_missing: credential(UNAUTHORIZED, "token missing"),
+  token_malformed: credential(UNAUTHORIZED, "token malformed"),
+  signature_invalid: credential(UNAUTHORIZED, "token signature invalid"),
+  token_expired: credential(UNAUTHORIZED, "token expired"),
+  token_not_yet_valid: credential(UNAUTHORIZED, "token not yet valid"),
+  lifetime_too_long: credential(UNAUTHORIZED, "token lifetime too long"),
+  audience_mismatch: credential(UNAUTHORIZED, "token audience not accepted"),
+  issuer_mismatch: credential(UNAUTHORIZED, "token issuer not accepted"),
+  scope_mismatch: credential(FORBIDDEN, "token not valid for this agent"),
+  algorithm_not_allowed: credential(UNAUTHORIZED, "token algorithm not allowed"),
+  unknown_key: credential(UNAUTHORIZED, "token signing key unknown"),
+  keys_unavailable: server(TRY_AGAIN, "token signing keys unavailable", true),
+  token_replayed: credential(UNAUTHORIZED, "token already used"),
+  replay_store_full: server(TRY_AGAIN, "too many tickets in use", true),
+  token_revoked: {
+    closeCode: CloseCode.Revoked,
+    status: 401,
+    message: "token revoked",
+    transient: false,
+    counted: true,
+  },
+  origin_not_allowed: {
+    ...FORBIDDEN,
+    message: "origin not allowed",
+    transient: false,
+    counted: false,
+  },
+  too_many_attempts: {
+    closeCode: CloseCode.TooManyAttempts,
+    status: 429,
+    message: "too many failed attempts",
+    transient: false,
+    counted: false,
+  },
+  token_ambiguous: credential(UNAUTHORIZED, "token sent in more than one place"),
+  subject_mismatch: credential(FORBIDDEN, "token is for another subject"),
+  not_found: server(NOT_FOUND, "not found", false),
+  unknown_agent: server(NOT_FOUND, "unknown agent", false),
+  // Answered in the HTTP handshake (there is no socket yet); the close code is for a host
+  // that accepts first.
+  bad_instance_name: server({ ...FORBIDDEN, status: 400 }, "bad instance name", false),
+  url_too_long: server({ ...FORBIDDEN, status: 414 }, "URL too long", false),
+  bad_handshake: server({ ...FORBIDDEN, status: 400 }, "bad WebSocket handshake", false),
+  too_many_connections: server(TRY_AGAIN, "too many connections", true),
+  too_many_instances: server(TRY_AGAIN, "too many live instances", true),
+  shutting_down: server(GOING_AWAY, "server shutting down", false),
+  agent_failed_to_start: server(SERVER_ERROR, "agent failed to start", false),
+  internal_error: server(SERVER_ERROR, "internal error", false),
+};
 
 /** Options of an `AuthError`. */
 export interface AuthErrorOptions {
-  /** How long the client should wait before trying again (with `too_many_attempts`). */
+  /** How long the client should wait before trying again; `reason` then says so. */
   retryAfterMs?: number;
   /** Fingerprint of the refused token (see `fingerprint()`), for the log. */
   fingerprint?: string;
-  /** Not the client's fault (e.g. the identity provider's keys could not be fetched). */
-  transient?: boolean;
 }
 
 /**
- * A refusal. Its `message` is short and safe to send to the client: it never holds the
- * token or anything about the server's keys.
+ * A refusal, anywhere on the road of a connection. Its `message` is short and safe to send
+ * to the client: it never holds the token or anything about the server's keys. `reason`
+ * adds the retry hint (`; retry in Ns`) when `retryAfterMs` is set.
  *
  * @example
  * try {
  *   await verifyToken(keys, token, { agent: "counter", name: "room-1" });
  * } catch (error) {
- *   if (error instanceof AuthError) ws.close(error.closeCode, error.message);
+ *   if (error instanceof AuthError) ws.close(error.closeCode, error.reason);
  * }
  */
 export class AuthError extends Error {
@@ -133,18 +199,33 @@ export class AuthError extends Error {
   readonly retryAfterMs?: number;
   /** Fingerprint of the token that was refused, when there was one. */
   fingerprint?: string;
-  /** True when the refusal is not the client's fault; it does not count as a failed attempt. */
+  /** True when the refusal is not the client's fault (see `REASONS`). */
   readonly transient: boolean;
+  /** True when the refusal counts against the client address (see `REASONS`). */
+  readonly counted: boolean;
 
   constructor(code: AuthErrorCode, message?: string, options: AuthErrorOptions = {}) {
     const reason = REASONS[code];
     super(message ?? reason.message);
     this.code = code;
     this.closeCode = reason.closeCode;
-    this.status = reason.status ?? STATUS[reason.closeCode] ?? 500;
+    this.status = reason.status;
     if (options.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
     if (options.fingerprint !== undefined) this.fingerprint = options.fingerprint;
-    this.transient = options.transient === true;
+    this.transient = reason.transient;
+    this.counted = reason.counted;
+  }
+
+  /** The close reason (or HTTP error message): `message`, plus `; retry in Ns` when there is a wait. */
+  get reason(): string {
+    return this.retryAfterMs === undefined
+      ? this.message
+      : formatRetryReason(this.message, this.retryAfterMs);
+  }
+
+  /** Seconds for a `Retry-After` header, when the refusal has a wait. */
+  get retryAfterSeconds(): number | undefined {
+    return this.retryAfterMs === undefined ? undefined : retryAfterSeconds(this.retryAfterMs);
   }
 }
 
@@ -176,7 +257,7 @@ export function fromJoseError(error: unknown): AuthError {
     case "ERR_JWKS_TIMEOUT":
     case "ERR_JWKS_INVALID":
       // The identity provider's keys could not be read: the client can only retry later.
-      return new AuthError("unknown_key", "token signing keys unavailable", { transient: true });
+      return new AuthError("keys_unavailable");
     case "ERR_JOSE_ALG_NOT_ALLOWED":
     case "ERR_JOSE_NOT_SUPPORTED":
       return new AuthError("algorithm_not_allowed");
@@ -196,7 +277,7 @@ export function fromJoseError(error: unknown): AuthError {
         case "aud":
           return new AuthError("audience_mismatch");
         case "iss":
-          return new AuthError("audience_mismatch", "token issuer not accepted");
+          return new AuthError("issuer_mismatch");
         default:
           return new AuthError("token_malformed");
       }

@@ -5,6 +5,8 @@ export {
   type AuthErrorOptions,
   type AuthStatus,
   isAuthError,
+  REASONS,
+  type Reason,
 } from "./errors.js";
 export { fingerprint } from "./fingerprint.js";
 export {
@@ -14,10 +16,8 @@ export {
   type KeySet,
   type KeySetOptions,
   loadKeySet,
-  type RemoteKeySetOptions,
   type ResolvedKey,
   type RotateOptions,
-  remoteKeySet,
   type SigningAlgorithm,
   type SigningKey,
   saveKeySet,
@@ -32,6 +32,7 @@ export type {
   HeaderReader,
 } from "./policy.js";
 export type { RateLimitOptions } from "./rate-limit.js";
+export { type RemoteKeySetOptions, remoteKeySet } from "./remote-keys.js";
 export { MemoryReplayStore, type MemoryReplayStoreOptions, type ReplayStore } from "./replay.js";
 export { FULL_SCOPE, matchesTarget } from "./scope.js";
 export {
@@ -40,6 +41,7 @@ export {
   type SessionCookieOptions,
   sessionCookie,
 } from "./session-cookie.js";
+export type { AuthStateStore, RevocationEntry } from "./state-store.js";
 export { type TokenAuthOptions, tokenAuth } from "./token-auth.js";
 export {
   type IssueTokenOptions,

@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import {
   calculateJwkThumbprint,
-  createRemoteJWKSet,
   exportJWK,
   generateKeyPair,
   generateSecret,
@@ -11,9 +10,8 @@ import {
   importSPKI,
   type JWK,
   type JWSHeaderParameters,
-  type RemoteJWKSetOptions,
 } from "jose";
-import { AuthError, fromJoseError } from "./errors.js";
+import { AuthError } from "./errors.js";
 
 /** Algorithms a generated or imported key pair can have. EdDSA means Ed25519. */
 export type AsymmetricAlgorithm = "EdDSA" | "ES256" | "RS256";
@@ -441,59 +439,4 @@ export async function saveKeySet(path: string, keySet: KeySet): Promise<void> {
     await rm(temporary, { force: true });
     throw error;
   }
-}
-
-/** Options of `remoteKeySet`: the algorithms you accept, plus jose's fetch and cache settings. */
-export interface RemoteKeySetOptions extends RemoteJWKSetOptions {
-  /** Algorithms to accept, e.g. `["RS256"]`. Required: nothing is inferred from the token. */
-  algorithms: readonly string[];
-}
-
-/**
- * Verify tokens from your own identity provider with the JWKS it publishes. Keys are
- * fetched and cached by jose; an unknown `kid` triggers a refetch (rate-limited by jose's
- * cooldown). Verify only: it cannot sign.
- *
- * @example
- * const keys = remoteKeySet("https://id.example.com/.well-known/jwks.json", { algorithms: ["RS256"] });
- * export const auth = tokenAuth({ keys, issuer: "https://id.example.com/", audience: "chat" });
- */
-export function remoteKeySet(url: string | URL, options: RemoteKeySetOptions): VerificationKeys {
-  const { algorithms, ...joseOptions } = options;
-  if (!Array.isArray(algorithms) || algorithms.length === 0) {
-    throw new TypeError(
-      "remoteKeySet: name the algorithms you accept, e.g. { algorithms: ['RS256'] }",
-    );
-  }
-  for (const alg of algorithms) {
-    if (alg === "none" || alg.startsWith("HS")) {
-      throw new TypeError(`remoteKeySet: "${alg}" cannot be verified with published keys`);
-    }
-  }
-  const allowed = [...algorithms];
-  const getKey = createRemoteJWKSet(new URL(url), joseOptions);
-  return {
-    algorithms: allowed,
-    async resolveKey(header) {
-      if (typeof header.alg !== "string" || !allowed.includes(header.alg)) {
-        throw new AuthError("algorithm_not_allowed");
-      }
-      if (header.kid !== undefined && typeof header.kid !== "string") {
-        throw new AuthError("token_malformed");
-      }
-      try {
-        const key = await getKey(header, { payload: "", signature: "" });
-        return { kid: header.kid, algorithm: header.alg, key: key as CryptoKey };
-      } catch (error) {
-        const code = (error as { code?: unknown } | null)?.code;
-        // A network failure is not the client's fault, but it still is a refusal to the client.
-        if (typeof code !== "string" || !code.startsWith("ERR_J")) {
-          throw new AuthError("unknown_key", "token signing keys unavailable", {
-            transient: true,
-          });
-        }
-        throw fromJoseError(error);
-      }
-    },
-  };
 }

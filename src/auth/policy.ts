@@ -1,3 +1,5 @@
+import type { AuthStateStore, RevocationEntry } from "./state-store.js";
+
 /**
  * The contract between the server and the auth layer. The server knows nothing about
  * tokens; it asks one question at each step: "who is this, and may they do X?". The auth
@@ -57,16 +59,21 @@ export interface AuthSession {
   protocol?: string;
 }
 
-/** What an authenticated connection may do after it is open. */
+/**
+ * What a caller may do; each is a scope of the same name (see docs/authentication.md).
+ * `connect` opens a socket and receives state, `rpc` calls `@callable` methods,
+ * `state:write` sends state frames, `message` sends frames that reach `onMessage`, and
+ * `http` sends requests to `onRequest`. A token without a `scope` claim may do all of them.
+ */
 export type AuthAction = "connect" | "rpc" | "state:write" | "message" | "http";
 
 /**
  * Implemented by `tokenAuth()` (and anything else that wants to guard agents).
  * Every method that refuses throws an `AuthError` (see ./errors.ts), never anything else;
- * its `closeCode` (4001, 4003, 4008, 4009) and `code` go to the client and the log.
+ * its `closeCode` and `code` (see `REASONS` in ./errors.ts) go to the client and the log.
  */
 export interface AuthPolicy {
-  /** Who is this, and may they open `agent/name`? */
+  /** Who is this, and may they open `agent/name`: `connect` for a socket, `http` for a request? */
   authenticate(request: AuthRequest): Promise<AuthSession>;
   /** In-band refresh: verify `token` as a replacement for `current` (same `sub`). */
   refresh(current: AuthSession, token: string, request: AuthRequest): Promise<AuthSession>;
@@ -74,8 +81,23 @@ export interface AuthPolicy {
   authorize(session: AuthSession, action: AuthAction): void;
   /** Is this session revoked (by `sub` or `jti`)? Checked when `revoke()` runs. */
   isRevoked(session: AuthSession): boolean;
-  /** Revoke by subject or token id; the server closes matching live connections 4009. */
+  /**
+   * Revoke by subject or token id; the server closes matching live connections 4009. Takes
+   * effect in memory before it returns; the promise settles once a state store has it.
+   */
   revoke(target: { sub?: string; jti?: string }): void | Promise<void>;
+  /**
+   * Keep revocations and spent tickets in `store`: load them now, write every change
+   * through. The server calls it with a store in its data directory before serving.
+   */
+  useStateStore?(store: AuthStateStore): Promise<void>;
+  /**
+   * Hear of revocations made elsewhere (another node, through the state store), so that
+   * matching live connections can be closed 4009 at once; returns a stop function.
+   */
+  onRevocation?(listener: (entry: RevocationEntry) => void): () => void;
+  /** Query parameters that carry credentials, for the log redaction (e.g. `["token"]`). */
+  readonly credentialParams?: readonly string[];
   /** Refuse with an HTTP 401/403 response instead of accepting and closing 4001/4003. */
   readonly rejectWithHttp: boolean;
   /** Public JWKS to serve at `/.well-known/jwks.json`, when publishing is enabled. */

@@ -1,5 +1,13 @@
-/** Scopes a token without a `scope` claim grants: everything an agent connection can do. */
-export const FULL_SCOPE: readonly string[] = ["connect", "rpc", "state:write", "message", "http"];
+import type { AuthAction } from "./policy.js";
+
+/** Scopes a token without a `scope` claim grants: every action (see `AuthAction`). */
+export const FULL_SCOPE: readonly AuthAction[] = [
+  "connect",
+  "rpc",
+  "state:write",
+  "message",
+  "http",
+];
 
 /**
  * Does a token's `agent` or `name` claim cover `value`? Exact, `*` for any, or an explicit

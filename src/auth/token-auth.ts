@@ -1,4 +1,6 @@
-import { AuthError, toRefusal } from "./errors.js";
+import { formatRetryReason } from "../protocol/retry-hint.js";
+import { DurableState } from "./durable-state.js";
+import { AuthError, REASONS, toRefusal } from "./errors.js";
 import { fingerprint } from "./fingerprint.js";
 import type { KeySet, VerificationKeys } from "./keys.js";
 import { isOriginAllowed, normalizeOrigins } from "./origin.js";
@@ -44,6 +46,11 @@ export interface TokenAuthOptions {
   publishJwks?: boolean;
   /** Accept tokens without `agent`/`name` claims for any agent (identity-provider tokens). */
   allowUnscoped?: boolean;
+  /**
+   * Milliseconds between reloads (and prunes) of the durable auth state, for changes made
+   * by other nodes that the store cannot push (default 30,000).
+   */
+  stateReloadInterval?: number;
 }
 
 /**
@@ -64,9 +71,13 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
     cookie,
     rejectWith = "close",
     allowUnscoped = false,
+    stateReloadInterval = 30_000,
   } = options;
   if (options.keys === undefined || options.keys === null) {
     throw new TypeError("tokenAuth: `keys` is required, e.g. await createKeySet({ secret })");
+  }
+  if (!(stateReloadInterval > 0)) {
+    throw new TypeError("tokenAuth: `stateReloadInterval` must be a positive number of ms");
   }
   if (!(maxLifetime > 0) || !(clockTolerance >= 0)) {
     throw new TypeError(
@@ -104,7 +115,30 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
         : undefined;
   const limiter =
     options.rateLimit === false ? undefined : new FailureLimiter(options.rateLimit ?? {});
-  const revocations = new Revocations(maxLifetime + clockTolerance);
+  // A token stamped up to `clockTolerance` after a revocation, living `maxLifetime`, and
+  // accepted up to `clockTolerance` past its `exp`: that long can an entry still refuse one.
+  const revocations = new Revocations(maxLifetime + 2 * clockTolerance, clockTolerance);
+  const durable = new DurableState(
+    revocations,
+    replay instanceof MemoryReplayStore ? replay : undefined,
+    stateReloadInterval,
+  );
+  // Every spend goes through memory first (fast, and refuses a replay on this node at once),
+  // then through the durable store, which is the one that knows about other nodes and restarts.
+  const spender: ReplayStore | undefined =
+    replay === undefined
+      ? undefined
+      : {
+          async spend(jti, expiresAt) {
+            if (!(await replay.spend(jti, expiresAt))) return false;
+            try {
+              return await durable.spendTicket(jti, expiresAt * 1000);
+            } catch {
+              // Fail closed, and say it is ours: a broken store is not a malformed token.
+              throw new AuthError("internal_error");
+            }
+          },
+        };
   const findOptions = {
     param,
     transports,
@@ -118,12 +152,15 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
     if (limiter === undefined || request.remoteAddress === undefined) return;
     const wait = limiter.retryAfter(request.remoteAddress);
     if (wait <= 0) return;
-    const seconds = Math.max(1, Math.ceil(wait / 1000));
     const presented = token();
-    throw new AuthError("too_many_attempts", `too many failed attempts; retry in ${seconds}s`, {
-      retryAfterMs: wait,
-      ...(presented !== undefined && { fingerprint: fingerprint(presented) }),
-    });
+    throw new AuthError(
+      "too_many_attempts",
+      formatRetryReason(REASONS.too_many_attempts.message, wait),
+      {
+        retryAfterMs: wait,
+        ...(presented !== undefined && { fingerprint: fingerprint(presented) }),
+      },
+    );
   }
 
   function checkOrigin(request: AuthRequest, required: boolean): void {
@@ -136,7 +173,9 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
   /** Count the failure and make sure the refusal is an AuthError with the token's fingerprint. */
   function refuse(request: AuthRequest, error: unknown, token: string | undefined): never {
     const refusal = toRefusal(error, token);
-    if (!refusal.transient && request.remoteAddress !== undefined) {
+    // Only a credential that failed counts: not an origin refusal (a foreign page must not
+    // lock its visitors out of the real app), and never an outage on our side.
+    if (refusal.counted && request.remoteAddress !== undefined) {
       limiter?.fail(request.remoteAddress);
     }
     throw refusal;
@@ -163,9 +202,13 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
           clockTolerance,
           allowUnscoped,
           // A cookie is sent again on every reconnect, so only explicit tokens are single-use.
-          ...(replay !== undefined && { replay }),
+          ...(spender !== undefined && { replay: spender }),
         });
     if (revocations.isRevoked(claims)) throw new AuthError("token_revoked");
+    const action: AuthAction = request.websocket ? "connect" : "http";
+    if (!claims.scope.includes(action)) {
+      throw new AuthError("scope_mismatch", `token scope does not allow ${action}`);
+    }
     return {
       claims,
       ...(typeof claims.exp === "number" && { expiresAt: claims.exp * 1000 }),
@@ -176,6 +219,7 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
 
   const policy: AuthPolicy = {
     rejectWithHttp: rejectWith === "http",
+    credentialParams: transports.has("query") ? [param] : [],
 
     async authenticate(request) {
       checkRateLimit(request, () => {
@@ -239,10 +283,23 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
       if ((sub === undefined || sub === "") && (jti === undefined || jti === "")) {
         throw new TypeError("revoke() needs a `sub` or a `jti`");
       }
-      revocations.revoke({
+      // In memory at once, so the very next check refuses; then written through.
+      const entries = revocations.revoke({
         ...(typeof sub === "string" && sub !== "" && { sub }),
         ...(typeof jti === "string" && jti !== "" && { jti }),
       });
+      const written = durable.addRevocations(entries);
+      // A caller that does not await must not crash the process when the store fails.
+      written.catch(() => {});
+      return written;
+    },
+
+    useStateStore(store) {
+      return durable.use(store);
+    },
+
+    onRevocation(listener) {
+      return durable.onRevocation(listener);
     },
   };
 

@@ -1,3 +1,4 @@
+import { BEARER_PROTOCOL_PREFIX, OUTPOST_PROTOCOL } from "../protocol/subprotocols.js";
 import { AuthError } from "./errors.js";
 import { fingerprint } from "./fingerprint.js";
 import type { AuthRequest, HeaderReader } from "./policy.js";
@@ -12,11 +13,7 @@ export type Transport = "query" | "protocol" | "header" | "cookie";
 /** All transports, in the order they are looked at. */
 export const TRANSPORTS: readonly Transport[] = ["query", "protocol", "header", "cookie"];
 
-/** The subprotocol an Outpost client offers; the server selects it when the token rides along. */
-export const OUTPOST_PROTOCOL = "outpost";
-
-/** Prefix of the subprotocol that carries a token: `outpost.bearer.<jwt>`. */
-export const BEARER_PROTOCOL_PREFIX = "outpost.bearer.";
+export { BEARER_PROTOCOL_PREFIX, OUTPOST_PROTOCOL };
 
 /** A token found in a request. */
 export interface FoundToken {

@@ -1,4 +1,5 @@
 import { CloseCode } from "../protocol/close-codes.js";
+import { parseRetryAfterMs } from "../protocol/retry-hint.js";
 
 /** How the client retries. All delays in milliseconds. */
 export interface ReconnectOptions {
@@ -84,8 +85,5 @@ export function classifyClose(code: number, reason: string): CloseAction {
   }
 }
 
-/** Milliseconds from a reason like "too many failed attempts; retry in 42s". */
-export function retryAfterMs(reason: string): number | undefined {
-  const match = /(\d+(?:\.\d+)?)\s*s\b/.exec(reason);
-  return match ? Math.ceil(Number(match[1]) * 1000) : undefined;
-}
+/** Milliseconds from a reason like "too many failed attempts; retry in 42s" (the server's format). */
+export const retryAfterMs: (reason: string) => number | undefined = parseRetryAfterMs;

@@ -17,7 +17,11 @@ export const CloseCode = {
   Unauthorized: 4001,
   /** Valid identity, but not for this agent/instance, or origin refused: stop. */
   Forbidden: 4003,
-  /** No agent by that name on this server (the reason lists the ones it has): stop. */
+  /**
+   * No agent by that name on this server (the reason lists the ones it has), or no such
+   * path, for a refusal sent as a close: stop. A browser only sees 1006 for an HTTP 404 on
+   * the upgrade; this code says "wrong address".
+   */
   UnknownAgent: 4004,
   /** Too many failed attempts from this client address: wait the time in the reason. */
   TooManyAttempts: 4008,

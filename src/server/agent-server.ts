@@ -4,7 +4,9 @@ import type { Logger } from "pino";
 import type { ServerConnection } from "../agent/connection.js";
 import { InstanceRegistry } from "../agent/registry.js";
 import type { AuthPolicy } from "../auth/policy.js";
+import type { AuthStateStore } from "../auth/state-store.js";
 import { CloseCode } from "../protocol/close-codes.js";
+import { openAuthStateStore } from "../storage/auth-state.js";
 import { Admission } from "./admission.js";
 import { json } from "./http.js";
 import { HttpRoutes } from "./http-routes.js";
@@ -86,6 +88,7 @@ class OutpostServer implements AgentServer {
   readonly #http: HttpRoutes;
   readonly #auth: Promise<AuthPolicy | undefined>;
   #policy: AuthPolicy | undefined;
+  #authState: AuthStateStore | undefined;
   readonly #connections = new Set<ServerConnection>();
   #closing: Promise<void> | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -96,7 +99,15 @@ class OutpostServer implements AgentServer {
     const agents = agentUrlNames(options.agents ?? {});
     if (agents.size === 0) throw new Error("serve(): `agents` must name at least one Agent class");
     const router = new Router(this.#options.prefix, agents.keys());
-    this.#auth = Promise.resolve(options.auth).then((policy) => {
+    this.#auth = Promise.resolve(options.auth).then(async (policy) => {
+      // --- Durable auth state: revocations and spent tickets kept in the data directory,
+      // loaded before anything is served (every request awaits #auth), closed on shutdown.
+      if (policy?.useStateStore !== undefined) {
+        this.#authState = openAuthStateStore(this.#options.dataDir, this.#options.durability);
+        // biome-ignore lint/correctness/useHookAtTopLevel: an AuthPolicy method, not a React hook
+        await policy.useStateStore(this.#authState);
+      }
+      // --- end durable auth state
       this.#policy = policy;
       return policy;
     });
@@ -223,6 +234,7 @@ class OutpostServer implements AgentServer {
     for (const connection of this.#connections)
       connection.close(CloseCode.GoingAway, "server shutting down");
     await this.#registry.close();
+    await this.#authState?.close();
     this.#upgrades.close();
     this.logger.info({ ms: Date.now() - started, instances: instances.length }, "closed");
   }

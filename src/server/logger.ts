@@ -23,14 +23,46 @@ export function createLogger(setting: LoggerSetting | undefined): Logger {
 const CREDENTIAL_PARAMS =
   /^(token|access_token|id_token|ticket|jwt|auth|authorization|key|api_key|apikey|secret|password|session)$/i;
 
-/** A URL (or path with query) safe to log: credential-looking query values are replaced. */
-export function redactUrl(url: URL | string): string {
-  const parsed = typeof url === "string" ? new URL(url, "http://localhost") : new URL(url.href);
-  for (const key of [...parsed.searchParams.keys()]) {
-    if (CREDENTIAL_PARAMS.test(key)) parsed.searchParams.set(key, "[redacted]");
+/**
+ * Something that looks like a JWS or JWE compact token: base64url segments joined by dots,
+ * the first long enough to be a JSON header. Short dotted words (`v1.2.3`) do not match.
+ */
+const JWT_SHAPED = /[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*/;
+
+const REDACTED = "[redacted]";
+
+function decoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
   }
-  parsed.username = "";
-  parsed.password = "";
-  const path = `${parsed.pathname}${parsed.search}`.replaceAll("%5Bredacted%5D", "[redacted]");
-  return typeof url === "string" && url.startsWith("/") ? path : `${parsed.origin}${path}`;
+}
+
+/**
+ * A URL (or path with query) safe to log. Redacted: the values of credential-looking query
+ * parameters and of every name in `params` (the auth policy's `credentialParams`), any
+ * JWT-shaped value anywhere (path segment, parameter name or value, also percent-encoded),
+ * user info; the fragment is dropped.
+ *
+ * @example
+ * redactUrl("/agents/chat/a?t=eyJhbGciOi.eyJzdWIi.c2ln", ["t"]); // "/agents/chat/a?t=[redacted]"
+ */
+export function redactUrl(url: URL | string, params: readonly string[] = []): string {
+  const parsed = typeof url === "string" ? new URL(url, "http://localhost") : new URL(url.href);
+  const named = new Set(params.map((p) => p.toLowerCase()));
+  const query = new URLSearchParams();
+  for (const [key, value] of parsed.searchParams) {
+    const secret =
+      CREDENTIAL_PARAMS.test(key) || named.has(key.toLowerCase()) || JWT_SHAPED.test(value);
+    query.append(JWT_SHAPED.test(key) ? REDACTED : key, secret ? REDACTED : value);
+  }
+  const path = parsed.pathname
+    .split("/")
+    .map((segment) => (JWT_SHAPED.test(decoded(segment)) ? REDACTED : segment))
+    .join("/");
+  const search =
+    query.size > 0 ? `?${query.toString().replaceAll("%5Bredacted%5D", REDACTED)}` : "";
+  const safe = `${path}${search}`;
+  return typeof url === "string" && url.startsWith("/") ? safe : `${parsed.origin}${safe}`;
 }

@@ -1,7 +1,7 @@
 import { errors } from "jose";
 import { describe, expect, it } from "vitest";
 import { fromJoseError } from "../../src/auth/errors.js";
-import { AuthError, isAuthError } from "../../src/auth/index.js";
+import { AuthError, type AuthErrorCode, isAuthError, REASONS } from "../../src/auth/index.js";
 
 describe("AuthError", () => {
   it("has a stable code, close code, status and a safe default message", () => {
@@ -45,6 +45,58 @@ describe("AuthError", () => {
   });
 });
 
+describe("the reasons table", () => {
+  it.each([
+    ["too_many_connections", 1013, 503, true],
+    ["too_many_instances", 1013, 503, true],
+    ["shutting_down", 1001, 503, false],
+    ["agent_failed_to_start", 1011, 500, false],
+    ["internal_error", 1011, 500, false],
+    ["keys_unavailable", 1013, 503, true],
+    ["replay_store_full", 1013, 503, true],
+    ["issuer_mismatch", 4001, 401, false],
+    ["not_found", 4004, 404, false],
+    ["unknown_agent", 4004, 404, false],
+  ] as const)("%s closes %i, answers %i, transient %s", (code, closeCode, status, transient) => {
+    expect(REASONS[code]).toMatchObject({ closeCode, status, transient });
+    expect(new AuthError(code)).toMatchObject({ code, closeCode, status, transient });
+  });
+
+  it("counts only failed credentials against the client address", () => {
+    const uncounted = (Object.keys(REASONS) as AuthErrorCode[]).filter((c) => !REASONS[c].counted);
+    expect(uncounted.sort()).toEqual(
+      [
+        "agent_failed_to_start",
+        "bad_handshake",
+        "bad_instance_name",
+        "internal_error",
+        "keys_unavailable",
+        "not_found",
+        "origin_not_allowed",
+        "replay_store_full",
+        "shutting_down",
+        "too_many_attempts",
+        "too_many_connections",
+        "too_many_instances",
+        "unknown_agent",
+        "url_too_long",
+      ].sort(),
+    );
+    for (const code of Object.keys(REASONS) as AuthErrorCode[]) {
+      if (REASONS[code].transient) expect(REASONS[code].counted, code).toBe(false);
+    }
+  });
+
+  it("writes the retry hint into the close reason and the Retry-After seconds", () => {
+    const error = new AuthError("keys_unavailable", undefined, { retryAfterMs: 4_200 });
+    expect(error.message).toBe("token signing keys unavailable");
+    expect(error.reason).toBe("token signing keys unavailable; retry in 5s");
+    expect(error.retryAfterSeconds).toBe(5);
+    expect(new AuthError("token_expired").reason).toBe("token expired");
+    expect(new AuthError("token_expired").retryAfterSeconds).toBeUndefined();
+  });
+});
+
 describe("fromJoseError", () => {
   const claimFailure = (claim: string, reason = "check_failed") =>
     new errors.JWTClaimValidationFailed("jose text that must not matter", {}, claim, reason);
@@ -54,14 +106,14 @@ describe("fromJoseError", () => {
     [new errors.JWSSignatureVerificationFailed(), "signature_invalid"],
     [new errors.JWKSNoMatchingKey(), "unknown_key"],
     [new errors.JWKSMultipleMatchingKeys(), "unknown_key"],
-    [new errors.JWKSTimeout(), "unknown_key"],
+    [new errors.JWKSTimeout(), "keys_unavailable"],
     [new errors.JOSEAlgNotAllowed("x"), "algorithm_not_allowed"],
     [new errors.JOSENotSupported("x"), "algorithm_not_allowed"],
     [claimFailure("nbf"), "token_not_yet_valid"],
     [claimFailure("iat"), "token_not_yet_valid"],
     [claimFailure("aud"), "audience_mismatch"],
     [claimFailure("aud", "missing"), "audience_mismatch"],
-    [claimFailure("iss"), "audience_mismatch"],
+    [claimFailure("iss"), "issuer_mismatch"],
     [claimFailure("exp", "missing"), "token_malformed"],
     [claimFailure("iat", "invalid"), "token_malformed"],
     [new errors.JWSInvalid("x"), "token_malformed"],

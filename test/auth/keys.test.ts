@@ -317,14 +317,14 @@ describe("remoteKeySet", () => {
     ).resolves.toBeTruthy();
   });
 
-  it("refuses with unknown_key when the provider is unreachable", async () => {
+  it("refuses with keys_unavailable (transient, 1013) when the provider is unreachable", async () => {
     const keys = remoteKeySet("http://127.0.0.1:1/jwks.json", {
       algorithms: ["RS256"],
       timeoutDuration: 500,
     });
     expect(
       await codeOf(verifyToken(keys, await issueToken(issuer.keys, { ...ROOM, sub: "u" }), ROOM)),
-    ).toBe("unknown_key");
+    ).toBe("keys_unavailable");
   });
 
   it("cannot be configured without algorithms, with none, or with a shared-secret algorithm", () => {

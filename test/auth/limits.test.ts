@@ -59,12 +59,21 @@ describe("MemoryReplayStore", () => {
     expect(store.spend("old", past + 120)).toBe(true);
   });
 
-  it("stays within its bound", () => {
+  it("stays within its bound by refusing new ids, never by forgetting a spent one", () => {
     const store = new MemoryReplayStore({ maxEntries: 50 });
     const exp = Math.floor(Date.now() / 1000) + 60;
-    for (let i = 0; i < 1000; i++) store.spend(`id-${i}`, exp);
+    let refusedIds = 0;
+    for (let i = 0; i < 1000; i++) {
+      try {
+        store.spend(`id-${i}`, exp);
+      } catch (error) {
+        expect(error).toMatchObject({ code: "replay_store_full", closeCode: 1013 });
+        refusedIds++;
+      }
+    }
     expect(store.size).toBeLessThanOrEqual(50);
-    expect(store.spend("id-999", exp)).toBe(false);
+    expect(refusedIds).toBe(950);
+    for (let i = 0; i < 50; i++) expect(store.spend(`id-${i}`, exp)).toBe(false);
   });
 });
 

@@ -465,8 +465,8 @@ describe("tokenAuth: failed-attempt limit", () => {
     for (let i = 0; i < 3; i++) {
       const error = await refused(
         auth.authenticate(request({ token: await token() })),
-        "unknown_key",
-        4001,
+        "keys_unavailable",
+        1013,
       );
       expect(error.transient).toBe(true);
     }
@@ -524,7 +524,8 @@ describe("tokenAuth: single-use tickets", () => {
 describe("tokenAuth: revocation", () => {
   it("refuses every token of a revoked subject issued at or before the revocation, with 4009", async () => {
     vi.useFakeTimers({ toFake: ["Date"] });
-    const auth = policy();
+    // No clock tolerance, to see the exact boundary; with one, see "revocation beats clock skew".
+    const auth = policy({ clockTolerance: 0 });
     const before = await token();
     const session = await auth.authenticate(request({ token: before }));
     const otherUser = await auth.authenticate(request({ token: await token({ sub: "user-2" }) }));
@@ -570,6 +571,26 @@ describe("tokenAuth: authorize", () => {
     expect(error.fingerprint).toBe(session.fingerprint);
     const [full, everything] = await sessionWith();
     expect(() => full.authorize(everything, "state:write")).not.toThrow();
+  });
+
+  it("guards user messages with the message scope and requests with the http scope", async () => {
+    const [auth, session] = await sessionWith({ scope: "connect rpc" });
+    refusedSync(() => auth.authorize(session, "message"), "scope_mismatch", 4003);
+    const [, talker] = await sessionWith({ scope: "connect message" });
+    expect(() => auth.authorize(talker, "message")).not.toThrow();
+    refusedSync(() => auth.authorize(talker, "rpc"), "scope_mismatch", 4003);
+    // authenticate() checks connect for a socket and http for a request.
+    const httpOnly = await token({ scope: "http" });
+    await refused(auth.authenticate(request({ token: httpOnly })), "scope_mismatch", 4003);
+    await expect(
+      auth.authenticate({ ...request({ token: httpOnly }), websocket: false }),
+    ).resolves.toBeTruthy();
+    const connectOnly = await token({ scope: "connect" });
+    await refused(
+      auth.authenticate({ ...request({ token: connectOnly }), websocket: false }),
+      "scope_mismatch",
+      4003,
+    );
   });
 
   it("refuses once the credentials have expired, with 4001", async () => {

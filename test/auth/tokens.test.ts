@@ -273,7 +273,7 @@ describe("verifyToken refusal matrix", () => {
     const noAud = await signRaw(ed, claims({ aud: undefined }));
     await expectRefused(ed, noAud, "audience_mismatch", 4001);
     const iss = await issueToken(ed, { ...ROOM, sub: "u", issuer: "https://evil.example" });
-    await expectRefused(ed, iss, "audience_mismatch", 4001);
+    await expectRefused(ed, iss, "issuer_mismatch", 4001);
   });
 
   it("refuses a token for another agent or instance with 4003", async () => {

@@ -13,25 +13,45 @@ export interface Closed {
   reason: string;
 }
 
+/** Options of `RawClient`: those of `ws`, plus the offered subprotocols and recording. */
+export interface RawClientOptions extends WebSocket.ClientOptions {
+  /** Subprotocols to offer in `Sec-WebSocket-Protocol`. */
+  protocols?: string | string[];
+  /** Keep received messages in `received` (default true; off for long runs: only `counts` grow). */
+  record?: boolean;
+}
+
+const DEFAULT_TIMEOUT_MS = 5_000;
+
 /**
- * A plain `ws` client that records every message and the close. `opened` resolves with the
- * identity frame once the server accepted the connection (and sent the state that follows
- * it), and rejects with the close when it was refused instead.
+ * The one raw WebSocket client of the test suite: a plain `ws` client that records every
+ * message and the close. `opened` resolves with the identity frame once the server accepted
+ * the connection (and sent the state that follows it), and rejects with the close when it
+ * was refused instead. Waits reject as soon as the connection closes without what they wait
+ * for, with the close code and reason on the error.
  */
 export class RawClient {
   readonly ws: WebSocket;
   readonly received: Received[] = [];
+  /** Messages received, by `type` (`text`/`binary` for messages that are not JSON objects). */
+  readonly counts: Record<string, number> = {};
   readonly closed: Promise<Closed>;
   readonly opened: Promise<Frame>;
+  #closedWith: Closed | undefined;
   #listeners = new Set<() => void>();
+  #onMessage: Array<(message: Received) => void> = [];
+  /** Answers awaited by rpc id, so they are seen even when nothing is recorded. */
+  #answers = new Map<string, (frame: Frame) => void>();
   #nextId = 0;
 
-  constructor(url: string, options: WebSocket.ClientOptions = {}) {
-    this.ws = new WebSocket(url, options);
+  constructor(url: string, options: RawClientOptions = {}) {
+    const { protocols, record = true, ...wsOptions } = options;
+    this.ws = new WebSocket(url, protocols, wsOptions);
     this.ws.on("error", () => {});
     this.closed = new Promise((resolve) => {
       this.ws.on("close", (code, reason) => {
-        resolve({ code, reason: reason.toString() });
+        this.#closedWith = { code, reason: reason.toString() };
+        resolve(this.#closedWith);
         this.#notify();
       });
     });
@@ -46,22 +66,33 @@ export class RawClient {
             // A user message that only looks like JSON.
           }
         }
-        this.received.push(message);
-        if (isFrame(message) && message.type === "cf_agent_identity") {
-          identity = message;
-          if (message.stateFollows !== true) resolve(message);
-        } else if (
-          identity !== undefined &&
-          isFrame(message) &&
-          message.type === "cf_agent_state"
-        ) {
-          resolve(identity);
+        if (record) this.received.push(message);
+        const type = isFrame(message) ? String(message.type) : isBinary ? "binary" : "text";
+        this.counts[type] = (this.counts[type] ?? 0) + 1;
+        if (isFrame(message)) {
+          if (message.type === "cf_agent_identity") {
+            identity = message;
+            if (message.stateFollows !== true) resolve(message);
+          } else if (identity !== undefined && message.type === "cf_agent_state") {
+            resolve(identity);
+          } else if (isFinalAnswer(message)) {
+            const id = message.id as string;
+            const waiter = this.#answers.get(id);
+            this.#answers.delete(id);
+            waiter?.(message);
+          }
         }
+        for (const listener of this.#onMessage) listener(message);
         this.#notify();
       });
-      this.closed.then((c) => reject(Object.assign(new Error(`closed ${c.code} ${c.reason}`), c)));
+      this.closed.then((c) => reject(closedError("closed", c)));
     });
     this.opened.catch(() => {});
+  }
+
+  /** Call `listener` with each message in the tick it arrives in (for tests that must act at once). */
+  onMessage(listener: (message: Received) => void): void {
+    this.#onMessage.push(listener);
   }
 
   /** Frames (parsed JSON objects) received so far, optionally of one `type`. */
@@ -80,50 +111,30 @@ export class RawClient {
   waitFor<T extends Received = Received>(
     test: (message: Received) => boolean,
     what = "a message",
-    timeoutMs = 5_000,
+    timeoutMs = DEFAULT_TIMEOUT_MS,
   ): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const found = this.received.find(test);
-        if (found !== undefined) {
-          done();
-          resolve(found as T);
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.received)}`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.#listeners.delete(check);
-      };
-      this.#listeners.add(check);
-      check();
-    });
+    return this.#until(
+      () => this.received.find(test) as T | undefined,
+      () => `${what}; got ${JSON.stringify(this.received)}`,
+      timeoutMs,
+    );
   }
 
-  /** Wait until at least `count` received messages satisfy `test`. */
-  async waitForCount(test: (message: Received) => boolean, count: number, what = "messages") {
-    await new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (this.received.filter(test).length >= count) {
-          done();
-          resolve();
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`timed out waiting for ${count} ${what}`));
-      }, 5_000);
-      const done = () => {
-        clearTimeout(timer);
-        this.#listeners.delete(check);
-      };
-      this.#listeners.add(check);
-      check();
-    });
-    return this.received.filter(test);
+  /** Wait until at least `count` received messages satisfy `test`; resolves with all of them. */
+  waitForCount(
+    test: (message: Received) => boolean,
+    count: number,
+    what = "messages",
+    timeoutMs = DEFAULT_TIMEOUT_MS,
+  ): Promise<Received[]> {
+    return this.#until(
+      () => {
+        const matching = this.received.filter(test);
+        return matching.length >= count ? matching : undefined;
+      },
+      () => `${count} ${what}`,
+      timeoutMs,
+    );
   }
 
   /** Send an `rpc` frame without waiting; returns its id. */
@@ -134,25 +145,43 @@ export class RawClient {
   }
 
   /** Call `method`; resolves with the final answer frame (`done: true` or an error). */
-  call(method: string, args: unknown[] = []): Promise<Frame> {
-    const id = this.sendCall(method, args);
-    return this.answer(id);
-  }
-
-  /** The final answer to rpc `id`. */
-  answer(id: string): Promise<Frame> {
-    return this.waitFor<Frame>(
-      (m) =>
-        isFrame(m) && m.type === "rpc" && m.id === id && (m.done === true || m.success === false),
-      `the answer to ${id}`,
-    );
+  call(method: string, args: unknown[] = [], timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Frame> {
+    const id = `r${this.#nextId++}`;
+    return this.request({ type: "rpc", id, method, args }, id, timeoutMs);
   }
 
   /** Call `method` and return its result; throws on an error answer. */
-  async rpc<T = unknown>(method: string, args: unknown[] = []): Promise<T> {
-    const frame = await this.call(method, args);
+  async rpc<T = unknown>(
+    method: string,
+    args: unknown[] = [],
+    timeoutMs = DEFAULT_TIMEOUT_MS,
+  ): Promise<T> {
+    const frame = await this.call(method, args, timeoutMs);
     if (frame.success !== true) throw new Error(`rpc ${method} failed: ${String(frame.error)}`);
     return frame.result as T;
+  }
+
+  /** Send `frame` as given (a raw text frame may be malformed) and wait for the answer to `id`. */
+  request(frame: Frame | string, id: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Frame> {
+    const answer = this.answer(id, timeoutMs);
+    this.send(frame);
+    return answer;
+  }
+
+  /** The final answer to rpc `id` (already received, or still to come). */
+  answer(id: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Frame> {
+    const found = this.received.find((m) => isFrame(m) && isFinalAnswer(m) && m.id === id);
+    if (found !== undefined) return Promise.resolve(found as Frame);
+    let answered: Frame | undefined;
+    this.#answers.set(id, (frame) => {
+      answered = frame;
+      this.#notify();
+    });
+    return this.#until(
+      () => answered,
+      () => `the answer to ${id}`,
+      timeoutMs,
+    ).finally(() => this.#answers.delete(id));
   }
 
   send(message: Frame | string | Buffer): void {
@@ -168,9 +197,40 @@ export class RawClient {
     return this.closed;
   }
 
+  /** Drop the TCP connection without a close frame. */
+  terminate(): void {
+    this.ws.terminate();
+  }
+
   /** The TCP socket under the WebSocket. */
   get socket(): Socket {
     return (this.ws as unknown as { _socket: Socket })._socket;
+  }
+
+  /** Resolve with `probe()` once it is defined; reject on timeout or on a close without it. */
+  #until<T>(probe: () => T | undefined, what: () => string, timeoutMs: number): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const found = probe();
+        if (found !== undefined) {
+          done();
+          resolve(found);
+        } else if (this.#closedWith !== undefined) {
+          done();
+          reject(closedError(`closed before ${what()}`, this.#closedWith));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what()}`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.#listeners.delete(check);
+      };
+      this.#listeners.add(check);
+      check();
+    });
   }
 
   #notify(): void {
@@ -182,16 +242,31 @@ export function isFrame(message: Received): message is Frame {
   return typeof message === "object" && !Buffer.isBuffer(message);
 }
 
+function isFinalAnswer(frame: Frame): boolean {
+  return (
+    frame.type === "rpc" &&
+    typeof frame.id === "string" &&
+    (frame.done === true || frame.success === false)
+  );
+}
+
+function closedError(message: string, closed: Closed): Error & Closed {
+  return Object.assign(new Error(`${message}: ${closed.code} ${closed.reason}`), closed);
+}
+
 /** Open a client and wait until the server accepted it (identity frame received). */
-export async function connect(url: string, options?: WebSocket.ClientOptions): Promise<RawClient> {
+export async function connect(url: string, options?: RawClientOptions): Promise<RawClient> {
   const client = new RawClient(url, options);
   await client.opened;
   return client;
 }
 
 /** Open a client the server is expected to close at once; resolves with that close. */
-export async function refused(url: string): Promise<Closed & { received: Received[] }> {
-  const client = new RawClient(url);
+export async function refused(
+  url: string,
+  options?: RawClientOptions,
+): Promise<Closed & { received: Received[] }> {
+  const client = new RawClient(url, options);
   const closed = await client.closed;
   return { ...closed, received: client.received };
 }

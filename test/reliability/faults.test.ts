@@ -2,17 +2,9 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect, RawClient, refused } from "../helpers/ws-client.js";
 import { Crashy, Flaky, Ledger } from "./fixtures.js";
-import {
-  Client,
-  openClient,
-  refusal,
-  sleep,
-  startChildServer,
-  startServer,
-  tempDir,
-  wsUrl,
-} from "./helpers.js";
+import { sleep, startChildServer, startServer, tempDir, wsUrl } from "./helpers.js";
 
 /**
  * Faults: the process killed mid-write, a full or unusable disk, agents that fail to
@@ -65,7 +57,7 @@ describe("SIGKILL during a write storm", () => {
         const server = await startChildServer({ dataDir: data.dir });
         const clients = await Promise.all(
           Array.from({ length: CLIENTS }, (_, i) =>
-            openClient(wsUrl(server, `/agents/ledger/storm-${i % INSTANCES}`)),
+            connect(wsUrl(server, `/agents/ledger/storm-${i % INSTANCES}`)),
           ),
         );
         let stop = false;
@@ -100,7 +92,7 @@ describe("SIGKILL during a write storm", () => {
         let lost = 0;
         let unacknowledgedButStored = 0;
         for (let instance = 0; instance < INSTANCES; instance++) {
-          const client = await openClient(wsUrl(server, `/agents/ledger/storm-${instance}`));
+          const client = await connect(wsUrl(server, `/agents/ledger/storm-${instance}`));
           expect(await client.rpc("integrity")).toBe("ok");
           const rows = await client.rpc<Array<{ key: string; n: number }>>("dump");
           for (const { key, n } of rows) {
@@ -132,8 +124,8 @@ describe("disk full", () => {
     const data = tempDir();
     try {
       let server = await startServer({ Ledger }, { dataDir: data.dir });
-      let client = await openClient(wsUrl(server, "/agents/ledger/capped"));
-      const other = await openClient(wsUrl(server, "/agents/ledger/neighbour"));
+      let client = await connect(wsUrl(server, "/agents/ledger/capped"));
+      const other = await connect(wsUrl(server, "/agents/ledger/neighbour"));
       for (let i = 1; i <= 5; i++) expect(await client.rpc("add", ["kept"])).toBe(i);
       await client.rpc("capPages");
       let fills = 0;
@@ -151,7 +143,7 @@ describe("disk full", () => {
       await other.close();
       await server.close();
       server = await startServer({ Ledger }, { dataDir: data.dir });
-      client = await openClient(wsUrl(server, "/agents/ledger/capped"));
+      client = await connect(wsUrl(server, "/agents/ledger/capped"));
       expect(await client.rpc("integrity")).toBe("ok");
       expect(await client.rpc("get", ["kept"])).toBe(5);
       expect(await client.rpc("blobCount")).toBe(fills);
@@ -173,7 +165,7 @@ describe("disk full", () => {
         // Ballast to delete later, so the test can give space back.
         writeFileSync(join(mount, "ballast"), Buffer.alloc(256 * 1024));
         let server = await startServer({ Ledger }, { dataDir: mount });
-        let client = await openClient(wsUrl(server, "/agents/ledger/full"));
+        let client = await connect(wsUrl(server, "/agents/ledger/full"));
         for (let i = 1; i <= 5; i++) expect(await client.rpc("add", ["kept"])).toBe(i);
         let fills = 0;
         let error: unknown;
@@ -185,17 +177,17 @@ describe("disk full", () => {
         expect(error).toMatch(/disk is full|disk I\/O error/);
         expect(await client.rpc("get", ["kept"])).toBe(5);
         // A new instance cannot even create its database: it is refused with 1011, not a crash.
-        const refused = await refusal(wsUrl(server, "/agents/ledger/new-on-full-disk"));
+        const rejected = await refused(wsUrl(server, "/agents/ledger/new-on-full-disk"));
         console.log(
-          `full tmpfs: write error "${error}" after ${fills} blobs; new instance closed ${refused.code}`,
+          `full tmpfs: write error "${error}" after ${fills} blobs; new instance closed ${rejected.code}`,
         );
-        expect(refused).toMatchObject({ code: 1011, frames: [] });
+        expect(rejected).toMatchObject({ code: 1011, received: [] });
         rmSync(join(mount, "ballast"));
         expect(await client.rpc("add", ["kept"])).toBe(6);
         await client.close();
         await server.close();
         server = await startServer({ Ledger }, { dataDir: mount });
-        client = await openClient(wsUrl(server, "/agents/ledger/full"));
+        client = await connect(wsUrl(server, "/agents/ledger/full"));
         expect(await client.rpc("integrity")).toBe("ok");
         expect(await client.rpc("get", ["kept"])).toBe(6);
         expect(await client.rpc("blobCount")).toBe(fills);
@@ -215,14 +207,18 @@ describe("unusable data directory", () => {
     try {
       // A regular file where the agent's directory should be: ENOTDIR, also for root.
       writeFileSync(join(server.dataDir, "flaky"), "not a directory");
-      const ledger = await openClient(wsUrl(server, "/agents/ledger/fine"));
+      const ledger = await connect(wsUrl(server, "/agents/ledger/fine"));
       for (let i = 0; i < 2; i++) {
-        const refused = await refusal(wsUrl(server, "/agents/flaky/blocked"));
-        expect(refused).toMatchObject({ code: 1011, reason: "agent failed to start", frames: [] });
+        const rejected = await refused(wsUrl(server, "/agents/flaky/blocked"));
+        expect(rejected).toMatchObject({
+          code: 1011,
+          reason: "agent failed to start",
+          received: [],
+        });
       }
       expect(await ledger.rpc("add", ["x"])).toBe(1);
       rmSync(join(server.dataDir, "flaky"));
-      const flaky = await openClient(wsUrl(server, "/agents/flaky/blocked"));
+      const flaky = await connect(wsUrl(server, "/agents/flaky/blocked"));
       expect(await flaky.rpc("ping")).toBe("pong");
       await flaky.close();
       await ledger.close();
@@ -239,13 +235,13 @@ describe("unusable data directory", () => {
     expect(mountTmpfs(agentDir, "4m")).toBe(true);
     try {
       let server = await startServer({ Ledger }, { dataDir: data.dir });
-      let client = await openClient(wsUrl(server, "/agents/ledger/ro"));
+      let client = await connect(wsUrl(server, "/agents/ledger/ro"));
       for (let i = 1; i <= 3; i++) expect(await client.rpc("add", ["kept"])).toBe(i);
       await client.close();
       await server.close();
       remount(agentDir, "ro");
       server = await startServer({ Ledger }, { dataDir: data.dir });
-      const attempt = new Client(wsUrl(server, "/agents/ledger/ro"));
+      const attempt = new RawClient(wsUrl(server, "/agents/ledger/ro"));
       let outcome: string;
       try {
         await attempt.opened;
@@ -256,7 +252,7 @@ describe("unusable data directory", () => {
       } catch (error) {
         const { code, reason } = error as { code: number; reason: string };
         expect(code).toBe(1011);
-        expect(attempt.frames).toEqual([]);
+        expect(attempt.received).toEqual([]);
         outcome = `connection closed ${code} "${reason}"`;
       }
       await server.close();
@@ -279,7 +275,7 @@ describe("unusable data directory", () => {
         `read-only agent directory: ${outcome}; read-only root: serve() threw "${startError}"`,
       );
       server = await startServer({ Ledger }, { dataDir: data.dir });
-      client = await openClient(wsUrl(server, "/agents/ledger/ro"));
+      client = await connect(wsUrl(server, "/agents/ledger/ro"));
       expect(await client.rpc("integrity")).toBe("ok");
       expect(await client.rpc("get", ["kept"])).toBe(3);
       await client.close();
@@ -293,11 +289,11 @@ describe("unusable data directory", () => {
 
 describe("agents that fail", () => {
   let server: Awaited<ReturnType<typeof startServer>>;
-  let ledger: Client;
+  let ledger: RawClient;
 
   beforeAll(async () => {
     server = await startServer({ Ledger, Flaky, Crashy });
-    ledger = await openClient(wsUrl(server, "/agents/ledger/steady"));
+    ledger = await connect(wsUrl(server, "/agents/ledger/steady"));
   });
 
   afterAll(async () => {
@@ -310,18 +306,18 @@ describe("agents that fail", () => {
     Flaky.attempts = 0;
     Flaky.startMs = 200;
     const first = await Promise.all(
-      Array.from({ length: 5 }, () => refusal(wsUrl(server, "/agents/flaky/f"))),
+      Array.from({ length: 5 }, () => refused(wsUrl(server, "/agents/flaky/f"))),
     );
     for (const closed of first) {
       // The reason never carries the exception's text.
-      expect(closed).toMatchObject({ code: 1011, reason: "agent failed to start", frames: [] });
+      expect(closed).toMatchObject({ code: 1011, reason: "agent failed to start", received: [] });
     }
     expect(Flaky.attempts).toBe(1);
     const http = await fetch(`${server.url}/agents/flaky/f`);
     expect(http.status).toBe(500);
     expect(await http.text()).not.toContain("secret detail");
     expect(await ledger.rpc("add", ["during"])).toBe(1);
-    const client = await openClient(wsUrl(server, "/agents/flaky/f"));
+    const client = await connect(wsUrl(server, "/agents/flaky/f"));
     expect(await client.rpc("ping")).toBe("pong");
     expect(Flaky.attempts).toBe(3);
     Flaky.startMs = 0;
@@ -330,10 +326,10 @@ describe("agents that fail", () => {
 
   it("contains exceptions from every hook to the connection or call that caused them", async () => {
     const url = wsUrl(server, "/agents/crashy/c");
-    const refused = await refusal(`${url}?boom=connect`);
-    expect(refused).toMatchObject({ code: 1011, reason: "internal error" });
-    const client = await openClient(url);
-    const neighbour = await openClient(url);
+    const rejected = await refused(`${url}?boom=connect`);
+    expect(rejected).toMatchObject({ code: 1011, reason: "internal error" });
+    const client = await connect(url);
+    const neighbour = await connect(url);
     client.ws.send("throw please");
     client.ws.send("async");
     const explode = await client.call("explode");
@@ -351,7 +347,7 @@ describe("agents that fail", () => {
     await client.close(); // onClose throws
     expect(await neighbour.rpc("bump")).toBe(3);
     expect(await ledger.rpc("add", ["after-crashy"])).toBe(1);
-    const again = await openClient(url);
+    const again = await connect(url);
     expect(await again.rpc("bump")).toBe(4);
     await again.close();
     await neighbour.close();

@@ -1,20 +1,10 @@
 import { execFileSync } from "node:child_process";
 import type { Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitFor } from "../helpers/wait.js";
+import { connect, type RawClient, refused } from "../helpers/ws-client.js";
 import { Ledger } from "./fixtures.js";
-import {
-  type Client,
-  encodeFrame,
-  openClient,
-  rawSocketOf,
-  refusal,
-  rssMiB,
-  sleep,
-  startServer,
-  tcp,
-  waitFor,
-  wsUrl,
-} from "./helpers.js";
+import { encodeFrame, rssMiB, sleep, startServer, tcp, wsUrl } from "./helpers.js";
 
 /**
  * Clients that misbehave at the connection level: handshakes that never finish, thousands
@@ -49,7 +39,7 @@ function closedWithin(socket: Socket, timeoutMs: number): Promise<number> {
 
 describe("hostile connections", () => {
   let server: Awaited<ReturnType<typeof startServer>>;
-  let good: Client;
+  let good: RawClient;
 
   beforeAll(async () => {
     server = await startServer(
@@ -61,7 +51,7 @@ describe("hostile connections", () => {
         maxConnectionsPerInstance: 40,
       },
     );
-    good = await openClient(wsUrl(server, "/agents/ledger/good"));
+    good = await connect(wsUrl(server, "/agents/ledger/good"));
   });
 
   afterAll(async () => {
@@ -122,13 +112,13 @@ describe("hostile connections", () => {
       const latencies: number[] = [];
       for (let i = 0; i < 5; i++) {
         const t0 = Date.now();
-        const client = await openClient(wsUrl(flooded, "/agents/ledger/good"));
+        const client = await connect(wsUrl(flooded, "/agents/ledger/good"));
         expect(await client.rpc("add", ["during-flood"])).toBe(i + 1);
         latencies.push(Date.now() - t0);
         await client.close();
       }
       const rssDuring = rssMiB();
-      await waitFor(() => sockets.every((s) => s.destroyed), 10_000, "half-open sockets to drop");
+      await waitFor(() => sockets.every((s) => s.destroyed), "half-open sockets to drop", 10_000);
       const droppedMs = Date.now() - started;
       console.log(
         `${count} half-open sockets opened in ${openedMs} ms (${alive} alive together); ` +
@@ -146,12 +136,12 @@ describe("hostile connections", () => {
 
   it("drops a client that never reads once its buffer passes maxBufferedBytes", async () => {
     const url = wsUrl(server, "/agents/ledger/reader");
-    const stuck = await openClient(url);
-    const writer = await openClient(url);
+    const stuck = await connect(url);
+    const writer = await connect(url);
     const before = server.stats().connections;
     // The stuck client stops reading from its socket, then asks for 48 MiB of answers
     // (fewer frames than maxQueuedFrames, so it is the buffer cap that must act).
-    rawSocketOf(stuck.ws).pause();
+    stuck.socket.pause();
     const rssBefore = rssMiB();
     const started = Date.now();
     for (let i = 0; i < 48; i++) {
@@ -163,8 +153,8 @@ describe("hostile connections", () => {
     for (let i = 0; i < 50; i++) await writer.rpc("publish", [{ i, pad: "y".repeat(32 * 1024) }]);
     await waitFor(
       () => server.stats().connections === before - 1,
-      10_000,
       "the stuck client to be dropped",
+      10_000,
     );
     const rssAfter = rssMiB();
     console.log(
@@ -178,16 +168,16 @@ describe("hostile connections", () => {
   });
 
   it("drops a client that floods pings without reading the pongs", async () => {
-    const flooder = await openClient(wsUrl(server, "/agents/ledger/pings"));
-    const neighbour = await openClient(wsUrl(server, "/agents/ledger/pings"));
-    const socket = rawSocketOf(flooder.ws);
+    const flooder = await connect(wsUrl(server, "/agents/ledger/pings"));
+    const neighbour = await connect(wsUrl(server, "/agents/ledger/pings"));
+    const socket = flooder.socket;
     socket.pause();
     const ping = encodeFrame({ opcode: 9, payload: Buffer.alloc(125, 1) });
     const burst = Buffer.concat(Array.from({ length: 1_000 }, () => ping));
     const rssBefore = rssMiB();
     // 20 MiB of pings, each asking for a pong the client never reads.
     for (let i = 0; i < 160 && !socket.destroyed; i++) socket.write(burst);
-    await waitFor(() => server.stats().connections <= 2, 5_000, "the ping flooder to be dropped");
+    await waitFor(() => server.stats().connections <= 2, "the ping flooder to be dropped", 5_000);
     expect(rssMiB() - rssBefore).toBeLessThan(48);
     expect(await neighbour.rpc("add", ["pings"])).toBe(1);
     flooder.terminate();
@@ -195,8 +185,8 @@ describe("hostile connections", () => {
   });
 
   it("closes 1013 a client that floods frames behind a slow handler", async () => {
-    const flooder = await openClient(wsUrl(server, "/agents/ledger/queue"));
-    const neighbour = await openClient(wsUrl(server, "/agents/ledger/queue"));
+    const flooder = await connect(wsUrl(server, "/agents/ledger/queue"));
+    const neighbour = await connect(wsUrl(server, "/agents/ledger/queue"));
     flooder.ws.send(JSON.stringify({ type: "rpc", id: "slow", method: "wait", args: [300] }));
     for (let i = 0; i < 1_000; i++) {
       flooder.ws.send(JSON.stringify({ type: "rpc", id: `f${i}`, method: "get", args: ["q"] }));
@@ -209,19 +199,19 @@ describe("hostile connections", () => {
   it("refuses connections past maxConnectionsPerInstance with 1013; other instances unaffected", async () => {
     const url = wsUrl(server, "/agents/ledger/crowd");
     const settled = await Promise.allSettled(
-      Array.from({ length: 50 }, () => openClient(url, { handshakeTimeout: 5_000 })),
+      Array.from({ length: 50 }, () => connect(url, { handshakeTimeout: 5_000 })),
     );
     const open = settled.filter((s) => s.status === "fulfilled").map((s) => s.value);
-    const refused = settled.filter((s) => s.status === "rejected");
+    const turnedAway = settled.filter((s) => s.status === "rejected");
     expect(open.length).toBe(40);
-    for (const r of refused) expect((r.reason as { code: number }).code).toBe(1013);
+    for (const r of turnedAway) expect((r.reason as { code: number }).code).toBe(1013);
     expect(await good.rpc("add", ["crowd"])).toBe(1);
-    const other = await refusal(wsUrl(server, "/agents/ledger/crowd"));
+    const other = await refused(wsUrl(server, "/agents/ledger/crowd"));
     expect(other.code).toBe(1013);
-    expect(other.frames).toEqual([]);
+    expect(other.received).toEqual([]);
     await Promise.all(open.map((c) => c.close()));
     await sleep(50);
-    const again = await openClient(url);
+    const again = await connect(url);
     await again.close();
   });
 });

@@ -1,15 +1,9 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitFor } from "../helpers/wait.js";
+import { connect, type RawClient } from "../helpers/ws-client.js";
 import { Ledger } from "./fixtures.js";
-import {
-  type Client,
-  encodeFrame,
-  openClient,
-  rawSocketOf,
-  startServer,
-  waitFor,
-  wsUrl,
-} from "./helpers.js";
+import { encodeFrame, startServer, wsUrl } from "./helpers.js";
 
 /**
  * Property-based fuzzing of everything the server parses from a client. Each property
@@ -135,7 +129,7 @@ const hostileText = fc.oneof(
 
 describe("hostile frames", () => {
   let server: Awaited<ReturnType<typeof startServer>>;
-  let bystander: Client;
+  let bystander: RawClient;
   let expected = 0;
   const url = () => wsUrl(server, "/agents/ledger/fuzz");
   const prototypeKeys = Object.getOwnPropertyNames(Object.prototype).sort();
@@ -149,7 +143,7 @@ describe("hostile frames", () => {
 
   beforeAll(async () => {
     server = await startServer({ Ledger }, { maxPayload: MAX_PAYLOAD });
-    bystander = await openClient(url());
+    bystander = await connect(url());
   });
 
   afterAll(async () => {
@@ -166,16 +160,16 @@ describe("hostile frames", () => {
   });
 
   it("answers or closes on any JSON-shaped text frame; the bystander is unaffected", async () => {
-    let attacker = await openClient(url());
+    let attacker = await connect(url());
     const outcomes: Record<string, number> = {};
     let sentinel = 0;
     await fc.assert(
       fc.asyncProperty(hostileText, async (text) => {
-        if (attacker.ws.readyState !== 1) attacker = await openClient(url());
+        if (attacker.ws.readyState !== 1) attacker = await connect(url());
         attacker.ws.send(text);
         const id = `sentinel-${sentinel++}`;
         try {
-          const answer = await attacker.send(
+          const answer = await attacker.request(
             { type: "rpc", id, method: "echo", args: [id] },
             id,
             3_000,
@@ -199,17 +193,17 @@ describe("hostile frames", () => {
   });
 
   it("answers with an error frame, never a crash, for prototype keys in args and state", async () => {
-    const attacker = await openClient(url());
+    const attacker = await connect(url());
     const poison =
       '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}}}';
-    const echo = await attacker.send(
+    const echo = await attacker.request(
       `{"type":"rpc","id":"p1","method":"echo","args":[${poison}]}`,
       "p1",
     );
     expect(echo).toMatchObject({ success: true });
     attacker.ws.send(`{"type":"cf_agent_state","state":${poison}}`);
     attacker.ws.send(`{"type":"rpc","id":"p2","method":"__proto__","args":[${poison}]}`);
-    const refused = await attacker.send(
+    const refused = await attacker.request(
       `{"type":"rpc","id":"p3","method":"constructor","args":[${poison}]}`,
       "p3",
     );
@@ -222,7 +216,7 @@ describe("hostile frames", () => {
   });
 
   it("survives deep nesting and huge arrays near and above maxPayload", async () => {
-    const attacker = await openClient(url());
+    const attacker = await connect(url());
     const outcomes: string[] = [];
     const shapes = fc.record({
       kind: fc.constantFrom("rpc-deep", "state-deep", "user-deep", "rpc-array", "state-array"),
@@ -235,7 +229,7 @@ describe("hostile frames", () => {
     let client = attacker;
     await fc.assert(
       fc.asyncProperty(shapes, async ({ kind, size }) => {
-        if (client.ws.readyState !== 1) client = await openClient(url());
+        if (client.ws.readyState !== 1) client = await connect(url());
         const id = `big-${n++}`;
         const depth = Math.floor(size / 2);
         const deep = `${"[".repeat(depth)}${"]".repeat(depth)}`;
@@ -249,7 +243,10 @@ describe("hostile frames", () => {
         }[kind];
         client.ws.send(text);
         try {
-          await client.send({ type: "rpc", id: `${id}-s`, method: "echo", args: [1] }, `${id}-s`);
+          await client.request(
+            { type: "rpc", id: `${id}-s`, method: "echo", args: [1] },
+            `${id}-s`,
+          );
           outcomes.push(`${kind}:answered`);
         } catch (error) {
           const code = (error as { code?: number }).code;
@@ -263,19 +260,18 @@ describe("hostile frames", () => {
     );
     await client.close();
     // A deep value cannot be serialized back: the caller gets an error frame, not a crash.
-    const deepClient = await openClient(url());
+    const deepClient = await connect(url());
     const deep = `${"[".repeat(100_000)}${"]".repeat(100_000)}`;
-    const answer = await deepClient.send(
+    const answer = await deepClient.request(
       `{"type":"rpc","id":"deep","method":"echo","args":[${deep}]}`,
       "deep",
     );
     expect(answer).toMatchObject({ success: false, error: "Result of echo is not serializable" });
     deepClient.ws.send(`{"type":"cf_agent_state","state":${deep}}`);
     await waitFor(
-      () =>
-        deepClient.frames.some((f) => typeof f === "object" && f.type === "cf_agent_state_error"),
-      5_000,
+      () => deepClient.frames("cf_agent_state_error").length > 0,
       "state error frame",
+      5_000,
     );
     await deepClient.close();
     console.log(
@@ -321,15 +317,15 @@ describe("hostile frames", () => {
     let n = 0;
     await fc.assert(
       fc.asyncProperty(rawFrame, async (frame) => {
-        const client = await openClient(url());
+        const client = await connect(url());
         const bytes = frame.oversize
           ? encodeFrame({ ...frame, payload: Buffer.alloc(0), length: MAX_PAYLOAD + 1 })
           : encodeFrame(frame);
-        rawSocketOf(client.ws).write(bytes);
+        client.socket.write(bytes);
         const id = `raw-${n++}`;
         let outcome: string;
         try {
-          await client.send({ type: "rpc", id, method: "echo", args: [id] }, id, 3_000);
+          await client.request({ type: "rpc", id, method: "echo", args: [id] }, id, 3_000);
           outcome = "answered";
         } catch (error) {
           const code = (error as { code?: number }).code ?? 0;
@@ -351,8 +347,8 @@ describe("hostile frames", () => {
   });
 
   it("closes 1007 on invalid UTF-8 split across fragments", async () => {
-    const client = await openClient(url());
-    const socket = rawSocketOf(client.ws);
+    const client = await connect(url());
+    const socket = client.socket;
     socket.write(encodeFrame({ opcode: 1, fin: false, payload: Buffer.from([0x7b, 0xe2]) }));
     socket.write(encodeFrame({ opcode: 0, fin: true, payload: Buffer.from([0x28, 0x7d]) }));
     expect((await client.closed).code).toBe(1007);
@@ -360,8 +356,8 @@ describe("hostile frames", () => {
   });
 
   it("keeps serving and leaks no connection after the fuzzing", async () => {
-    await waitFor(() => server.stats().connections === 1, 5_000, "attackers to be gone");
-    const fresh = await openClient(url());
+    await waitFor(() => server.stats().connections === 1, "attackers to be gone", 5_000);
+    const fresh = await connect(url());
     expect(await fresh.rpc("get", ["bystander"])).toBe(expected);
     await fresh.close();
   });

@@ -6,14 +6,19 @@ import { SignJWT } from "jose";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  type AuthErrorCode,
   createKeySet,
   issueToken,
   type KeySet,
+  REASONS,
   sessionCookie,
   tokenAuth,
 } from "../../src/auth/index.js";
+import { assemble, claims, signRaw } from "../auth/forge.js";
+import { waitFor } from "../helpers/wait.js";
+import { connect, RawClient, refused } from "../helpers/ws-client.js";
 import { Flaky, Ledger } from "./fixtures.js";
-import { Client, openClient, refusal, startServer, waitFor, wsUrl } from "./helpers.js";
+import { startServer, wsUrl } from "./helpers.js";
 
 /**
  * The claims of SECURITY.md that involve credentials, each proven over a real socket
@@ -93,12 +98,12 @@ describe("security claims (auth)", () => {
     const cases = ["", "garbage", "a.b.c", forged, `${header}.${body}.`];
     const from = address();
     for (const t of cases) {
-      const closed = await refusal(
+      const closed = await refused(
         wsUrl(server, `/agents/flaky/vault${t === "" ? "" : `?token=${t}`}`),
         from,
       );
       expect(closed.code, t).toBe(4001);
-      expect(closed.frames, t).toEqual([]);
+      expect(closed.received, t).toEqual([]);
     }
     expect(Flaky.attempts).toBe(attempts);
     expect(existsSync(join(server.dataDir, "flaky"))).toBe(false);
@@ -107,13 +112,13 @@ describe("security claims (auth)", () => {
 
   it("a refusal does not reveal whether the instance exists", async () => {
     const from = address();
-    const owner = await openClient(url("exists", await token("exists")), from);
-    const forExisting = await refusal(url("exists", "garbage"), from);
-    const forMissing = await refusal(url("never-created", "garbage"), from);
+    const owner = await connect(url("exists", await token("exists")), from);
+    const forExisting = await refused(url("exists", "garbage"), from);
+    const forMissing = await refused(url("never-created", "garbage"), from);
     expect(forExisting).toEqual(forMissing);
     const wrongScope = await token("somewhere-else");
-    expect(await refusal(url("exists", wrongScope), from)).toEqual(
-      await refusal(url("never-created", wrongScope), from),
+    expect(await refused(url("exists", wrongScope), from)).toEqual(
+      await refused(url("never-created", wrongScope), from),
     );
     await owner.close();
   });
@@ -121,11 +126,11 @@ describe("security claims (auth)", () => {
   it("a token opens only the agent and instance it names, with only the scopes it grants", async () => {
     const from = address();
     const forA = await token("room-a");
-    expect((await refusal(url("room-b", forA), from)).code).toBe(4003);
-    expect((await refusal(wsUrl(server, `/agents/flaky/room-a?token=${forA}`), from)).code).toBe(
+    expect((await refused(url("room-b", forA), from)).code).toBe(4003);
+    expect((await refused(wsUrl(server, `/agents/flaky/room-a?token=${forA}`), from)).code).toBe(
       4003,
     );
-    const readOnly = await openClient(
+    const readOnly = await connect(
       url("room-a", await token("room-a", { scope: "connect" })),
       from,
     );
@@ -133,12 +138,12 @@ describe("security claims (auth)", () => {
     expect(call).toMatchObject({ success: false });
     readOnly.ws.send(JSON.stringify({ type: "cf_agent_state", state: { hacked: true } }));
     await waitFor(
-      () => readOnly.frames.some((f) => typeof f === "object" && f.type === "cf_agent_state_error"),
-      2_000,
+      () => readOnly.frames("cf_agent_state_error").length > 0,
       "state write refusal",
+      2_000,
     );
     await readOnly.close();
-    const full = await openClient(url("room-a", forA), from);
+    const full = await connect(url("room-a", forA), from);
     expect(await full.rpc("get", ["x"])).toBe(0);
     await full.close();
   });
@@ -146,12 +151,12 @@ describe("security claims (auth)", () => {
   it("a token sent in two places, or living longer than maxLifetime, is refused; weak setups do not start", async () => {
     const from = address();
     const t = await token("narrow");
-    const twice = await refusal(url("narrow", t), {
+    const twice = await refused(url("narrow", t), {
       headers: { ...from.headers, authorization: `Bearer ${t}` },
     });
-    expect(twice).toMatchObject({ code: 4001, frames: [] });
+    expect(twice).toMatchObject({ code: 4001, received: [] });
     const longLived = await token("narrow", { ttl: 2 * 3600 });
-    expect((await refusal(url("narrow", longLived), from)).code).toBe(4001);
+    expect((await refused(url("narrow", longLived), from)).code).toBe(4001);
     await expect(createKeySet({ secret: "too-short" })).rejects.toThrow();
     expect(() => tokenAuth({ keys, cookie })).toThrow(/allowedOrigins/);
   });
@@ -163,9 +168,9 @@ describe("security claims (auth)", () => {
     );
     try {
       const ticket = await issueToken(keys, { sub: "alice", agent: "ledger", name: "t", ttl: 60 });
-      const first = await openClient(wsUrl(singleUse, `/agents/ledger/t?token=${ticket}`));
-      const replay = await refusal(wsUrl(singleUse, `/agents/ledger/t?token=${ticket}`));
-      expect(replay).toMatchObject({ code: 4001, frames: [] });
+      const first = await connect(wsUrl(singleUse, `/agents/ledger/t?token=${ticket}`));
+      const replay = await refused(wsUrl(singleUse, `/agents/ledger/t?token=${ticket}`));
+      expect(replay).toMatchObject({ code: 4001, received: [] });
       // The legitimate connection is unaffected by the replay attempt.
       expect(await first.rpc("get", ["x"])).toBe(0);
       await first.close();
@@ -182,7 +187,7 @@ describe("security claims (auth)", () => {
     const signature = (t: string) => t.split(".")[2]!;
     const seen: string[] = [good, expired, wrongRoom];
     // Accepted with the token in the query; agent code sees the URL redacted.
-    const viaQuery = await openClient(url("logs", good), from);
+    const viaQuery = await connect(url("logs", good), from);
     expect(await viaQuery.rpc("whoami")).toEqual({
       sub: "alice",
       uri: expect.stringContaining("token=[redacted]"),
@@ -193,28 +198,26 @@ describe("security claims (auth)", () => {
     viaQuery.ws.send(JSON.stringify({ type: "outpost_auth", token: refreshed }));
     viaQuery.ws.send(JSON.stringify({ type: "outpost_auth", token: wrongRoom }));
     await waitFor(
-      () =>
-        viaQuery.frames.filter((f) => typeof f === "object" && f.type === "outpost_auth_result")
-          .length === 2,
-      2_000,
+      () => viaQuery.frames("outpost_auth_result").length === 2,
       "refresh answers",
+      2_000,
     );
     await viaQuery.close();
     // Accepted as a subprotocol.
-    const viaProtocol = new Client(url("logs"), {
+    const viaProtocol = new RawClient(url("logs"), {
       ...from,
       protocols: ["outpost", `outpost.bearer.${good}`],
     });
     await viaProtocol.opened.catch(() => {});
     viaProtocol.terminate();
     // Refused: wrong instance, expired, tampered.
-    await refusal(url("logs", wrongRoom), from);
+    await refused(url("logs", wrongRoom), from);
     await new Promise((resolve) => setTimeout(resolve, 1_100));
-    await refusal(url("logs", expired), from);
+    await refused(url("logs", expired), from);
     const tampered = `${good.slice(0, -4)}AAAA`;
     seen.push(tampered);
-    await refusal(url("logs", tampered), from);
-    await waitFor(() => logs.text.includes('"auth_refused"'), 2_000, "refusal log lines");
+    await refused(url("logs", tampered), from);
+    await waitFor(() => logs.text.includes('"auth_refused"'), "refusal log lines", 2_000);
     for (const t of seen) {
       expect(logs.text).not.toContain(t);
       expect(logs.text).not.toContain(signature(t));
@@ -232,16 +235,16 @@ describe("security claims (auth)", () => {
     const from = address();
     const setCookie = await cookie.issue({ sub: "alice", agent: "ledger", name: "inbox" });
     const cookieHeader = setCookie.split(";")[0]!;
-    const foreign = await refusal(url("inbox"), {
+    const foreign = await refused(url("inbox"), {
       headers: { ...from.headers, cookie: cookieHeader, origin: "https://evil.example" },
     });
-    expect(foreign).toMatchObject({ code: 4003, frames: [] });
+    expect(foreign).toMatchObject({ code: 4003, received: [] });
     // No Origin at all (not a browser) is no excuse for a cookie either.
-    const bare = await refusal(url("inbox"), {
+    const bare = await refused(url("inbox"), {
       headers: { ...from.headers, cookie: cookieHeader },
     });
     expect(bare.code).toBe(4003);
-    const same = await openClient(url("inbox"), {
+    const same = await connect(url("inbox"), {
       headers: { ...from.headers, cookie: cookieHeader, origin: APP_ORIGIN },
     });
     expect(await same.rpc("whoami")).toMatchObject({ sub: "alice" });
@@ -251,11 +254,11 @@ describe("security claims (auth)", () => {
   it("a token presented from a foreign browser origin is refused when origins are listed", async () => {
     const from = address();
     const t = await token("origin");
-    const foreign = await refusal(url("origin", t), {
+    const foreign = await refused(url("origin", t), {
       headers: { ...from.headers, origin: "https://evil.example" },
     });
-    expect(foreign).toMatchObject({ code: 4003, frames: [] });
-    const app = await openClient(url("origin", t), {
+    expect(foreign).toMatchObject({ code: 4003, received: [] });
+    const app = await connect(url("origin", t), {
       headers: { ...from.headers, origin: APP_ORIGIN },
     });
     await app.close();
@@ -267,10 +270,10 @@ describe("security claims (auth)", () => {
     const started = Date.now();
     let lastReason = "";
     for (let i = 0; i < 200; i++) {
-      const closed = await refusal(url("flood", `bad.${i}.token`), attacker);
+      const closed = await refused(url("flood", `bad.${i}.token`), attacker);
       codes[closed.code] = (codes[closed.code] ?? 0) + 1;
       if (closed.code === 4008) lastReason = closed.reason;
-      expect(closed.frames).toEqual([]);
+      expect(closed.received).toEqual([]);
     }
     const elapsed = Date.now() - started;
     expect(codes[4001]).toBe(10);
@@ -278,9 +281,9 @@ describe("security claims (auth)", () => {
     expect(lastReason).toMatch(/retry in \d+s/);
     // The attacker's address is refused even with a valid token until its window ends.
     const good = await token("flood");
-    expect((await refusal(url("flood", good), attacker)).code).toBe(4008);
+    expect((await refused(url("flood", good), attacker)).code).toBe(4008);
     // Another address connects at once.
-    const other = await openClient(url("flood", good), address());
+    const other = await connect(url("flood", good), address());
     expect(await other.rpc("get", ["x"])).toBe(0);
     await other.close();
     console.log(`200 bad tokens from one address in ${elapsed} ms: ${JSON.stringify(codes)}`);
@@ -294,7 +297,7 @@ describe("security claims (auth)", () => {
     try {
       const codes: number[] = [];
       for (let i = 0; i < 10; i++) {
-        const closed = await refusal(wsUrl(direct, `/agents/ledger/x?token=bad${i}`), {
+        const closed = await refused(wsUrl(direct, `/agents/ledger/x?token=bad${i}`), {
           headers: { "x-forwarded-for": `192.0.2.${i}` },
           localAddress: "127.0.0.1",
         });
@@ -302,7 +305,7 @@ describe("security claims (auth)", () => {
       }
       expect(codes.filter((c) => c === 4008).length).toBe(5);
       const good = await token("x");
-      const other = await openClient(wsUrl(direct, `/agents/ledger/x?token=${good}`), {
+      const other = await connect(wsUrl(direct, `/agents/ledger/x?token=${good}`), {
         localAddress: "127.0.0.2",
       });
       expect(await other.rpc("get", ["k"])).toBe(0);
@@ -318,7 +321,7 @@ describe("security claims (auth)", () => {
     const real = address().headers["x-forwarded-for"]!;
     const codes: number[] = [];
     for (let i = 0; i < 15; i++) {
-      const closed = await refusal(url("proxied", `bad${i}`), {
+      const closed = await refused(url("proxied", `bad${i}`), {
         headers: { "x-forwarded-for": `203.0.113.${i}, ${real}` },
       });
       codes.push(closed.code);
@@ -329,16 +332,16 @@ describe("security claims (auth)", () => {
   it("revocation closes live connections 4009 and refuses the token afterwards", async () => {
     const from = address();
     const t = await issueToken(keys, { sub: "bob", agent: "ledger", name: "rev" });
-    const live = await openClient(url("rev", t), from);
+    const live = await connect(url("rev", t), from);
     expect(await server.revoke({ sub: "bob" })).toBe(1);
     expect((await live.closed).code).toBe(4009);
-    expect([4001, 4009]).toContain((await refusal(url("rev", t), from)).code);
+    expect([4001, 4009]).toContain((await refused(url("rev", t), from)).code);
   });
 
   it("an expiring token closes its connection 4001; refresh cannot switch identity", async () => {
     const from = address();
     const short = await token("exp", { ttl: 2 });
-    const client = await openClient(url("exp", short), from);
+    const client = await connect(url("exp", short), from);
     const otherUser = await issueToken(keys, { sub: "mallory", agent: "ledger", name: "exp" });
     const answer = new Promise((resolve) =>
       client.ws.on("message", (data) => {
@@ -362,7 +365,7 @@ describe("security claims (auth)", () => {
     );
     try {
       const good = await token("fuzz");
-      const client = await openClient(wsUrl(fuzzServer, `/agents/ledger/fuzz?token=${good}`), from);
+      const client = await connect(wsUrl(fuzzServer, `/agents/ledger/fuzz?token=${good}`), from);
       const mutated = fc.oneof(
         fc.string({ maxLength: 300 }),
         fc.constantFrom(
@@ -387,14 +390,134 @@ describe("security claims (auth)", () => {
         { numRuns: 150, seed: 11 },
       );
       expect(client.ws.readyState).toBe(1);
-      const results = client.frames.filter(
-        (f) => typeof f === "object" && f.type === "outpost_auth_result",
-      );
-      expect(results.every((f) => typeof f === "object" && f.ok === false)).toBe(true);
+      const results = client.frames("outpost_auth_result");
+      expect(results.every((f) => f.ok === false)).toBe(true);
       expect(answers).toBeGreaterThan(100);
       await client.close();
     } finally {
       await fuzzServer.stop();
     }
+  });
+});
+
+/**
+ * The refusal matrix: one named case per reason a credential is refused, each over a real
+ * socket, each expecting the close code the reasons table gives for its code, with nothing
+ * sent before the close and the refusal counted under that code.
+ */
+describe("refusal matrix", () => {
+  let keys: KeySet;
+  let server: Awaited<ReturnType<typeof startServer>>;
+
+  beforeAll(async () => {
+    keys = await createKeySet({ secret: SECRET });
+    const auth = tokenAuth({
+      keys,
+      allowedOrigins: [APP_ORIGIN],
+      rateLimit: { failures: 3, windowMs: 60_000 },
+    });
+    server = await startServer({ Ledger }, { trustProxy: true, auth });
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const room = { agent: "ledger", name: "matrix" };
+  const signed = (overrides: Record<string, unknown>, header: Record<string, unknown> = {}) =>
+    signRaw(keys, claims({ ...room, ...overrides }), header);
+  const now = () => Math.floor(Date.now() / 1000);
+
+  interface Case {
+    token?: () => Promise<string>;
+    headers?: Record<string, string>;
+    /** Something to do first, from the same address. */
+    before?: (url: string, headers: Record<string, string>) => Promise<void>;
+  }
+  const cases: Array<[AuthErrorCode, string, Case]> = [
+    ["token_missing", "no token anywhere", {}],
+    ["token_malformed", "not a JWT", { token: async () => "garbage" }],
+    [
+      "signature_invalid",
+      "signed with another secret",
+      {
+        token: async () =>
+          new SignJWT({ ...room, sub: "mallory" })
+            .setProtectedHeader({ alg: "HS256" })
+            .setAudience("outpost")
+            .setIssuer("outpost")
+            .setIssuedAt()
+            .setExpirationTime("5m")
+            .sign(new TextEncoder().encode(OTHER_SECRET)),
+      },
+    ],
+    [
+      "token_expired",
+      "exp in the past",
+      { token: () => signed({ iat: now() - 120, nbf: now() - 120, exp: now() - 60 }) },
+    ],
+    ["token_not_yet_valid", "nbf in the future", { token: () => signed({ nbf: now() + 600 }) }],
+    [
+      "lifetime_too_long",
+      "lives longer than maxLifetime",
+      { token: () => signed({ exp: now() + 7200 }) },
+    ],
+    ["audience_mismatch", "another audience", { token: () => signed({ aud: "billing" }) }],
+    ["issuer_mismatch", "another issuer", { token: () => signed({ iss: "https://evil.example" }) }],
+    ["scope_mismatch", "another instance", { token: () => signed({ name: "elsewhere" }) }],
+    ["scope_mismatch", "no connect scope", { token: () => signed({ scope: "rpc state:write" }) }],
+    [
+      "algorithm_not_allowed",
+      "alg none",
+      { token: async () => assemble({ alg: "none", typ: "JWT" }, claims({ ...room, sub: "eve" })) },
+    ],
+    [
+      "unknown_key",
+      "a kid the key set does not have",
+      { token: () => signed({}, { kid: "nope" }) },
+    ],
+    [
+      "token_ambiguous",
+      "a token in the query and in the Authorization header",
+      { token: () => signed({}), headers: { authorization: "Bearer also-a-token" } },
+    ],
+    [
+      "origin_not_allowed",
+      "a foreign browser origin",
+      { token: () => signed({}), headers: { origin: "https://evil.example" } },
+    ],
+    [
+      "token_revoked",
+      "a revoked token id",
+      {
+        token: async () => {
+          await server.revoke({ jti: "matrix-revoked" });
+          return signed({ jti: "matrix-revoked" });
+        },
+      },
+    ],
+    [
+      "too_many_attempts",
+      "after three failures from the same address",
+      {
+        token: () => signed({}),
+        before: async (url, headers) => {
+          for (let i = 0; i < 3; i++) await refused(`${url}?token=garbage`, { headers });
+        },
+      },
+    ],
+  ];
+
+  let nextMatrixAddress = 1;
+  it.each(cases)("%s: %s", async (code, _name, { token, headers = {}, before }) => {
+    const from = { "x-forwarded-for": `10.88.0.${nextMatrixAddress++}`, ...headers };
+    const url = wsUrl(server, `/agents/ledger/${room.name}`);
+    await before?.(url, from);
+    const counted = server.stats().refusals[code] ?? 0;
+    const t = token === undefined ? undefined : await token();
+    const closed = await refused(t === undefined ? url : `${url}?token=${t}`, { headers: from });
+    expect(closed.code).toBe(REASONS[code].closeCode);
+    expect(closed.received).toEqual([]);
+    expect(server.stats().refusals[code]).toBe(counted + 1);
   });
 });

@@ -4,8 +4,9 @@ import { join, relative, sep } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CloseCode } from "../../src/index.js";
+import { connect, refused } from "../helpers/ws-client.js";
 import { Ledger } from "./fixtures.js";
-import { openClient, refusal, startServer, tcp, wsUrl } from "./helpers.js";
+import { startServer, tcp, wsUrl } from "./helpers.js";
 
 /**
  * SECURITY.md claims about what a URL can reach without any credentials being involved:
@@ -57,7 +58,7 @@ describe("instance names and the data directory", () => {
     const outcomes: Record<string, number> = {};
     await fc.assert(
       fc.asyncProperty(tricky, async (name) => {
-        const client = await openClient(wsUrl(server, `/agents/ledger/${name}`)).catch(
+        const client = await connect(wsUrl(server, `/agents/ledger/${name}`)).catch(
           (error: { code?: number; message: string }) => error,
         );
         if ("ws" in client) {
@@ -82,11 +83,11 @@ describe("instance names and the data directory", () => {
     // Names whose encoding is long are stored under a hash; a short name spelling that
     // hash must not land in the same file.
     const long = "é".repeat(100);
-    const owner = await openClient(wsUrl(server, `/agents/ledger/${encodeURIComponent(long)}`));
+    const owner = await connect(wsUrl(server, `/agents/ledger/${encodeURIComponent(long)}`));
     expect(await owner.rpc("add", ["private"])).toBe(1);
     await owner.close();
     const hash = createHash("sha256").update(long).digest("hex").slice(0, 40);
-    const intruder = await openClient(wsUrl(server, `/agents/ledger/~${hash}`));
+    const intruder = await connect(wsUrl(server, `/agents/ledger/~${hash}`));
     expect(await intruder.rpc("get", ["private"])).toBe(0);
     await intruder.close();
   });
@@ -102,9 +103,9 @@ describe("instance names and the data directory", () => {
       "/other": 1006,
     };
     for (const [path, code] of Object.entries(expected)) {
-      const closed = await refusal(wsUrl(server, path));
+      const closed = await refused(wsUrl(server, path));
       expect(closed.code, path).toBe(code);
-      expect(closed.frames).toEqual([]);
+      expect(closed.received).toEqual([]);
     }
     const response = await fetch(`${server.url}/agents/nope/x`);
     expect(response.status).toBe(404);

@@ -1,4 +1,5 @@
-import { type Client, openClient, sleep, startChildServer, tempDir } from "./helpers.js";
+import { connect, type RawClient } from "../helpers/ws-client.js";
+import { sleep, startChildServer, tempDir } from "./helpers.js";
 
 /**
  * The soak: many authenticated connections doing RPC writes and state writes against a
@@ -81,12 +82,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   try {
     // Connect in batches: a burst larger than the listen backlog only causes SYN retries.
     const started = Date.now();
-    const clients: Client[] = [];
+    const clients: RawClient[] = [];
     for (let i = 0; i < options.connections; i += 250) {
       const batch = await Promise.all(
         Array.from({ length: Math.min(250, options.connections - i) }, async (_, j) => {
           try {
-            return await openClient(await urlOf(i + j), {
+            return await connect(await urlOf(i + j), {
               handshakeTimeout: 30_000,
               record: false,
             });
@@ -183,7 +184,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     });
     const stored = new Map<string, number>();
     for (let instance = 0; instance < instances; instance++) {
-      const client = await openClient(await urlOf(instance));
+      const client = await connect(await urlOf(instance));
       for (const row of await client.rpc<Array<{ key: string; n: number }>>("dump", [], 30_000)) {
         stored.set(row.key, row.n);
       }

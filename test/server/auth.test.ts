@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { request } from "node:http";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
 import { createKeySet, issueToken, type KeySet, tokenAuth } from "../../src/auth/index.js";
 import { Agent, type Connection, callable, getCurrentAgent } from "../../src/index.js";
 import { assemble, claims, signRaw } from "../auth/forge.js";
@@ -292,17 +291,12 @@ describe("authentication over a real socket", () => {
 
   it("accepts the token as the outpost.bearer subprotocol next to `outpost`", async () => {
     const t = await token({ sub: "proto-user" });
-    const ws = new WebSocket(wsUrl(server, "/agents/chat/room-1"), [
-      "outpost",
-      `outpost.bearer.${t}`,
-    ]);
-    const identity = await new Promise<Record<string, unknown>>((resolve, reject) => {
-      ws.on("message", (data) => resolve(JSON.parse(data.toString())));
-      ws.on("close", (code) => reject(new Error(`closed ${code}`)));
+    const client = await connect(wsUrl(server, "/agents/chat/room-1"), {
+      protocols: ["outpost", `outpost.bearer.${t}`],
     });
-    expect(identity).toMatchObject({ type: "cf_agent_identity", agent: "chat" });
-    expect(ws.protocol).toBe("outpost");
-    ws.close();
+    expect(client.frames()[0]).toMatchObject({ type: "cf_agent_identity", agent: "chat" });
+    expect(client.ws.protocol).toBe("outpost");
+    await client.close();
   });
 });
 

@@ -1,8 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
-import WebSocket from "ws";
 import { type ChildServer, killChild, spawnCounterServer } from "../helpers/child.js";
 import { tempDir } from "../helpers/server.js";
-import { connect } from "../helpers/ws-client.js";
+import { connect, isFrame } from "../helpers/ws-client.js";
 
 let data: ReturnType<typeof tempDir> | undefined;
 let child: ChildServer | undefined;
@@ -18,36 +17,28 @@ afterEach(async () => {
  * Pipeline `total` increments on `name` and SIGKILL the server the moment the answer to
  * increment number `killAfter` arrives. Resolves with the highest count acknowledged.
  */
-function incrementThenKill(server: ChildServer, name: string, total: number, killAfter: number) {
-  return new Promise<number>((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/agents/counter/${name}`);
-    let acked = 0;
-    let highest = 0;
-    let sent = false;
-    ws.on("error", () => {});
-    ws.on("message", (data) => {
-      const frame = JSON.parse(data.toString()) as {
-        type: string;
-        result?: number;
-        done?: boolean;
-      };
-      if (frame.type === "cf_agent_identity" && !sent) {
-        sent = true;
-        for (let i = 0; i < total; i++) {
-          ws.send(JSON.stringify({ type: "rpc", id: `i${i}`, method: "increment", args: [1] }));
-        }
-        return;
-      }
-      if (frame.type !== "rpc" || frame.done !== true) return;
-      acked++;
-      highest = Math.max(highest, frame.result ?? 0);
-      // Synchronously, in the same tick the acknowledgement arrived in.
-      if (acked === killAfter) server.child.kill("SIGKILL");
-    });
-    ws.on("close", () =>
-      acked >= killAfter ? resolve(highest) : reject(new Error("closed early")),
-    );
+async function incrementThenKill(
+  server: ChildServer,
+  name: string,
+  total: number,
+  killAfter: number,
+): Promise<number> {
+  const client = await connect(`ws://127.0.0.1:${server.port}/agents/counter/${name}`, {
+    record: false,
   });
+  let acked = 0;
+  let highest = 0;
+  client.onMessage((message) => {
+    if (!isFrame(message) || message.type !== "rpc" || message.done !== true) return;
+    acked++;
+    highest = Math.max(highest, (message.result as number | undefined) ?? 0);
+    // Synchronously, in the same tick the acknowledgement arrived in.
+    if (acked === killAfter) server.child.kill("SIGKILL");
+  });
+  for (let i = 0; i < total; i++) client.sendCall("increment", [1]);
+  await client.closed;
+  if (acked < killAfter) throw new Error("closed early");
+  return highest;
 }
 
 async function storedCount(dataDir: string, name: string): Promise<number> {
