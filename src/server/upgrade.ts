@@ -138,7 +138,7 @@ export class UpgradeHandler {
       agent: admitted.agent,
       name: admitted.name,
       // Without the query: a refresh does not need it, and it holds the token.
-      path: url.pathname,
+      path: detached(url.pathname),
       origin: req.headers.origin ?? null,
       remoteAddress,
     };
@@ -149,7 +149,7 @@ export class UpgradeHandler {
     const connection = new ServerConnection({
       id: randomUUID(),
       socket: ws,
-      uri: redactedUri(url),
+      uri: redactedUri(url, facts.path, policy?.credentialParams ?? []),
       remoteAddress: remoteAddress ?? "unknown",
       auth,
       limits: this.#ctx.limits,
@@ -227,8 +227,30 @@ function requestFactory(url: URL, raw: IncomingMessage["headers"]): () => Reques
   return () => new Request(url, { headers: toHeaders(raw) });
 }
 
-/** `connection.uri`, computed on first read: most connections never log it. */
-function redactedUri(url: URL): () => string {
+/**
+ * A copy of `text` that does not point into a longer string. `URL` getters return slices
+ * of the whole href, and a slice keeps its parent alive: a pathname kept for the life of a
+ * connection would keep the upgrade URL, token included, with it.
+ */
+function detached(text: string): string {
+  return ` ${text}`.slice(1);
+}
+
+/**
+ * `connection.uri`, computed on first read: most connections never log it. In the common
+ * case, where the only query parameter is the credential the policy reads, its value is
+ * redacted whatever it is, so only the origin and path are kept: holding the whole URL
+ * would keep a copy of the token alive (and ~400 bytes) for the life of the connection.
+ */
+function redactedUri(url: URL, path: string, credentialParams: readonly string[]): () => string {
+  const query = url.searchParams;
+  const param = credentialParams.length === 1 ? credentialParams[0]! : undefined;
+  if (param !== undefined && query.size === 1 && query.has(param)) {
+    const origin = detached(url.origin);
+    // Spelled as `redactUrl` spells it, so the result is the same string either way.
+    return () =>
+      `${redactUrl(`${origin}${path}`)}?${new URLSearchParams({ [param]: "" })}[redacted]`;
+  }
   const href = url.href;
   return () => redactUrl(href);
 }
