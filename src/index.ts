@@ -10,12 +10,14 @@ export { callable } from "./agent/callable.js";
 export type { Connection } from "./agent/connection.js";
 export type { CurrentAgent } from "./agent/context.js";
 export { getCurrentAgent } from "./agent/context.js";
+export { type AgentByNameStub, getAgentByName } from "./agent/get-agent-by-name.js";
 export type { QueueItem, QueueOptions } from "./agent/queue.js";
 export { requestAuth } from "./agent/request-auth.js";
 export type { RetryCallOptions, RetryOptions } from "./agent/retry.js";
 export type { ScheduleCriteria, ScheduleOptions } from "./agent/schedules.js";
 export { StreamingResponse } from "./agent/streaming-response.js";
 export type { AuthClaims, AuthPolicy, AuthSession } from "./auth/policy.js";
+export { AgentCallError, type CallErrorCode } from "./client/errors.js";
 export { CloseCode } from "./protocol/close-codes.js";
 export { agentNameToKebab } from "./protocol/frames.js";
 export {

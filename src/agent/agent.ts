@@ -36,7 +36,7 @@ export interface AgentRuntime {
   keepAlive(): () => void;
   destroy(): Promise<void>;
   broadcast(message: string | ArrayBuffer | ArrayBufferView, without?: readonly string[]): void;
-  connections(): Iterable<Connection>;
+  connections(tag?: string): Iterable<Connection>;
   connection(id: string): Connection | undefined;
   reportError(connection: Connection | undefined, error: unknown): void;
 }
@@ -292,9 +292,12 @@ export class Agent<Env = unknown, State = unknown> {
     runtimeOf(this as Agent<unknown, unknown>).broadcast(message, without);
   }
 
-  /** Every open connection to this instance. */
-  getConnections<ConnectionState = unknown>(): Iterable<Connection<ConnectionState>> {
-    return runtimeOf(this as Agent<unknown, unknown>).connections() as Iterable<
+  /**
+   * Every open connection to this instance, or only those carrying `tag` (see
+   * `getConnectionTags`; every connection carries its own id as a tag).
+   */
+  getConnections<ConnectionState = unknown>(tag?: string): Iterable<Connection<ConnectionState>> {
+    return runtimeOf(this as Agent<unknown, unknown>).connections(tag) as Iterable<
       Connection<ConnectionState>
     >;
   }
@@ -304,6 +307,23 @@ export class Agent<Env = unknown, State = unknown> {
     return runtimeOf(this as Agent<unknown, unknown>).connection(id) as
       | Connection<ConnectionState>
       | undefined;
+  }
+
+  /**
+   * Tags for a connection that is being set up, before `onConnect`: `getConnections(tag)`
+   * finds it by them, and `connection.tags` lists them after its id. At most 9 tags of at
+   * most 256 characters each, as on Cloudflare; a refused list closes the connection 1011.
+   *
+   * @example
+   * getConnectionTags(connection: Connection) {
+   *   return [connection.auth?.role === "admin" ? "admins" : "members"];
+   * }
+   */
+  getConnectionTags(
+    _connection: HookConnection,
+    _ctx: ConnectionContext,
+  ): string[] | Promise<string[]> {
+    return [];
   }
 
   /** Runs once per instance, before any connection, call or schedule reaches it. */
@@ -326,10 +346,24 @@ export class Agent<Env = unknown, State = unknown> {
     _wasClean: boolean,
   ): void | Promise<void> {}
 
-  /** An error thrown by one of this agent's hooks, callables or schedules. */
-  onError(_connection: HookConnection | undefined, _error: unknown): void | Promise<void> {}
+  /**
+   * An error thrown by one of this agent's hooks, callables, schedules, queue items or
+   * requests. Both of the SDK's signatures work: an override written `onError(error)` gets
+   * the error; one written `onError(connection, error)` gets the connection (`undefined` off
+   * a connection) and the error. The client only ever sees the message, never a stack.
+   */
+  onError(_connectionOrError: HookConnection | unknown, _error?: unknown): void | Promise<void> {}
 
-  /** The state changed; `source` is the connection that wrote it, or `"server"`. */
+  /**
+   * The state changed (it is on disk and sent to the connections); `source` is the
+   * connection that wrote it, or `"server"`. Errors here go to `onError` and undo nothing.
+   */
+  onStateChanged(_state: State, _source: HookConnection | "server"): void | Promise<void> {}
+
+  /**
+   * @deprecated Renamed `onStateChanged`, as in the Cloudflare Agents SDK; the behaviour is
+   * the same. Called only when `onStateChanged` is not overridden.
+   */
   onStateUpdate(_state: State, _source: HookConnection | "server"): void | Promise<void> {}
 
   /** Throw to refuse a state change; the writer gets `cf_agent_state_error`. */
@@ -358,3 +392,52 @@ export function isAgentClass(value: unknown): value is AgentClass {
 /** Any class that extends `Agent`. */
 // biome-ignore lint/suspicious/noExplicitAny: constructors of user agents take any Env/State.
 export type AgentClass = new (ctx: AgentContext, env: any) => Agent<any, any>;
+
+/**
+ * The state hook an agent overrides: `onStateChanged`, else the deprecated `onStateUpdate`,
+ * else none (`undefined`, so an agent with neither pays nothing per state change).
+ * @internal
+ */
+export function stateChangeHook(
+  agent: Agent<unknown, unknown>,
+): ((state: unknown, source: HookConnection | "server") => void | Promise<void>) | undefined {
+  if (agent.onStateChanged !== Agent.prototype.onStateChanged) return agent.onStateChanged;
+  if (agent.onStateUpdate !== Agent.prototype.onStateUpdate) return agent.onStateUpdate;
+  return undefined;
+}
+
+const warnedStateHook = processWide("warnedStateHook", () => new WeakSet<object>());
+
+/**
+ * Say once per class that it overrides the deprecated `onStateUpdate` (and not
+ * `onStateChanged`), as the SDK does.
+ * @internal
+ */
+export function warnDeprecatedHooks(
+  agent: Agent<unknown, unknown>,
+  warn: (message: string) => void,
+): void {
+  if (stateChangeHook(agent) !== agent.onStateUpdate) return;
+  const agentClass = agent.constructor;
+  if (warnedStateHook.has(agentClass)) return;
+  warnedStateHook.add(agentClass);
+  warn(
+    `${agentClass.name}: onStateUpdate is deprecated; rename it onStateChanged (same behaviour)`,
+  );
+}
+
+/**
+ * Call `onError` so that either of the SDK's signatures gets the error where it expects
+ * it: an override written `onError(error)` gets `(error)`; any other `(connection, error)`,
+ * with `connection` undefined off a connection. (The SDK passes `(error)` alone off a
+ * connection, which puts the error in a two-parameter override's first parameter.)
+ * @internal
+ */
+export function callOnError(
+  agent: Agent<unknown, unknown>,
+  connection: Connection | undefined,
+  error: unknown,
+): void | Promise<void> {
+  if (agent.onError.length === 1) return agent.onError(error);
+  return agent.onError(connection, error);
+}

@@ -33,6 +33,8 @@ export interface Connection<State = unknown> {
   readonly uri: string;
   /** Client address as seen by the server. */
   readonly remoteAddress: string;
+  /** The connection's id, then the tags the agent's `getConnectionTags` gave it. */
+  readonly tags: readonly string[];
   /** Send a text or binary frame to this client. Returns false when it is not open. */
   send(message: string | ArrayBuffer | ArrayBufferView): boolean;
   /** Close this connection. */
@@ -65,6 +67,8 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
   readonly #queue: Task[] = [];
   #busy = false;
   #uri: string | (() => string);
+  /** Unset until `getConnectionTags` returns some: most connections have none to keep. */
+  #tags: readonly string[] | undefined;
   #awaitingPong = false;
   /** The expiry clock's tick this connection waits for, when armed. */
   #expiryTick: number | undefined;
@@ -188,6 +192,15 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
 
   get state(): State | undefined {
     return this.#state;
+  }
+
+  get tags(): readonly string[] {
+    return this.#tags ?? [this.id];
+  }
+
+  /** Set once, while the connection is set up; `tags` starts with the id. */
+  setTags(tags: readonly string[]): void {
+    this.#tags = tags;
   }
 
   get auth(): AuthClaims | undefined {

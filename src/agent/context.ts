@@ -8,6 +8,12 @@ export interface CurrentAgent<A extends Agent<unknown, unknown> = Agent<unknown,
   agent: A;
   /** The calling connection, inside callables, `onMessage`, `onConnect` and `onClose`. */
   connection: Connection | undefined;
+  /**
+   * The request being handled: the HTTP request inside `onRequest`, the upgrade request
+   * inside `getConnectionTags`, `shouldConnectionBeReadonly` and `onConnect`; otherwise
+   * `undefined`, as in the SDK.
+   */
+  request?: Request | undefined;
 }
 
 const storage = processWide("currentAgent", () => new AsyncLocalStorage<CurrentAgent>());

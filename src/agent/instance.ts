@@ -2,16 +2,26 @@ import type { Logger } from "pino";
 import type { AuthClaims } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import {
+  EMPTY_MCP_SERVERS,
   FrameType,
   parseClientFrame,
   type RpcRequestFrame,
   type ServerFrame,
 } from "../protocol/frames.js";
 import type { AgentDatabase, SqlValue } from "../storage/agent-database.js";
-import type { Agent, AgentClass, AgentRuntime, ConnectionContext } from "./agent.js";
+import {
+  Agent,
+  type AgentClass,
+  type AgentRuntime,
+  type ConnectionContext,
+  callOnError,
+  stateChangeHook,
+  warnDeprecatedHooks,
+} from "./agent.js";
 import type { BackgroundHost } from "./background.js";
 import { findCallable } from "./callable.js";
 import type { Connection, ServerConnection } from "./connection.js";
+import { connectionTags, TagIndex } from "./connection-tags.js";
 import { getCurrentAgent, runWithAgent } from "./context.js";
 import { TaskQueue } from "./queue.js";
 import { setRequestAuth } from "./request-auth.js";
@@ -54,6 +64,7 @@ export class AgentInstance implements AgentRuntime {
   readonly #host: InstanceHost;
   readonly #log: Logger;
   readonly #connections = new Map<string, ServerConnection>();
+  readonly #tags = new TagIndex();
   #state: unknown;
   #stateLoaded = false;
   /** Requests, schedule runs and connections being set up. */
@@ -79,6 +90,7 @@ export class AgentInstance implements AgentRuntime {
     this.#host = options.host;
     this.#log = options.host.logger.child({ agent: options.agentName, instance: options.name });
     this.agent = new options.agentClass({ runtime: this }, options.host.env);
+    warnDeprecatedHooks(this.agent, (message) => this.#log.warn(message));
     // The SDK's `static options = { retry }` sets the defaults of every retry policy.
     const statics = (options.agentClass as { options?: { retry?: RetryOptions } }).options;
     this.retryDefaults = resolveRetry(statics?.retry);
@@ -187,8 +199,12 @@ export class AgentInstance implements AgentRuntime {
     }
   }
 
-  connections(): Iterable<Connection> {
-    return [...this.#connections.values()].filter((c) => c.accepted);
+  connections(tag?: string): Iterable<Connection> {
+    if (tag === undefined) return [...this.#connections.values()].filter((c) => c.accepted);
+    // Every connection carries its id as a tag, as in the SDK.
+    const own = this.#connections.get(tag);
+    const tagged = [...this.#tags.get(tag)].filter((c) => c.accepted);
+    return own?.accepted ? [own, ...tagged.filter((c) => c !== own)] : tagged;
   }
 
   connection(id: string): Connection | undefined {
@@ -209,7 +225,7 @@ export class AgentInstance implements AgentRuntime {
   #notifyError(connection: Connection | undefined, error: unknown): void {
     if (this.#closed) return;
     try {
-      const result = this.agent.onError(connection, error);
+      const result = callOnError(this.agent, connection, error);
       if (result instanceof Promise)
         result.catch((e) => this.#log.error({ err: e }, "onError threw"));
     } catch (e) {
@@ -220,14 +236,9 @@ export class AgentInstance implements AgentRuntime {
   // --- connections ---
 
   /** Take over an authenticated socket: onConnect, then identity and state. */
-  attach(connection: ServerConnection, request: () => Request): void {
+  attach(connection: ServerConnection, makeRequest: () => Request): void {
     this.#connections.set(connection.id, connection);
-    connection.enqueue(() =>
-      runWithAgent({ agent: this.agent, connection }, () => this.#connect(connection, request)),
-    );
-  }
-
-  async #connect(connection: ServerConnection, makeRequest: () => Request): Promise<void> {
+    // Built on first read, here and for getCurrentAgent(): most agents never look at it.
     let request: Request | undefined;
     const ctx: ConnectionContext = {
       get request() {
@@ -235,7 +246,28 @@ export class AgentInstance implements AgentRuntime {
         return request;
       },
     };
+    const current = {
+      agent: this.agent,
+      connection,
+      get request() {
+        return ctx.request;
+      },
+    };
+    connection.enqueue(() => runWithAgent(current, () => this.#connect(connection, ctx)));
+  }
+
+  async #connect(connection: ServerConnection, ctx: ConnectionContext): Promise<void> {
     try {
+      // Not overridden: no await, no array, for the common connect.
+      if (this.agent.getConnectionTags !== Agent.prototype.getConnectionTags) {
+        const tags = connectionTags(
+          connection.id,
+          await this.agent.getConnectionTags(connection, ctx),
+        );
+        if (!this.#connections.has(connection.id)) return; // closed while tags were computed
+        connection.setTags(tags);
+        this.#tags.add(connection, tags);
+      }
       if (this.agent.shouldConnectionBeReadonly(connection, ctx) === true) connection.restrict();
       await this.agent.onConnect(connection, ctx);
     } catch (error) {
@@ -251,8 +283,13 @@ export class AgentInstance implements AgentRuntime {
       name: this.name,
       ...(state !== undefined && { stateFollows: true }),
     };
-    if (state === undefined) connection.sendFrame(identity);
-    else connection.sendFrames([identity, { type: FrameType.State, state }]);
+    // The empty MCP list follows, as the SDK sends it, so the official useAgent's
+    // onMcpUpdate fires; all of them in one corked write.
+    connection.sendFrames(
+      state === undefined
+        ? [identity, EMPTY_MCP_SERVERS]
+        : [identity, { type: FrameType.State, state }, EMPTY_MCP_SERVERS],
+    );
     connection.markAccepted();
   }
 
@@ -269,6 +306,7 @@ export class AgentInstance implements AgentRuntime {
   detach(connection: ServerConnection, code: number, reason: string): void {
     connection.clearExpiry();
     this.#connections.delete(connection.id);
+    this.#tags.remove(connection);
     connection.enqueue(async () => {
       // A destroyed instance is gone: its hooks do not run against deleted data.
       if (this.#closed) return;
@@ -435,8 +473,10 @@ export class AgentInstance implements AgentRuntime {
     for (const connection of this.#connections.values()) {
       if (connection.accepted && connection !== source) connection.send(frame);
     }
+    const hook = stateChangeHook(this.agent);
+    if (hook === undefined) return;
     try {
-      const result = this.agent.onStateUpdate(this.#state, source);
+      const result = hook.call(this.agent, this.#state, source);
       if (result instanceof Promise) result.catch((error) => this.reportError(undefined, error));
     } catch (error) {
       this.reportError(undefined, error);
@@ -460,7 +500,7 @@ export class AgentInstance implements AgentRuntime {
   fetch(request: Request, claims?: AuthClaims): Promise<Response> {
     if (claims !== undefined) setRequestAuth(request, claims);
     return this.track(async () =>
-      runWithAgent({ agent: this.agent, connection: undefined }, () =>
+      runWithAgent({ agent: this.agent, connection: undefined, request }, () =>
         this.agent.onRequest(request),
       ),
     );

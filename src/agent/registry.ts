@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { AgentDatabase, type Durability } from "../storage/agent-database.js";
 import { WakeupIndex } from "../storage/wakeups.js";
 import type { AgentClass } from "./agent.js";
+import { type AgentHost, addHost, recordHost, removeHost } from "./hosts.js";
 import { AgentInstance, type InstanceHost } from "./instance.js";
 
 export interface RegistryOptions {
@@ -30,7 +31,7 @@ export class InstanceLimitError extends Error {
  * finished; a failed start is forgotten so the next `get` tries again. Idle instances are
  * evicted and their databases closed; schedules wake them through the wakeup index.
  */
-export class InstanceRegistry implements InstanceHost {
+export class InstanceRegistry implements InstanceHost, AgentHost {
   readonly env: unknown;
   readonly logger: Logger;
   readonly #options: RegistryOptions;
@@ -47,6 +48,13 @@ export class InstanceRegistry implements InstanceHost {
     this.logger = options.logger;
     this.#wakeups = new WakeupIndex(options.dataDir);
     this.#armWakeups();
+    addHost(this);
+  }
+
+  /** The URL name `agentClass` is served under here (for `getAgentByName`). */
+  urlNameOf(agentClass: AgentClass): string | undefined {
+    for (const [urlName, served] of this.#options.agents) if (served === agentClass) return urlName;
+    return undefined;
   }
 
   /** The live instance, without starting one. */
@@ -136,6 +144,8 @@ export class InstanceRegistry implements InstanceHost {
         },
         host: this,
       });
+      // Before onStart, so getAgentByName() from onStart finds this server first.
+      recordHost(instance.agent, this);
       await instance.start();
     } catch (error) {
       this.#starting.delete(key);
@@ -245,6 +255,7 @@ export class InstanceRegistry implements InstanceHost {
   /** Evict everything and close every database. */
   async close(): Promise<void> {
     this.#closed = true;
+    removeHost(this);
     if (this.#wakeupTimer !== undefined) clearTimeout(this.#wakeupTimer);
     for (const timer of this.#idleTimers.values()) clearTimeout(timer);
     this.#idleTimers.clear();

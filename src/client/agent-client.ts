@@ -1,6 +1,14 @@
 import ReconnectingWebSocket, { type Message } from "partysocket/ws";
 import { agentNameToKebab, FrameType, type RpcResponseFrame } from "../protocol/frames.js";
 import { AgentCallError, AgentConnectionError, type ConnectionErrorCode } from "./errors.js";
+import {
+  type AgentClientEventMap,
+  type AgentClientEventType,
+  type AgentClientListener,
+  type AgentClientListenerOptions,
+  ClientEvents,
+  closeEvent,
+} from "./events.js";
 import { readTokenTimes, refreshTime } from "./jwt.js";
 import {
   backoffDelay,
@@ -9,7 +17,7 @@ import {
   type ResolvedReconnectOptions,
   resolveReconnectOptions,
 } from "./reconnect.js";
-import { type AgentAddress, agentUrl, type QueryParams } from "./url.js";
+import { type AgentAddress, agentUrl, httpUrlOf, type QueryParams } from "./url.js";
 
 /** Why `query` is being run, so a caching wrapper knows when a cached token will not do. */
 export type QueryReason =
@@ -104,6 +112,16 @@ export interface AgentClientOptions<State = unknown> extends AgentAddress {
   onStateUpdateError?: (error: string) => void;
   /** The server named the instance this connection reached. */
   onIdentity?: (name: string, agent: string) => void;
+  /**
+   * A reconnect reached another instance than the last connection did (a server that routes
+   * by session, with `basePath`). Without it, the change is logged with `console.warn`.
+   */
+  onIdentityChange?: (oldName: string, newName: string, oldAgent: string, newAgent: string) => void;
+  /**
+   * The server's MCP server list (`cf_agent_mcp_servers`), as the official client reports it.
+   * An Outpost server sends an empty one on every connect.
+   */
+  onMcpUpdate?: (mcp: unknown) => void;
   /**
    * The server accepted the connection (identity and state received). Not called on a raw
    * socket open: an Outpost server accepts the upgrade even when it refuses the credentials.
@@ -256,6 +274,7 @@ export class AgentClient<State = unknown> {
   #ready = deferred();
 
   readonly #pending = new Map<string, PendingCall>();
+  readonly #events = new ClientEvents();
   #queue: QueuedFrame[] = [];
   readonly #idPrefix = Math.random().toString(36).slice(2, 10);
   #nextId = 0;
@@ -276,6 +295,12 @@ export class AgentClient<State = unknown> {
 
   /** Handshake progress of the current socket. */
   #identity: { name: string; agent: string } | undefined;
+  /** The identity of the last accepted connection, to notice a reconnect elsewhere. */
+  #previousIdentity: { name: string; agent: string } | undefined;
+  /** Set on acceptance, cleared as soon as the socket closes (before close listeners run). */
+  #identified = false;
+  /** The URL of the latest attempt, query included (for `getHttpUrl`). */
+  #url: string | undefined;
   #stateSeen = false;
   #openedAt = 0;
   #identityTimer: ReturnType<typeof setTimeout> | undefined;
@@ -309,6 +334,9 @@ export class AgentClient<State = unknown> {
     this.send = this.send.bind(this);
     this.close = this.close.bind(this);
     this.reconnect = this.reconnect.bind(this);
+    this.getHttpUrl = this.getHttpUrl.bind(this);
+    this.addEventListener = this.addEventListener.bind(this);
+    this.removeEventListener = this.removeEventListener.bind(this);
     this.stub = new Proxy({} as AgentStub, {
       get: (_target, property) => {
         if (typeof property !== "string" || PROBED_PROPERTIES.has(property)) return undefined;
@@ -327,10 +355,53 @@ export class AgentClient<State = unknown> {
       connectionTimeout: options.connectionTimeout ?? 10_000,
       maxEnqueuedMessages: 0,
       startClosed: this.#stopped,
-      shouldReconnectOnClose: (event) => this.#handleClose(event.code, event.reason ?? ""),
+      shouldReconnectOnClose: (event) => this.#handleClose(event),
     });
     this.#socket.onopen = () => this.#handleOpen();
-    this.#socket.onmessage = (event) => this.#handleMessage(event);
+    this.#socket.onmessage = (event) => {
+      this.#handleMessage(event);
+      if (this.#events.has("message")) this.#events.emit("message", event);
+    };
+    this.#socket.onerror = (event) => this.#events.emit("error", event as Event);
+  }
+
+  /**
+   * Listen to the connection's events, as on the official client (a `PartySocket`):
+   * `message` for every frame from the server (protocol frames included), `close` for every
+   * socket close, `error` for socket errors, and `open` once the server has accepted the
+   * connection — not on the bare socket open, since an Outpost server accepts the upgrade
+   * even when it refuses the credentials. Options `once` and `signal` work as on
+   * `EventTarget`.
+   *
+   * @example
+   * client.addEventListener("message", (event) => console.log(event.data));
+   */
+  addEventListener<K extends AgentClientEventType>(
+    type: K,
+    listener: AgentClientListener<AgentClientEventMap[K]> | null,
+    options?: boolean | AgentClientListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: AgentClientListener<Event> | null,
+    options?: boolean | AgentClientListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: AgentClientListener<never> | null,
+    options?: boolean | AgentClientListenerOptions,
+  ): void {
+    this.#events.add(type, listener, options);
+  }
+
+  /** Remove a listener added with `addEventListener`. */
+  removeEventListener<K extends AgentClientEventType>(
+    type: K,
+    listener: AgentClientListener<AgentClientEventMap[K]> | null,
+  ): void;
+  removeEventListener(type: string, listener: AgentClientListener<Event> | null): void;
+  removeEventListener(type: string, listener: AgentClientListener<never> | null): void {
+    this.#events.remove(type, listener);
   }
 
   /**
@@ -340,6 +411,35 @@ export class AgentClient<State = unknown> {
    */
   get ready(): Promise<void> {
     return this.#ready.promise;
+  }
+
+  /**
+   * True once the server has named the instance and sent its state (when `ready`
+   * resolves); false again from the moment the connection drops.
+   */
+  get identified(): boolean {
+    return this.#identified;
+  }
+
+  /** The `path` option as a URL suffix (`"/settings"`), or `""`: as on a `PartySocket`. */
+  get path(): string {
+    const { path } = this.#options;
+    return path ? `/${path.replace(/^\/+/, "")}` : "";
+  }
+
+  /**
+   * The agent's HTTP address (`http(s)://…/agents/<agent>/<name>[/path]`) with the query of
+   * the latest connection attempt, as the official client gives it: `fetch` it to reach the
+   * agent's `onRequest` with the same credentials. It carries the token: keep it out of
+   * logs. `""` when no URL can be built (no `host` outside a browser).
+   */
+  getHttpUrl(): string {
+    if (this.#url !== undefined) return httpUrlOf(this.#url);
+    try {
+      return httpUrlOf(agentUrl(this.#options));
+    } catch {
+      return "";
+    }
   }
 
   /** `CONNECTING` (0), `OPEN` (1) once accepted, or `CLOSED` (3). */
@@ -439,9 +539,13 @@ export class AgentClient<State = unknown> {
   /**
    * Send a raw message to the agent's `onMessage`. Kept and sent after reconnecting when
    * the connection is down; throws an `AgentCallError` (`queue_full`) when too many wait.
+   * Returns `true` when it went out at once, `false` when it waits for the connection (as
+   * partysocket's `send` does; the official chat transport reads it).
    */
-  send(data: Message): void {
-    if (!this.#transmit(data)) this.#enqueue({ text: data }, "send");
+  send(data: Message): boolean {
+    if (this.#transmit(data)) return true;
+    this.#enqueue({ text: data }, "send");
+    return false;
   }
 
   /**
@@ -523,6 +627,7 @@ export class AgentClient<State = unknown> {
       }
       this.#token = typeof query.token === "string" ? query.token : undefined;
       this.#tokenReceivedAt = Date.now();
+      this.#url = url;
       return url;
     }
   }
@@ -588,6 +693,9 @@ export class AgentClient<State = unknown> {
       case FrameType.AuthResult:
         this.#authWaiter?.({ ok: frame.ok === true, code: String(frame.code ?? "") });
         return;
+      case FrameType.McpServers:
+        this.#options.onMcpUpdate?.(frame.mcp);
+        return;
       default:
         this.#options.onMessage?.(event);
     }
@@ -614,6 +722,8 @@ export class AgentClient<State = unknown> {
     this.#authFailures = 0;
     this.#lastClose = undefined;
     this.connectionError = null;
+    this.#noticeIdentityChange(this.#identity);
+    this.#identified = true;
     this.name = this.#identity.name;
     this.agent = this.#identity.agent;
     this.#setStatus({ state: "open" });
@@ -633,6 +743,21 @@ export class AgentClient<State = unknown> {
     this.#ready.resolve();
     this.#options.onIdentity?.(this.name, this.agent);
     this.#options.onOpen?.();
+    if (this.#events.has("open")) this.#events.emit("open", new Event("open"));
+  }
+
+  #noticeIdentityChange(identity: { name: string; agent: string }): void {
+    const previous = this.#previousIdentity;
+    this.#previousIdentity = identity;
+    if (previous === undefined) return;
+    if (previous.name === identity.name && previous.agent === identity.agent) return;
+    if (this.#options.onIdentityChange) {
+      this.#options.onIdentityChange(previous.name, identity.name, previous.agent, identity.agent);
+    } else {
+      console.warn(
+        `AgentClient: reconnected to another instance (${previous.agent}/${previous.name} → ${identity.agent}/${identity.name}); pass onIdentityChange to handle it`,
+      );
+    }
   }
 
   #handleRpc(frame: RpcResponseFrame): void {
@@ -653,10 +778,13 @@ export class AgentClient<State = unknown> {
   }
 
   /** partysocket asks this on every close; the answer decides whether it reconnects. */
-  #handleClose(code: number, reason: string): boolean {
+  #handleClose(event: { code: number; reason?: string }): boolean {
+    const { code } = event;
+    const reason = event.reason ?? "";
     const wasOpen = this.#status.state === "open";
     this.#endConnection();
     this.#options.onClose?.({ code, reason });
+    if (this.#events.has("close")) this.#events.emit("close", closeEvent(event, code, reason));
     if (this.#stopped) return false;
     if (this.#restarting) return true;
     if (wasOpen && Date.now() - this.#openedAt >= this.#retry.minUptime) this.#attempt = 0;
@@ -698,6 +826,7 @@ export class AgentClient<State = unknown> {
     clearTimeout(this.#refreshTimer);
     this.#authWaiter?.(undefined);
     this.#identity = undefined;
+    this.#identified = false;
     this.#stateSeen = false;
     // The next connection gets a fresh `ready`; a stopped client's is rejected instead.
     if (this.#ready.settled && !this.#stopped) this.#ready = deferred();

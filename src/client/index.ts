@@ -18,5 +18,11 @@ export {
   type CallErrorCode,
   type ConnectionErrorCode,
 } from "./errors.js";
+export type {
+  AgentClientEventMap,
+  AgentClientEventType,
+  AgentClientListener,
+  AgentClientListenerOptions,
+} from "./events.js";
 export type { ReconnectOptions } from "./reconnect.js";
 export { type AgentAddress, agentUrl, type QueryParams } from "./url.js";

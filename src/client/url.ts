@@ -16,23 +16,64 @@ export interface AgentAddress {
   host?: string;
   /** Force `ws` or `wss` instead of choosing from the host. */
   protocol?: "ws" | "wss";
+  /**
+   * A path to use instead of `agents/<agent>/<name>` (after any prefix in `host`), for a
+   * server that routes by itself, e.g. by session. `agent` and `name` are then only
+   * defaults until the server's identity frame names the instance.
+   */
+  basePath?: string;
+  /** More path after the instance (or `basePath`): `settings` → `…/agents/a/room/settings`. */
+  path?: string;
 }
 
 /**
- * The WebSocket URL of an agent instance: `ws(s)://host/agents/<kebab-agent>/<name>?query`.
+ * The WebSocket URL of an agent instance:
+ * `ws(s)://host/agents/<kebab-agent>/<name>[/path]?query`, or `ws(s)://host/<basePath>[/path]`.
  * A bare host gets `ws://` only when it is loopback or a private address, so a deployed
  * app never sends its token in clear text by accident.
  */
 export function agentUrl(address: AgentAddress, query: QueryParams = {}): string {
   const base = baseUrl(address);
   const name = address.name ?? "default";
-  base.pathname = `${base.pathname.replace(/\/+$/, "")}/agents/${agentNameToKebab(address.agent)}/${encodeURIComponent(name)}`;
+  const route = address.basePath
+    ? pathSegments(address.basePath, "basePath")
+    : `agents/${agentNameToKebab(address.agent)}/${encodeURIComponent(name)}`;
+  const more = address.path ? `/${pathSegments(address.path, "path")}` : "";
+  base.pathname = `${base.pathname.replace(/\/+$/, "")}/${route}${more}`;
   base.search = "";
   for (const [key, value] of Object.entries(query)) {
     if (value !== null && value !== undefined) base.searchParams.append(key, String(value));
   }
   base.hash = "";
   return base.href;
+}
+
+/**
+ * A `path` or `basePath` made safe to append: each segment percent-encoded (slashes kept),
+ * leading and trailing slashes dropped. `.` and `..` are refused: the URL would be
+ * normalised to another instance's address.
+ */
+function pathSegments(path: string, option: string): string {
+  const segments = path.replace(/^\/+|\/+$/g, "").split("/");
+  return segments
+    .map((segment) => {
+      let decoded = segment;
+      try {
+        decoded = decodeURIComponent(segment);
+      } catch {
+        // Not percent-encoded: taken as written.
+      }
+      if (decoded === "." || decoded === "..") {
+        throw new TypeError(`\`${option}\` must not contain "." or ".." segments`);
+      }
+      return encodeURIComponent(decoded);
+    })
+    .join("/");
+}
+
+/** The `http(s)://` form of an agent WebSocket URL, for `fetch` to the same address. */
+export function httpUrlOf(wsUrl: string): string {
+  return wsUrl.replace(/^ws(s?):/, "http$1:");
 }
 
 function baseUrl({ host, protocol }: AgentAddress): URL {

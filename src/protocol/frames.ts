@@ -11,6 +11,7 @@ export const FrameType = {
   Rpc: "rpc",
   Auth: "outpost_auth",
   AuthResult: "outpost_auth_result",
+  McpServers: "cf_agent_mcp_servers",
   Refused: "outpost_refused",
 } as const;
 
@@ -70,8 +71,24 @@ export interface RefusedFrame {
 }
 
 export type ClientFrame = StateFrame | RpcRequestFrame | AuthFrame;
+/**
+ * Server → client: the agent's MCP servers. Outpost has none and sends the empty list once
+ * per connect, so the official client's `onMcpUpdate` fires as it does on Cloudflare.
+ */
+export interface McpServersFrame {
+  type: typeof FrameType.McpServers;
+  mcp: { servers: Record<string, never>; tools: never[]; prompts: never[]; resources: never[] };
+}
+
+/** The `cf_agent_mcp_servers` frame Outpost sends on connect. */
+export const EMPTY_MCP_SERVERS: McpServersFrame = Object.freeze({
+  type: FrameType.McpServers,
+  mcp: Object.freeze({ servers: {}, tools: [], prompts: [], resources: [] }),
+});
+
 export type ServerFrame =
   | IdentityFrame
+  | McpServersFrame
   | StateFrame
   | StateErrorFrame
   | RpcResponseFrame

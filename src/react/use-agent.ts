@@ -21,6 +21,8 @@ export interface UseAgentOptions<State = unknown>
   queryDeps?: unknown[];
   /** Milliseconds a resolved `query` result is reused by components that mount. Default 5 min. */
   cacheTtl?: number;
+  /** `false` keeps the socket closed (and closes an open one) until it is true. Default `true`. */
+  enabled?: boolean;
 }
 
 /** What `useAgent` returns. Re-rendered when state, status or identity change. */
@@ -45,10 +47,20 @@ export interface UseAgentResult<State = unknown> {
   agent: string;
   /** Instance name, as the server reported it. */
   name: string;
+  /** True once the server named the instance and sent its state; false after a drop. */
+  identified: boolean;
+  /** The address as the official hook gives it: `[{ agent, name }]`, root first. */
+  path: ReadonlyArray<{ agent: string; name: string }>;
+  /** The agent's HTTP URL with the current query (it carries the token); see `AgentClient.getHttpUrl`. */
+  getHttpUrl: () => string;
   /** Send a raw message to the agent's `onMessage`. */
   send: AgentClient<State>["send"];
   /** Drop the connection and open a new one with fresh credentials. */
   reconnect: () => void;
+  /** Listen to `open`, `message`, `close` and `error`; see `AgentClient.addEventListener`. */
+  addEventListener: AgentClient<State>["addEventListener"];
+  /** Remove a listener added with `addEventListener`. */
+  removeEventListener: AgentClient<State>["removeEventListener"];
   /** The underlying client. */
   client: AgentClient<State>;
 }
@@ -89,7 +101,13 @@ export function useAgent<State = unknown>(options: UseAgentOptions<State>): UseA
     options.host ?? null,
     asyncQuery ? (options.queryDeps ?? []) : (query ?? null),
   ]);
-  const connectionKey = JSON.stringify([cacheKey, options.protocol ?? null]);
+  const connectionKey = JSON.stringify([
+    cacheKey,
+    options.protocol ?? null,
+    options.basePath ?? null,
+    options.path ?? null,
+  ]);
+  const enabled = options.enabled !== false;
 
   // Held per mounted component, so a result replaced in the shared cache later (a refresh)
   // does not make this component suspend again.
@@ -114,9 +132,10 @@ export function useAgent<State = unknown>(options: UseAgentOptions<State>): UseA
   const { client } = connection;
 
   useEffect(() => {
+    if (!enabled) return;
     client.reconnect();
     return () => client.close();
-  }, [client]);
+  }, [client, enabled]);
 
   const version = useSyncExternalStore(
     connection.subscribe,
@@ -139,8 +158,13 @@ export function useAgent<State = unknown>(options: UseAgentOptions<State>): UseA
       connectionError: client.connectionError,
       agent: client.agent,
       name: client.name,
+      identified: client.identified,
+      path: [{ agent: client.agent, name: client.name }],
+      getHttpUrl: client.getHttpUrl,
       send: client.send,
       reconnect: client.reconnect,
+      addEventListener: client.addEventListener,
+      removeEventListener: client.removeEventListener,
       client,
     }),
     [client, version],
@@ -192,6 +216,12 @@ function createConnection<State>(
       changed();
       latest.current.onIdentity?.(identityName, identityAgent);
     },
+    onMcpUpdate: (mcp) => latest.current.onMcpUpdate?.(mcp),
+    // Only when the app passes one: without it the client warns about the change itself.
+    ...(options.onIdentityChange !== undefined && {
+      onIdentityChange: (...change: [string, string, string, string]) =>
+        latest.current.onIdentityChange?.(...change),
+    }),
     onOpen: () => latest.current.onOpen?.(),
     onClose: (event) => latest.current.onClose?.(event),
     onMessage: (event) => latest.current.onMessage?.(event),

@@ -91,6 +91,7 @@ class OutpostServer implements AgentServer {
   #authState: AuthStateStore | undefined;
   readonly #connections = new Set<ServerConnection>();
   #closing: Promise<void> | undefined;
+  #stopRevocations: (() => void) | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(options: AgentServerOptions) {
@@ -108,6 +109,9 @@ class OutpostServer implements AgentServer {
         await policy.useStateStore(this.#authState);
       }
       // --- end durable auth state
+      // A revocation made elsewhere (another process on a shared store) closes the matching
+      // sockets here too, not only at their next frame.
+      this.#stopRevocations = policy?.onRevocation?.(() => this.#closeRevoked());
       this.#policy = policy;
       return policy;
     });
@@ -122,7 +126,8 @@ class OutpostServer implements AgentServer {
       idleTimeout: this.#options.idleTimeout,
       maxInstances: this.#options.maxInstances,
     });
-    this.#refusals = new Refusals(this.logger);
+    const credentialParams = () => this.#policy?.credentialParams ?? [];
+    this.#refusals = new Refusals(this.logger, credentialParams);
     const auth = () => this.#auth;
     this.#admission = new Admission({
       router,
@@ -145,6 +150,7 @@ class OutpostServer implements AgentServer {
       maxPayload: this.#options.maxPayload,
       maxUrlLength: this.#options.maxUrlLength,
       trustProxy: this.#options.trustProxy,
+      credentialParams,
       rejectWithHttp: () => this.#policy?.rejectWithHttp === true,
     });
     this.#http = new HttpRoutes({
@@ -206,14 +212,21 @@ class OutpostServer implements AgentServer {
       throw new TypeError("revoke() needs a `sub` or a `jti`");
     }
     await policy.revoke(target);
-    let closed = this.#admission.revokePending((session) => policy.isRevoked(session));
+    const closed =
+      this.#admission.revokePending((session) => policy.isRevoked(session)) + this.#closeRevoked();
+    this.logger.info({ event: "revoked", ...target, closed }, "revoked");
+    return closed;
+  }
+
+  /** Close every live connection whose credentials are now revoked; returns how many. */
+  #closeRevoked(): number {
+    let closed = 0;
     for (const connection of this.#connections) {
       if (connection.revoked) {
         connection.close(CloseCode.Revoked, "session revoked");
         closed++;
       }
     }
-    this.logger.info({ event: "revoked", ...target, closed }, "revoked");
     return closed;
   }
 
@@ -225,6 +238,7 @@ class OutpostServer implements AgentServer {
   async #shutdown(): Promise<void> {
     const started = Date.now();
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    this.#stopRevocations?.();
     const instances = [...this.#registry.instances];
     await Promise.all(
       instances.map((instance) =>

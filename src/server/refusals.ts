@@ -19,18 +19,9 @@ const BEFORE_HANDSHAKE = new Set<string>([
   "not_found",
 ]);
 
-/** `message; retry in Ns` when the refusal carries a retry hint. */
-export function closeReason(refusal: AuthError): string {
-  if (refusal.retryAfterMs === undefined) return refusal.message;
-  if (/retry in \d+s/.test(refusal.message)) return refusal.message;
-  const seconds = Math.max(1, Math.ceil(refusal.retryAfterMs / 1000));
-  return `${refusal.message}; retry in ${seconds}s`;
-}
-
 function retryHeaders(refusal: AuthError): Record<string, string> {
-  return refusal.retryAfterMs === undefined
-    ? {}
-    : { "retry-after": String(Math.max(1, Math.ceil(refusal.retryAfterMs / 1000))) };
+  const seconds = refusal.retryAfterSeconds;
+  return seconds === undefined ? {} : { "retry-after": String(seconds) };
 }
 
 /**
@@ -40,9 +31,12 @@ function retryHeaders(refusal: AuthError): Record<string, string> {
 export class Refusals {
   readonly #counts: Record<string, number> = {};
   readonly #logger: Logger;
+  /** Query parameters the auth policy reads credentials from, redacted in every URL logged. */
+  readonly #credentialParams: () => readonly string[];
 
-  constructor(logger: Logger) {
+  constructor(logger: Logger, credentialParams: () => readonly string[] = () => []) {
     this.#logger = logger;
+    this.#credentialParams = credentialParams;
   }
 
   get counts(): Record<string, number> {
@@ -64,7 +58,7 @@ export class Refusals {
         ip: context.remoteAddress,
         origin: context.origin ?? undefined,
         fingerprint: refusal.fingerprint,
-        url: redactUrl(context.url),
+        url: redactUrl(context.url, this.#credentialParams()),
       },
       "refused",
     );
@@ -74,7 +68,7 @@ export class Refusals {
   response(refusal: AuthError, extraHeaders: Record<string, string> = {}): Response {
     return json(
       refusal.status,
-      { error: refusal.code, message: closeReason(refusal) },
+      { error: refusal.code, message: refusal.reason },
       { ...retryHeaders(refusal), ...extraHeaders },
     );
   }
@@ -94,12 +88,12 @@ export class Refusals {
   ): void {
     if (socket.destroyed) return;
     if (rejectWithHttp || BEFORE_HANDSHAKE.has(refusal.code)) {
-      rejectUpgrade(socket, refusal.status, closeReason(refusal), retryHeaders(refusal));
+      rejectUpgrade(socket, refusal.status, refusal.reason, retryHeaders(refusal));
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on("error", () => {});
-      ws.close(refusal.closeCode, truncateReason(closeReason(refusal)));
+      ws.close(refusal.closeCode, truncateReason(refusal.reason));
       // A client that never answers the close must not hold the socket.
       setTimeout(() => ws.terminate(), 2000).unref();
     });

@@ -24,6 +24,8 @@ export interface UpgradeContext {
   maxPayload: number;
   maxUrlLength: number;
   trustProxy: boolean;
+  /** Query parameters that carry credentials, redacted in `connection.uri`. */
+  credentialParams: () => readonly string[];
   /** Answer refusals with HTTP 401/403 instead of accept-and-close (the policy's choice). */
   rejectWithHttp: () => boolean;
 }
@@ -149,7 +151,7 @@ export class UpgradeHandler {
     const connection = new ServerConnection({
       id: randomUUID(),
       socket: ws,
-      uri: redactedUri(url, facts.path, policy?.credentialParams ?? []),
+      uri: redactedUri(url, facts.path, this.#ctx.credentialParams()),
       remoteAddress: remoteAddress ?? "unknown",
       auth,
       limits: this.#ctx.limits,
@@ -242,15 +244,15 @@ function detached(text: string): string {
  * redacted whatever it is, so only the origin and path are kept: holding the whole URL
  * would keep a copy of the token alive (and ~400 bytes) for the life of the connection.
  */
-function redactedUri(url: URL, path: string, credentialParams: readonly string[]): () => string {
+function redactedUri(url: URL, path: string, params: readonly string[]): () => string {
   const query = url.searchParams;
-  const param = credentialParams.length === 1 ? credentialParams[0]! : undefined;
+  const param = params.length === 1 ? params[0]! : undefined;
   if (param !== undefined && query.size === 1 && query.has(param)) {
     const origin = detached(url.origin);
     // Spelled as `redactUrl` spells it, so the result is the same string either way.
     return () =>
-      `${redactUrl(`${origin}${path}`)}?${new URLSearchParams({ [param]: "" })}[redacted]`;
+      `${redactUrl(`${origin}${path}`, params)}?${new URLSearchParams({ [param]: "" })}[redacted]`;
   }
   const href = url.href;
-  return () => redactUrl(href);
+  return () => redactUrl(href, params);
 }

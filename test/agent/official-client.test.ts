@@ -1,6 +1,7 @@
 import { AgentClient } from "agents/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { Agent, callable, getCurrentAgent } from "../../src/index.js";
 import { Counter, type CounterState } from "../fixtures/agents.js";
 import { startServer, type TestServer } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
@@ -8,8 +9,17 @@ import { waitFor } from "../helpers/wait.js";
 let server: TestServer;
 const clients: AgentClient[] = [];
 
+/** Tells a caller where its socket arrived and which id the server gave it. */
+class Mirror extends Agent {
+  @callable()
+  whereAndWho() {
+    const { connection } = getCurrentAgent();
+    return { path: new URL(connection?.uri ?? "http://x/").pathname, id: connection?.id };
+  }
+}
+
 beforeAll(async () => {
-  server = await startServer({ Counter });
+  server = await startServer({ Counter, Mirror });
 });
 
 afterAll(async () => {
@@ -55,6 +65,34 @@ describe("the official agents client", () => {
     const first = JSON.parse(raw[0]!);
     expect(first).toMatchObject({ type: "cf_agent_identity", agent: "counter", name: "identity" });
     expect(JSON.parse(raw[1]!)).toEqual({ type: "cf_agent_state", state: { count: 0 } });
+  });
+
+  it("reaches the instance with the official client's path option, under an id the server chose", async () => {
+    const client = new AgentClient({
+      agent: "Mirror",
+      name: "room",
+      path: "settings",
+      host: `127.0.0.1:${server.port}`,
+      // biome-ignore lint/suspicious/noExplicitAny: partysocket types its WebSocket as the DOM one.
+      WebSocket: WebSocket as any,
+    });
+    clients.push(client);
+    await client.ready;
+    expect(client.name).toBe("room");
+    const seen = (await client.call("whereAndWho")) as { path: string; id: string };
+    expect(seen.path).toBe("/agents/mirror/room/settings");
+    // The official client sends its own `_pk`; Outpost does not let a client pick its id.
+    expect(client.id).toMatch(/./);
+    expect(seen.id).not.toBe(client.id);
+  });
+
+  it("gets cf_agent_mcp_servers with an empty list right after identity and state, as from the SDK", async () => {
+    const { raw } = await officialClient("mcp");
+    await waitFor(() => raw.length >= 3, "the third frame");
+    expect(JSON.parse(raw[2]!)).toEqual({
+      type: "cf_agent_mcp_servers",
+      mcp: { servers: {}, tools: [], prompts: [], resources: [] },
+    });
   });
 
   it("syncs a client setState to the other clients, not back to the writer", async () => {

@@ -398,3 +398,42 @@ describe("lifecycle", () => {
     await expect(client.ready).rejects.toMatchObject({ code: "invalid_options" });
   });
 });
+
+describe("MCP server list", () => {
+  it("reports the server's cf_agent_mcp_servers through onMcpUpdate, never to onMessage", async () => {
+    const name = room();
+    const updates: unknown[] = [];
+    const messages: string[] = [];
+    const client = labClient(outpost, {
+      name,
+      query: { token: await outpost.token(name) },
+      onMcpUpdate: (mcp) => updates.push(mcp),
+      onMessage: (event) => messages.push(String(event.data)),
+    });
+    await client.ready;
+    await waitFor(() => updates.length === 1, "the MCP list");
+    expect(updates[0]).toEqual({ servers: {}, tools: [], prompts: [], resources: [] });
+    client.send("after");
+    await waitFor(() => messages.includes("echo:after"), "the echo");
+    expect(messages).toEqual(["echo:after"]);
+  });
+});
+
+describe("send", () => {
+  it("returns true when the message went out at once and false when it waits for the connection", async () => {
+    const name = room();
+    const echoes: string[] = [];
+    const client = labClient(outpost, {
+      name,
+      query: { token: await outpost.token(name) },
+      startClosed: true,
+      onMessage: (event) => echoes.push(String(event.data)),
+    });
+    expect(client.send("queued")).toBe(false);
+    client.reconnect();
+    await client.ready;
+    expect(client.send("direct")).toBe(true);
+    await waitFor(() => echoes.length === 2, "both echoes");
+    expect(echoes).toEqual(["echo:queued", "echo:direct"]);
+  });
+});

@@ -76,6 +76,17 @@ export class Lab extends Agent<unknown, LabState> {
     return getCurrentAgent().connection?.auth?.sub ?? null;
   }
 
+  /** HTTP to the instance: where it arrived. */
+  override onRequest(request: Request) {
+    return Response.json({ pathname: new URL(request.url).pathname });
+  }
+
+  /** Where the caller's socket arrived: its upgrade URL's path. */
+  @callable()
+  where() {
+    return new URL(getCurrentAgent().connection?.uri ?? "http://x/").pathname;
+  }
+
   /** The `exp` the server holds for the caller's credentials. */
   @callable()
   expiry() {

@@ -56,6 +56,43 @@ describe("agentUrl", () => {
     ).toBe("ws://localhost:1/agents/chat-room/team%20a%2Fb?token=t.k.n&userId=u1&n=3");
   });
 
+  it("appends `path` after the instance, as the official client does", () => {
+    expect(
+      agentUrl({ agent: "MyAgent", name: "room", host: "localhost:1", path: "settings" }),
+    ).toBe("ws://localhost:1/agents/my-agent/room/settings");
+    expect(
+      agentUrl({ agent: "MyAgent", name: "room", host: "localhost:1", path: "/a b/c/" }, { t: 1 }),
+    ).toBe("ws://localhost:1/agents/my-agent/room/a%20b/c?t=1");
+  });
+
+  it("uses `basePath` instead of /agents/<agent>/<name>, after the host's prefix, with `path` after it", () => {
+    expect(
+      agentUrl({ agent: "UserAgent", name: "ignored", host: "localhost:1", basePath: "user" }),
+    ).toBe("ws://localhost:1/user");
+    expect(
+      agentUrl({
+        agent: "UserAgent",
+        host: "https://example.com/api",
+        basePath: "/v1/user/",
+        path: "settings",
+      }),
+    ).toBe("wss://example.com/api/v1/user/settings");
+  });
+
+  it("encodes path segments once and refuses . and .. that would reach another address", () => {
+    expect(agentUrl({ agent: "A", host: "localhost:1", path: "x%2Fy/z" })).toBe(
+      "ws://localhost:1/agents/a/default/x%2Fy/z",
+    );
+    for (const path of ["../other", "a/./b", "%2E%2E", "a/.."]) {
+      expect(() => agentUrl({ agent: "A", name: "mine", host: "localhost:1", path })).toThrow(
+        /"\." or "\.\."/,
+      );
+      expect(() => agentUrl({ agent: "A", host: "localhost:1", basePath: path })).toThrow(
+        /basePath/,
+      );
+    }
+  });
+
   it("refuses a missing host where there is no page location, and odd schemes", () => {
     expect(() => agentUrl({ agent: "Chat" })).toThrow(/host/);
     expect(() => agentUrl({ agent: "Chat", host: "ftp://example.com" })).toThrow(/scheme/);

@@ -49,6 +49,20 @@ function Count(props: {
   return <output data-testid={props.id ?? "main"}>{agent.state?.count ?? "…"}</output>;
 }
 
+/** A hook whose connection can be switched off with `enabled`. */
+function Switchable(props: { name: string; token: string; enabled: boolean }) {
+  const agent = useAgent<LabState>({
+    agent: "Lab",
+    name: props.name,
+    host: outpost.server.url,
+    query: { token: props.token },
+    enabled: props.enabled,
+    reconnect: { minDelay: 20, maxDelay: 100 },
+  });
+  seen.set("switchable", agent);
+  return <output data-testid="switchable">{agent.identified ? "on" : "off"}</output>;
+}
+
 /** The page's pattern: a query that depends on who is signed in, with `queryDeps: [user]`. */
 function SignedIn({ name, user, runs }: { name: string; user: string; runs: string[] }) {
   const query = async () => {
@@ -122,6 +136,53 @@ describe("useAgent", () => {
     await agent.call("countdown", [2], { stream: { onChunk: (c) => chunks.push(c) } });
     expect(chunks).toEqual([2, 1]);
     await waitFor(() => expect(text()).toBe("11"));
+  });
+
+  it("passes the socket's events to listeners added on the returned object", async () => {
+    const name = room();
+    await mount(<Count name={name} query={{ token: await outpost.token(name) }} />);
+    await waitFor(() => expect(seen.get("main")?.readyState).toBe(1));
+    const agent = seen.get("main")!;
+    const frames: string[] = [];
+    const all: string[] = [];
+    const listener = (event: MessageEvent) => frames.push(String(event.data));
+    agent.addEventListener("message", listener);
+    agent.addEventListener("message", (event) => all.push(String(event.data)));
+    agent.send("first");
+    await waitFor(() => expect(frames).toContain("echo:first"));
+    agent.removeEventListener("message", listener);
+    agent.send("second");
+    await waitFor(() => expect(all).toContain("echo:second"));
+    expect(frames).not.toContain("echo:second");
+  });
+
+  it("returns identified, path and getHttpUrl as the official hook does", async () => {
+    const name = room();
+    const token = await outpost.token(name);
+    await mount(<Count name={name} query={{ token }} />);
+    await waitFor(() => expect(seen.get("main")?.identified).toBe(true));
+    const agent = seen.get("main")!;
+    expect(agent.path).toEqual([{ agent: "lab", name }]);
+    const url = new URL(agent.getHttpUrl());
+    expect(url.pathname).toBe(`/agents/lab/${name}`);
+    expect(url.searchParams.get("token")).toBe(token);
+  });
+
+  it("opens no socket while enabled is false, connects when it turns true, and closes when it turns false", async () => {
+    const name = room();
+    const token = await outpost.token(name);
+    const { rerender } = await mount(<Switchable name={name} token={token} enabled={false} />);
+    // The enabled twin below opens one; this one must still have none when it has.
+    await mount(<Count id="twin" name={name} query={{ token }} />);
+    await waitFor(() => expect(seen.get("twin")?.identified).toBe(true));
+    expect(connections()).toBe(1);
+    expect(seen.get("switchable")!.status).toEqual({ state: "closed", reason: "not_started" });
+    await act(async () => rerender(<Switchable name={name} token={token} enabled />));
+    await waitFor(() => expect(screen.getByTestId("switchable").textContent).toBe("on"));
+    expect(connections()).toBe(2);
+    await act(async () => rerender(<Switchable name={name} token={token} enabled={false} />));
+    await waitFor(() => expect(connections()).toBe(1));
+    expect(seen.get("switchable")!.status).toEqual({ state: "closed", reason: "closed_by_client" });
   });
 
   it("reconnects with a fresh query result when queryDeps change, closing the old socket", async () => {
