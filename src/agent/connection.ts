@@ -1,4 +1,3 @@
-import type { WebSocket } from "ws";
 import { AuthError } from "../auth/errors.js";
 import type { AuthAction, AuthClaims, AuthSession } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
@@ -41,6 +40,28 @@ export interface Connection<State = unknown> {
   close(code?: number, reason?: string): void;
 }
 
+/**
+ * What a connection writes to: a `ws` WebSocket for a client on this node, or a stream over
+ * a node link for a client that another node of the cluster admitted.
+ */
+export interface ConnectionSocket {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(message: string | ArrayBuffer | ArrayBufferView): void;
+  close(code?: number, reason?: string): void;
+  terminate(): void;
+  /** Absent for a connection carried from another node: that node checks its client. */
+  ping?(): void;
+}
+
+/**
+ * Holds a turn's output until its changes are durable (cluster mode): every send of an
+ * instance goes through it, in order.
+ */
+export interface OutputGate {
+  send(socket: ConnectionSocket, message: string | ArrayBuffer | ArrayBufferView): void;
+}
+
 /** Limits applied to one connection. */
 export interface ConnectionLimits {
   /** Bytes queued for a client that does not read before it is dropped. */
@@ -62,7 +83,8 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
   #readonly = false;
   #accepted = false;
   #state: State | undefined;
-  readonly #socket: WebSocket;
+  readonly #socket: ConnectionSocket;
+  readonly #gate: OutputGate | undefined;
   readonly #limits: ConnectionLimits;
   readonly #queue: Task[] = [];
   #busy = false;
@@ -76,7 +98,9 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
 
   constructor(options: {
     id: string;
-    socket: WebSocket;
+    socket: ConnectionSocket;
+    /** The instance's output gate, in cluster mode. */
+    gate?: OutputGate;
     /** The request URL with credentials redacted, computed when first read. */
     uri: () => string;
     remoteAddress: string;
@@ -87,6 +111,7 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
   }) {
     this.id = options.id;
     this.#socket = options.socket;
+    this.#gate = options.gate;
     this.#uri = options.uri;
     this.remoteAddress = options.remoteAddress;
     this.#auth = options.auth;
@@ -227,7 +252,8 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
       this.#socket.terminate();
       return false;
     }
-    this.#socket.send(message);
+    if (this.#gate !== undefined) this.#gate.send(this.#socket, message);
+    else this.#socket.send(message);
     return true;
   }
 
@@ -314,7 +340,7 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
    * Returns false when the connection was dropped.
    */
   heartbeat(): boolean {
-    if (this.#socket.readyState !== 1) return true;
+    if (this.#socket.readyState !== 1 || this.#socket.ping === undefined) return true;
     if (this.#awaitingPong) {
       this.terminate();
       return false;

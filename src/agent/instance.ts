@@ -20,7 +20,7 @@ import {
 } from "./agent.js";
 import type { BackgroundHost } from "./background.js";
 import { findCallable } from "./callable.js";
-import type { Connection, ServerConnection } from "./connection.js";
+import type { Connection, OutputGate, ServerConnection } from "./connection.js";
 import { connectionTags, TagIndex } from "./connection-tags.js";
 import { getCurrentAgent, runWithAgent } from "./context.js";
 import { TaskQueue } from "./queue.js";
@@ -45,6 +45,10 @@ export interface InstanceHost {
 export interface InstanceStorage {
   open(): AgentDatabase;
   exists(): boolean;
+  /** Close the database (cluster mode: after its last changes are shipped). */
+  close?(database: AgentDatabase | undefined): void;
+  /** Cluster mode: holds the instance's output until its changes are durable. */
+  gate?: OutputGate & { barrier(): Promise<void> };
 }
 
 const STATE_KEY = "state";
@@ -61,6 +65,8 @@ export class AgentInstance implements AgentRuntime {
   readonly agent: Agent<unknown, unknown>;
   #database: AgentDatabase | undefined;
   readonly #storage: InstanceStorage;
+  /** Cluster mode: every send of this instance's connections goes through it. */
+  readonly gate: (OutputGate & { barrier(): Promise<void> }) | undefined;
   readonly #host: InstanceHost;
   readonly #log: Logger;
   readonly #connections = new Map<string, ServerConnection>();
@@ -87,6 +93,7 @@ export class AgentInstance implements AgentRuntime {
     this.name = options.name;
     this.key = `${options.agentName}/${options.name}`;
     this.#storage = options.database;
+    this.gate = options.database.gate;
     this.#host = options.host;
     this.#log = options.host.logger.child({ agent: options.agentName, instance: options.name });
     this.agent = new options.agentClass({ runtime: this }, options.host.env);
@@ -499,11 +506,15 @@ export class AgentInstance implements AgentRuntime {
   /** Plain HTTP to the agent's URL, from a caller with verified `claims` (with `auth`). */
   fetch(request: Request, claims?: AuthClaims): Promise<Response> {
     if (claims !== undefined) setRequestAuth(request, claims);
-    return this.track(async () =>
-      runWithAgent({ agent: this.agent, connection: undefined, request }, () =>
-        this.agent.onRequest(request),
-      ),
-    );
+    return this.track(async () => {
+      const response = await runWithAgent(
+        { agent: this.agent, connection: undefined, request },
+        () => this.agent.onRequest(request),
+      );
+      // The response leaves only once what the request changed is durable.
+      await this.gate?.barrier();
+      return response;
+    });
   }
 
   /** Tell the host when this instance must next be awake: its earliest schedule or item. */
@@ -539,7 +550,8 @@ export class AgentInstance implements AgentRuntime {
     this.schedules.close();
     this.queue.close();
     this.#closed = true;
-    this.#database?.close();
+    if (this.#storage.close !== undefined) this.#storage.close(this.#database);
+    else this.#database?.close();
   }
 
   get closed(): boolean {

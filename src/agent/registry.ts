@@ -5,8 +5,8 @@ import type { Logger } from "pino";
 import { AgentDatabase, type Durability } from "../storage/agent-database.js";
 import { WakeupIndex } from "../storage/wakeups.js";
 import type { AgentClass } from "./agent.js";
-import { type AgentHost, addHost, recordHost, removeHost } from "./hosts.js";
-import { AgentInstance, type InstanceHost } from "./instance.js";
+import { type AgentHost, addHost, type RemoteAgent, recordHost, removeHost } from "./hosts.js";
+import { AgentInstance, type InstanceHost, type InstanceStorage } from "./instance.js";
 
 export interface RegistryOptions {
   agents: ReadonlyMap<string, AgentClass>;
@@ -18,6 +18,19 @@ export interface RegistryOptions {
   idleTimeout: number;
   /** Live instances this process holds at most; idle ones are evicted to make room. */
   maxInstances: number;
+  /**
+   * Where instances keep their data, when not in local files created on first write
+   * (cluster mode: restored from PostgreSQL, changes shipped back).
+   */
+  storage?: StorageProvider;
+  /** Cluster mode: where an instance another node owns can be reached (`getAgentByName`). */
+  locate?: (agent: string, name: string) => Promise<RemoteAgent | undefined>;
+}
+
+/** Prepares an instance's storage before it starts; told when the instance is let go. */
+export interface StorageProvider {
+  prepare(agent: string, name: string, path: string): Promise<InstanceStorage>;
+  released(agent: string, name: string): void;
 }
 
 /** Thrown by `get` when every slot holds a busy instance; the caller refuses with 1013/503. */
@@ -52,6 +65,10 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
   }
 
   /** The URL name `agentClass` is served under here (for `getAgentByName`). */
+  locate(agent: string, name: string): Promise<RemoteAgent | undefined> {
+    return this.#options.locate?.(agent, name) ?? Promise.resolve(undefined);
+  }
+
   urlNameOf(agentClass: AgentClass): string | undefined {
     for (const [urlName, served] of this.#options.agents) if (served === agentClass) return urlName;
     return undefined;
@@ -116,10 +133,22 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
     return false;
   }
 
+  /**
+   * Stop serving `agent/name` now (cluster mode: this node lost it): close its connections
+   * with `code` and evict it, its output unsent.
+   */
+  async drop(agent: string, name: string, code: number, reason: string): Promise<void> {
+    const instance = this.#live.get(`${agent}/${name}`);
+    if (instance === undefined) return;
+    await instance.drain(code, reason, 1_000);
+    if (this.#live.get(instance.key) === instance) this.#evict(instance);
+  }
+
   #evict(instance: AgentInstance): void {
     this.#cancelIdle(instance.key);
     this.#live.delete(instance.key);
     instance.close();
+    this.#options.storage?.released(instance.agentName, instance.name);
     this.logger.debug({ agent: instance.agentName, instance: instance.name }, "agent evicted");
   }
 
@@ -134,11 +163,12 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
       mkdirSync(dirname(path), { recursive: true });
       // Databases are created on first write: a request the agent does not handle, or a
       // visit that reads nothing, leaves no file behind.
+      const storage = await this.#options.storage?.prepare(agent, name, path);
       instance = new AgentInstance({
         agentName: agent,
         name,
         agentClass,
-        database: {
+        database: storage ?? {
           open: () => new AgentDatabase(path, this.#options.durability),
           exists: () => existsSync(path),
         },

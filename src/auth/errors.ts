@@ -65,6 +65,8 @@ export type AuthErrorCode =
   | "too_many_instances"
   /** The agent's `onStart` threw (or its database could not be opened). */
   | "agent_failed_to_start"
+  /** Cluster mode: the instance's owner cannot be reached, or this node is not serving. */
+  | "owner_unavailable"
   /** Anything else that went wrong on the server's side. */
   | "internal_error";
 
@@ -164,6 +166,7 @@ export const REASONS: Readonly<Record<AuthErrorCode, Readonly<Reason>>> = {
   too_many_instances: server(TRY_AGAIN, "too many live instances", true),
   shutting_down: server(GOING_AWAY, "server shutting down", false),
   agent_failed_to_start: server(SERVER_ERROR, "agent failed to start", false),
+  owner_unavailable: server(TRY_AGAIN, "agent unavailable", true),
   internal_error: server(SERVER_ERROR, "internal error", false),
 };
 

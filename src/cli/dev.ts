@@ -17,6 +17,9 @@ Options:
   --port <n>        port to listen on (default 8787; 0 picks a free one)
   --host <addr>     address to listen on (default 127.0.0.1)
   --data-dir <dir>  where agent databases live (default .outpost)
+  --cluster <url>   run as one node of a cluster on PostgreSQL (postgres://…)
+  --cluster-schema <name>
+                    schema of the cluster's tables (default outpost)
   --json            structured JSON logs instead of the readable ones
   -h, --help        show this help
 `;
@@ -61,6 +64,17 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
     return 1;
   }
 
+  if (values["cluster-schema"] !== undefined && values.cluster === undefined) {
+    io.stderr("--cluster-schema needs --cluster postgres://…\n");
+    return 1;
+  }
+  const cluster =
+    values.cluster === undefined
+      ? undefined
+      : {
+          postgres: values.cluster,
+          ...(values["cluster-schema"] !== undefined && { schema: values["cluster-schema"] }),
+        };
   const server = await serve({
     agents,
     port,
@@ -69,6 +83,7 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
     env: (loaded.env as Record<string, unknown> | undefined) ?? process.env,
     auth: loaded.auth as AuthPolicy | Promise<AuthPolicy> | undefined,
     logger: values.json ? { level: "info" } : { level: "info", pretty: true },
+    ...(cluster !== undefined && { cluster }),
   });
   // A stray rejected promise in agent code is a bug to show, not a reason to stop serving.
   process.on("unhandledRejection", (reason) => {
@@ -80,6 +95,9 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
     io.stdout(`  ${name} → ${wsUrl}/agents/${agentNameToKebab(name)}/<name>\n`);
   }
   io.stdout(loaded.auth ? "  auth: on\n" : "  auth: off (export `auth` to require tokens)\n");
+  if (cluster !== undefined) {
+    io.stdout(`  cluster: on (schema ${cluster.schema ?? "outpost"})\n`);
+  }
   return new Promise<number>(() => {
     // Runs until a signal closes the server (serve() exits the process then).
   });
@@ -93,6 +111,8 @@ function parseDevArgs(argv: string[]) {
       port: { type: "string", short: "p" },
       host: { type: "string" },
       "data-dir": { type: "string" },
+      cluster: { type: "string" },
+      "cluster-schema": { type: "string" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },

@@ -14,7 +14,9 @@ export type ClusterErrorCode =
   /** This node does not own the instance (never claimed it, released it, or lost it). */
   | "ERR_CLUSTER_NOT_OWNER"
   /** Postgres could not be reached at startup; `cause` says why. */
-  | "ERR_CLUSTER_UNREACHABLE";
+  | "ERR_CLUSTER_UNREACHABLE"
+  /** Changes a flush covered are not known to be durable; acknowledge nothing. */
+  | "ERR_CLUSTER_NOT_DURABLE";
 
 /** Base class of every cluster error. */
 export class ClusterError extends Error {
@@ -49,7 +51,9 @@ export class FencedError extends ClusterError {
   /** The instance's epoch in Postgres, or undefined when it has no owner row. */
   readonly currentEpoch: number | undefined;
 
-  constructor(instance: string, epoch: number, currentEpoch: number | undefined) {
+  constructor(instance: string, epochHeld: number | bigint, current: number | bigint | undefined) {
+    const epoch = Number(epochHeld);
+    const currentEpoch = current === undefined ? undefined : Number(current);
     super(
       "ERR_CLUSTER_FENCED",
       `write to ${instance} refused: epoch ${epoch} is not the owner's (${currentEpoch ?? "none"})`,
@@ -74,5 +78,31 @@ export class NotOwnerError extends ClusterError {
   constructor(instance: string) {
     super("ERR_CLUSTER_NOT_OWNER", `this node does not own ${instance}`);
     this.instance = instance;
+  }
+}
+
+/** Why a flush did not make its changes durable. */
+export type NotDurableReason = "unavailable" | "timeout" | "closed";
+
+/**
+ * The changes a flush covered are not known to be durable: PostgreSQL could not be reached
+ * or refused the write (`unavailable`, with the driver's error as `cause`), did not answer
+ * in time (`timeout`), or the shipper was closed (`closed`). Nothing may be acknowledged; the
+ * shipper keeps the changes and goes on trying by itself (except after `closed`).
+ */
+export class NotDurableError extends ClusterError {
+  readonly reason: NotDurableReason;
+
+  constructor(reason: NotDurableReason, cause?: unknown) {
+    super(
+      "ERR_CLUSTER_NOT_DURABLE",
+      reason === "closed"
+        ? "the change shipper was closed before these changes were durable"
+        : reason === "timeout"
+          ? "PostgreSQL did not confirm these changes in time"
+          : "PostgreSQL did not commit these changes; they are not durable yet",
+      cause === undefined ? undefined : { cause },
+    );
+    this.reason = reason;
   }
 }

@@ -15,25 +15,31 @@ export interface ClusterOptions {
   /** Schema that holds every cluster table (a lowercase SQL identifier). Default `outpost`. */
   schema?: string;
   /**
-   * Address the other nodes use to reach this one, `ws://host:port` (or `http://`,
-   * `wss://`, `https://`). Default: this node's listening address and port, with a wildcard
-   * address (`0.0.0.0`, `::`) replaced by 127.0.0.1 — right when every node runs on one
-   * machine; set it when they do not.
+   * Address of this node's link endpoint, which the other nodes dial (`ws://host:port`; also
+   * `http://`, `wss://`, `https://`). Default: a free port on 127.0.0.1 — right when every
+   * node runs on one machine. Set it, with a port, when they do not: the endpoint then
+   * listens on that port on every interface. Clients never use this address.
    */
   advertise?: string;
   /** This node's id in the `nodes` table; unique per running process. Default: host name plus a random suffix. */
   nodeId?: string;
-  /** How long a renewed lease lasts, by Postgres's clock. Default 10 000 ms. */
+  /** How long a renewed lease lasts, by Postgres's clock. Default 5 000 ms. */
   leaseMs?: number;
-  /** How often the lease is renewed. Default 2 000 ms; at most half of `leaseMs - fenceMarginMs`. */
+  /** How often the lease is renewed. Default 1 000 ms; at most half of `leaseMs - fenceMarginMs`. */
   heartbeatMs?: number;
   /**
    * How long before its lease can expire a node that could not renew stops serving. Covers
-   * clock-rate differences and the time it takes to close sockets. Default 2 000 ms.
+   * clock-rate differences and the time it takes to close sockets. Default 1 500 ms.
    */
   fenceMarginMs?: number;
   /** How often revocations and spent tickets are reloaded, in case a notification was missed. Default 5 000 ms. */
   authReloadMs?: number;
+  /**
+   * The secret nodes prove to each other on their links (at least 32 bytes). Default: one
+   * made by the first node and kept in the cluster schema, so every node that can reach
+   * the database shares it.
+   */
+  secret?: string;
 }
 
 /** `ClusterOptions` validated, with every default applied. */
@@ -47,13 +53,16 @@ export interface ResolvedClusterOptions {
   readonly heartbeatMs: number;
   readonly fenceMarginMs: number;
   readonly authReloadMs: number;
+  readonly secret: string | undefined;
 }
 
 const DEFAULTS = {
   schema: "outpost",
-  leaseMs: 10_000,
-  heartbeatMs: 2_000,
-  fenceMarginMs: 2_000,
+  // A dead node's instances can be claimed once its lease ran out: the lease bounds the
+  // failover time, the margin and two renewals per lease keep a slow round trip from fencing.
+  leaseMs: 5_000,
+  heartbeatMs: 1_000,
+  fenceMarginMs: 1_500,
   authReloadMs: 5_000,
 } as const;
 
@@ -80,6 +89,7 @@ export function resolveClusterOptions(input: unknown): ResolvedClusterOptions {
     "schema",
     "advertise",
     "nodeId",
+    "secret",
     ...Object.keys(DEFAULTS).filter((key) => key !== "schema"),
   ]);
   for (const key of Object.keys(options)) {
@@ -111,6 +121,7 @@ export function resolveClusterOptions(input: unknown): ResolvedClusterOptions {
     heartbeatMs,
     fenceMarginMs,
     authReloadMs: duration(options, "authReloadMs", DEFAULTS.authReloadMs, 100),
+    secret: clusterSecret(options.secret),
   };
 }
 
@@ -207,6 +218,14 @@ function duration(
       `cluster.${key}`,
       `must be a whole number of milliseconds from ${min} to 3600000`,
     );
+  }
+  return value;
+}
+
+function clusterSecret(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || Buffer.byteLength(value) < 32) {
+    throw new ClusterOptionError("cluster.secret", "must be a string of at least 32 bytes");
   }
   return value;
 }

@@ -18,13 +18,12 @@ export interface AdmissionRequest {
   gone?: () => boolean;
 }
 
-/** A request that passed every step: its instance is started and held for it. */
-export interface Admitted {
+/** What every admission carries, wherever its instance runs. */
+interface AdmittedBase {
   agent: string;
   name: string;
   /** Path after the instance name (`""` or `/sub/path`). */
   rest: string;
-  instance: AgentInstance;
   policy: AuthPolicy | undefined;
   session: AuthSession | undefined;
   /**
@@ -34,8 +33,29 @@ export interface Admitted {
   release(): void;
 }
 
+/** Admitted, with its instance started and held here. */
+export interface LocalAdmission extends AdmittedBase {
+  kind: "local";
+  instance: AgentInstance;
+}
+
+/** Admitted, for an instance another node of the cluster owns: carry it there. */
+export interface RemoteAdmission extends AdmittedBase {
+  kind: "remote";
+  owner: { nodeId: string; address: string };
+}
+
+export type Admitted = LocalAdmission | RemoteAdmission;
+
+/** Where an instance runs, in cluster mode: here (this node owns it) or on `owner`. */
+export type Placement =
+  | { here: true }
+  | { here: false; owner: { nodeId: string; address: string } };
+
 /** When every instance slot is busy, a client should look again after about this long. */
 const INSTANCE_RETRY_MS = 5_000;
+/** When an instance's owner cannot be reached, about when it will have moved. */
+const OWNER_RETRY_MS = 2_000;
 
 interface Pending {
   session: AuthSession;
@@ -62,6 +82,7 @@ export class Admission {
   readonly #maxConnections: number;
   readonly #report: RefusalReporter;
   readonly #logger: Logger;
+  readonly #place: ((agent: string, name: string) => Promise<Placement>) | undefined;
   /** Connection slots taken by sockets being admitted, per instance. */
   readonly #reserved = new Map<string, number>();
   /** Sessions between authentication and attach, so `revoke()` finds and counts them. */
@@ -77,6 +98,8 @@ export class Admission {
     maxConnectionsPerInstance: number;
     report: RefusalReporter;
     logger: Logger;
+    /** Cluster mode: find or claim the owner of an instance. */
+    place?: (agent: string, name: string) => Promise<Placement>;
   }) {
     this.#router = options.router;
     this.#registry = options.registry;
@@ -85,6 +108,7 @@ export class Admission {
     this.#maxConnections = options.maxConnectionsPerInstance;
     this.#report = options.report;
     this.#logger = options.logger;
+    this.#place = options.place;
   }
 
   /**
@@ -126,6 +150,33 @@ export class Admission {
       }
       if (request.gone?.()) return null;
 
+      if (this.#place !== undefined) {
+        let placement: Placement;
+        try {
+          placement = await this.#place(route.agent, route.name);
+        } catch (error) {
+          this.#logger.warn({ err: error, agent: route.agent }, "no owner for the instance");
+          throw new AuthError("owner_unavailable", undefined, { retryAfterMs: OWNER_RETRY_MS });
+        }
+        if (!placement.here) {
+          // The owner re-checks once its instance is ready; nothing starts here.
+          if (session !== undefined && policy?.isRevoked(session)) {
+            throw new AuthError("token_revoked");
+          }
+          if (request.gone?.()) return null;
+          return {
+            kind: "remote",
+            agent: route.agent,
+            name: route.name,
+            rest: route.rest,
+            owner: placement.owner,
+            policy,
+            session,
+            release: () => {},
+          };
+        }
+      }
+
       if (request.websocket) releaseSlot = this.#reserve(route.agent, route.name);
 
       let instance: AgentInstance;
@@ -162,6 +213,7 @@ export class Admission {
         return null;
       }
       return {
+        kind: "local",
         agent: route.agent,
         name: route.name,
         rest: route.rest,

@@ -5,14 +5,18 @@ import type { ServerConnection } from "../agent/connection.js";
 import { InstanceRegistry } from "../agent/registry.js";
 import type { AuthPolicy } from "../auth/policy.js";
 import type { AuthStateStore } from "../auth/state-store.js";
+import { clusterStorage } from "../cluster/instance-storage.js";
+import { ClusterNode } from "../cluster/node.js";
+import { resolveClusterOptions } from "../cluster/options.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { openAuthStateStore } from "../storage/auth-state.js";
-import { Admission } from "./admission.js";
+import { Admission, type Placement } from "./admission.js";
 import { json } from "./http.js";
 import { HttpRoutes } from "./http-routes.js";
 import { createLogger } from "./logger.js";
 import { type AgentServerOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import { Refusals } from "./refusals.js";
+import { RemoteBridge } from "./remote.js";
 import { agentUrlNames, Router } from "./router.js";
 import { UpgradeHandler } from "./upgrade.js";
 
@@ -43,6 +47,11 @@ export interface AgentServer {
    * still being admitted (their instance starting) are refused 4009; resolves to how many.
    */
   revoke(target: { sub?: string; jti?: string }): Promise<number>;
+  /**
+   * Resolves once the auth policy and, in cluster mode, this node's place in the cluster are
+   * ready; rejects with the reason when either cannot be set up (`serve()` awaits it).
+   */
+  ready(): Promise<void>;
   /** Instances, connections and refusal counters. */
   stats(): AgentServerStats;
   readonly logger: Logger;
@@ -93,20 +102,36 @@ class OutpostServer implements AgentServer {
   #closing: Promise<void> | undefined;
   #stopRevocations: (() => void) | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  /** Cluster mode: this process as one node; undefined on a single node. */
+  readonly #cluster: Promise<ClusterNode> | undefined;
+  readonly #remote: RemoteBridge | undefined;
 
   constructor(options: AgentServerOptions) {
     this.#options = resolveOptions(options);
+    // Checked now, so a bad `cluster` option stops the server before it listens.
+    const clusterOptions =
+      options.cluster === undefined ? undefined : resolveClusterOptions(options.cluster);
     this.logger = createLogger(options.logger);
+    if (clusterOptions !== undefined) {
+      this.#cluster = ClusterNode.start(clusterOptions, this.logger);
+      this.#cluster.catch((error) => this.logger.error({ err: error }, "cluster setup failed"));
+    }
     const agents = agentUrlNames(options.agents ?? {});
     if (agents.size === 0) throw new Error("serve(): `agents` must name at least one Agent class");
     const router = new Router(this.#options.prefix, agents.keys());
     this.#auth = Promise.resolve(options.auth).then(async (policy) => {
       // --- Durable auth state: revocations and spent tickets kept in the data directory,
       // loaded before anything is served (every request awaits #auth), closed on shutdown.
+      // In cluster mode the state is the cluster's, in PostgreSQL, shared by every node.
       if (policy?.useStateStore !== undefined) {
-        this.#authState = openAuthStateStore(this.#options.dataDir, this.#options.durability);
+        let store: AuthStateStore;
+        if (this.#cluster !== undefined) store = (await this.#cluster).authState;
+        else {
+          this.#authState = openAuthStateStore(this.#options.dataDir, this.#options.durability);
+          store = this.#authState;
+        }
         // biome-ignore lint/correctness/useHookAtTopLevel: an AuthPolicy method, not a React hook
-        await policy.useStateStore(this.#authState);
+        await policy.useStateStore(store);
       }
       // --- end durable auth state
       // A revocation made elsewhere (another process on a shared store) closes the matching
@@ -125,6 +150,18 @@ class OutpostServer implements AgentServer {
       durability: this.#options.durability,
       idleTimeout: this.#options.idleTimeout,
       maxInstances: this.#options.maxInstances,
+      ...(this.#cluster !== undefined && {
+        locate: async (agent: string, name: string) => {
+          const placement = await this.#place(agent, name);
+          return placement.here ? undefined : this.#remote?.agentOn(placement.owner, agent, name);
+        },
+        storage: clusterStorage({
+          node: this.#cluster,
+          durability: this.#options.durability,
+          logger: this.logger,
+          onFailure: (agent, name, error) => void this.#lost(agent, name, error),
+        }),
+      }),
     });
     const credentialParams = () => this.#policy?.credentialParams ?? [];
     this.#refusals = new Refusals(this.logger, credentialParams);
@@ -137,16 +174,47 @@ class OutpostServer implements AgentServer {
       maxConnectionsPerInstance: this.#options.maxConnectionsPerInstance,
       report: this.#refusals.record,
       logger: this.logger,
+      ...(this.#cluster !== undefined && { place: (agent, name) => this.#place(agent, name) }),
     });
+    const limits = {
+      maxBufferedBytes: this.#options.maxBufferedBytes,
+      maxQueuedFrames: this.#options.maxQueuedFrames,
+    };
+    if (this.#cluster !== undefined) {
+      this.#remote = new RemoteBridge({
+        node: this.#cluster,
+        registry: this.#registry,
+        refusals: this.#refusals,
+        connections: this.#connections,
+        limits,
+        maxConnectionsPerInstance: this.#options.maxConnectionsPerInstance,
+        auth,
+        credentialParams,
+        logger: this.logger,
+      });
+      this.#cluster.then(
+        async (node) => {
+          await this.#remote?.serve();
+          node.ownership.on("lost", ({ instance, reason }) => {
+            const slash = instance.indexOf("/");
+            void this.#registry.drop(
+              instance.slice(0, slash),
+              instance.slice(slash + 1),
+              CloseCode.TryAgainLater,
+              reason === "fenced" ? "node not serving" : "agent moved",
+            );
+          });
+        },
+        () => {},
+      );
+    }
     this.#upgrades = new UpgradeHandler({
       admission: this.#admission,
       refusals: this.#refusals,
       logger: this.logger,
       connections: this.#connections,
-      limits: {
-        maxBufferedBytes: this.#options.maxBufferedBytes,
-        maxQueuedFrames: this.#options.maxQueuedFrames,
-      },
+      limits,
+      ...(this.#remote !== undefined && { remote: this.#remote }),
       maxPayload: this.#options.maxPayload,
       maxUrlLength: this.#options.maxUrlLength,
       trustProxy: this.#options.trustProxy,
@@ -162,6 +230,7 @@ class OutpostServer implements AgentServer {
       maxUrlLength: this.#options.maxUrlLength,
       trustProxy: this.#options.trustProxy,
       auth,
+      ...(this.#remote !== undefined && { remote: this.#remote }),
       health: () =>
         json(this.#closing ? 503 : 200, {
           status: this.#closing ? "shutting_down" : "ok",
@@ -173,6 +242,7 @@ class OutpostServer implements AgentServer {
       this.#heartbeat = setInterval(() => {
         let dropped = 0;
         for (const connection of this.#connections) if (!connection.heartbeat()) dropped++;
+        dropped += this.#remote?.heartbeat() ?? 0;
         if (dropped > 0)
           this.logger.info({ dropped }, "dropped connections that stopped answering");
       }, this.#options.heartbeatInterval);
@@ -180,9 +250,31 @@ class OutpostServer implements AgentServer {
     }
   }
 
-  /** Resolves once the auth policy (which may be a promise) is ready. */
-  ready(): Promise<unknown> {
-    return this.#auth;
+  /** Resolves once the auth policy (which may be a promise) and the cluster node are ready. */
+  async ready(): Promise<void> {
+    await Promise.all([this.#auth, this.#cluster]);
+  }
+
+  /** Cluster mode: this node owns the instance (claiming it when free), or which node does. */
+  async #place(agent: string, name: string): Promise<Placement> {
+    const node = await this.#cluster!;
+    const claim = await node.place(agent, name);
+    return claim.owned ? { here: true } : { here: false, owner: claim.owner };
+  }
+
+  /**
+   * Cluster mode: an instance's changes cannot be made durable (another node took it, or
+   * PostgreSQL is out of reach past the flush timeout). Fail closed: close its connections
+   * 1013 (they reconnect and find the owner), evict it, and let the ownership go.
+   */
+  async #lost(agent: string, name: string, error: unknown): Promise<void> {
+    this.logger.warn(
+      { err: error, agent, instance: name },
+      "instance stopped: changes not durable",
+    );
+    await this.#registry.drop(agent, name, CloseCode.TryAgainLater, "agent unavailable");
+    const node = await this.#cluster;
+    await node?.ownership.release(`${agent}/${name}`).catch(() => {});
   }
 
   stats(): AgentServerStats {
@@ -247,7 +339,10 @@ class OutpostServer implements AgentServer {
     );
     for (const connection of this.#connections)
       connection.close(CloseCode.GoingAway, "server shutting down");
+    this.#remote?.closeAll(CloseCode.GoingAway, "server shutting down");
     await this.#registry.close();
+    // After the instances: their last changes ship before the node leaves the cluster.
+    if (this.#cluster !== undefined) await (await this.#cluster.catch(() => undefined))?.close();
     await this.#authState?.close();
     this.#upgrades.close();
     this.logger.info({ ms: Date.now() - started, instances: instances.length }, "closed");

@@ -6,6 +6,7 @@ import type { Admission, Admitted } from "./admission.js";
 import { clientAddress } from "./client-address.js";
 import { BodyTooLargeError, headerReader, json, toRequest, writeResponse } from "./http.js";
 import type { Refusals } from "./refusals.js";
+import type { RemoteBridge } from "./remote.js";
 
 /** What the HTTP adapter needs from the server. */
 export interface HttpContext {
@@ -18,6 +19,8 @@ export interface HttpContext {
   trustProxy: boolean;
   auth: () => Promise<AuthPolicy | undefined>;
   health: () => Response;
+  /** Cluster mode: relays requests for instances other nodes own. */
+  remote?: RemoteBridge;
 }
 
 /**
@@ -128,6 +131,19 @@ export class HttpRoutes {
     }
     if (admitted === null) return json(503, { error: "gone" });
     const request = await incoming.body(admitted);
+    if (admitted.kind === "remote") {
+      try {
+        return await this.#ctx.remote!.relay(admitted, request);
+      } catch (error) {
+        const refusal = new AuthError("owner_unavailable", undefined, { retryAfterMs: 1_000 });
+        this.#ctx.logger.warn(
+          { err: error, agent: admitted.agent },
+          "relaying to the owner failed",
+        );
+        this.#ctx.refusals.record(refusal, { agent: admitted.agent, name: admitted.name, url });
+        return this.#ctx.refusals.response(refusal);
+      }
+    }
     try {
       return await admitted.instance.fetch(request, admitted.session?.claims);
     } catch (error) {

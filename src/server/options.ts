@@ -2,6 +2,7 @@ import type { Server } from "node:http";
 import { resolve } from "node:path";
 import type { AgentClass } from "../agent/agent.js";
 import type { AuthPolicy } from "../auth/policy.js";
+import type { ClusterOptions } from "../cluster/options.js";
 import type { Durability } from "../storage/agent-database.js";
 import type { LoggerSetting } from "./logger.js";
 
@@ -57,6 +58,12 @@ export interface AgentServerOptions<Env = unknown> {
    * appended (only behind exactly one proxy you run).
    */
   trustProxy?: boolean;
+  /**
+   * Run as one node of a cluster on PostgreSQL: `{ postgres: "postgres://…", schema? }`.
+   * Any node accepts any client and carries it to the node that owns its instance; see
+   * docs/cluster.md.
+   */
+  cluster?: ClusterOptions;
 }
 
 /** Every default in one place; the doc comments above say the same. */

@@ -64,6 +64,14 @@ export async function serve<Env>(options: ServeOptions<Env>): Promise<ServeHandl
       resolve();
     });
   });
+  try {
+    // A policy or cluster that cannot be set up is a startup error, not a refusal per client.
+    await outpost.ready();
+  } catch (error) {
+    await outpost.close().catch(() => {});
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+    throw error;
+  }
   const port = (http.address() as AddressInfo).port;
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
 
@@ -90,6 +98,7 @@ export async function serve<Env>(options: ServeOptions<Env>): Promise<ServeHandl
     handleRequest: outpost.handleRequest.bind(outpost),
     routeAgentRequest: outpost.routeAgentRequest.bind(outpost),
     revoke: outpost.revoke.bind(outpost),
+    ready: outpost.ready.bind(outpost),
     stats: outpost.stats.bind(outpost),
     close() {
       closing ??= (async () => {

@@ -7,11 +7,13 @@ import { type ConnectionLimits, ServerConnection } from "../agent/connection.js"
 import { type AuthFacts, ConnectionAuth } from "../agent/connection-auth.js";
 import type { AgentInstance } from "../agent/instance.js";
 import { AuthError } from "../auth/errors.js";
-import type { Admission, Admitted } from "./admission.js";
+import type { NodeLink } from "../cluster/node-link.js";
+import type { Admission, Admitted, LocalAdmission, RemoteAdmission } from "./admission.js";
 import { clientAddress } from "./client-address.js";
 import { headerReader, toHeaders } from "./http.js";
 import { redactUrl } from "./logger.js";
 import type { Refusals } from "./refusals.js";
+import type { RemoteBridge } from "./remote.js";
 
 /** What the upgrade adapter needs from the server. */
 export interface UpgradeContext {
@@ -24,6 +26,8 @@ export interface UpgradeContext {
   maxPayload: number;
   maxUrlLength: number;
   trustProxy: boolean;
+  /** Cluster mode: carries connections for instances other nodes own. */
+  remote?: RemoteBridge;
   /** Query parameters that carry credentials, redacted in `connection.uri`. */
   credentialParams: () => readonly string[];
   /** Answer refusals with HTTP 401/403 instead of accept-and-close (the policy's choice). */
@@ -113,12 +117,13 @@ export class UpgradeHandler {
       return refuse(error as AuthError);
     }
     if (admitted === null) return;
-    const { release } = admitted;
-    // The slot is ours until the socket is attached or goes away, whichever comes first.
-    socket.once("close", release);
     if (admitted.session?.protocol !== undefined) {
       this.#protocolOf.set(req, admitted.session.protocol);
     }
+    if (admitted.kind === "remote") return this.#carry(req, socket, head, url, admitted, refuse);
+    const { release } = admitted;
+    // The slot is ours until the socket is attached or goes away, whichever comes first.
+    socket.once("close", release);
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       socket.off("close", release);
       // ws handles the socket's errors from here on.
@@ -128,12 +133,42 @@ export class UpgradeHandler {
     });
   }
 
+  /** Cluster mode: the instance lives on another node; open the link, then pipe to it. */
+  async #carry(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    url: URL,
+    admitted: RemoteAdmission,
+    refuse: (refusal: AuthError) => void,
+  ): Promise<void> {
+    const remote = this.#ctx.remote!;
+    let link: NodeLink;
+    try {
+      link = await remote.link(admitted);
+    } catch {
+      const refusal = new AuthError("owner_unavailable", undefined, { retryAfterMs: 1_000 });
+      this.#ctx.refusals.record(refusal, {
+        agent: admitted.agent,
+        name: admitted.name,
+        remoteAddress: clientAddress(req, this.#ctx.trustProxy),
+        url,
+      });
+      return refuse(refusal);
+    }
+    if (socket.destroyed) return;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      socket.off("error", destroyOnError);
+      remote.carry(ws, req, url, admitted, link);
+    });
+  }
+
   #attach(
     ws: WebSocket,
     req: IncomingMessage,
     url: URL,
     remoteAddress: string | undefined,
-    admitted: Admitted,
+    admitted: LocalAdmission,
   ): void {
     const { instance, policy, session } = admitted;
     const facts: AuthFacts = {
@@ -155,6 +190,7 @@ export class UpgradeHandler {
       remoteAddress: remoteAddress ?? "unknown",
       auth,
       limits: this.#ctx.limits,
+      ...(instance.gate !== undefined && { gate: instance.gate }),
       onTaskError: instance.reportTaskError,
     });
     this.#ctx.connections.add(connection);

@@ -10,6 +10,15 @@ export type SqlValue = string | number | bigint | boolean | null | undefined | U
 /** How hard a write is pushed to disk before `setState` returns. */
 export type Durability = "process" | "full";
 
+/** Options of `AgentDatabase` beyond durability. */
+export interface AgentDatabaseOptions {
+  /**
+   * Let SQLite checkpoint the WAL by itself (default true). Cluster mode turns it off: its
+   * change shipper reads committed frames from the WAL and checkpoints only after shipping.
+   */
+  autoCheckpoint?: boolean;
+}
+
 const SCHEMA = "CREATE TABLE IF NOT EXISTS _outpost_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
 /**
@@ -28,10 +37,11 @@ export class AgentDatabase {
   /** This instance's queue. */
   readonly queue: QueueTable;
 
-  constructor(path: string, durability: Durability = "process") {
+  constructor(path: string, durability: Durability = "process", options?: AgentDatabaseOptions) {
     mkdirSync(dirname(path), { recursive: true });
     this.#db = new Database(path);
     this.#db.pragma("journal_mode = WAL");
+    if (options?.autoCheckpoint === false) this.#db.pragma("wal_autocheckpoint = 0");
     this.#db.pragma(`synchronous = ${durability === "full" ? "FULL" : "NORMAL"}`);
     this.#db.pragma("busy_timeout = 5000");
     this.#db.exec(SCHEMA);
@@ -45,6 +55,11 @@ export class AgentDatabase {
 
   get open(): boolean {
     return this.#db.open;
+  }
+
+  /** The underlying connection, for the cluster's change shipper (which reads its WAL). */
+  get connection(): Database.Database {
+    return this.#db;
   }
 
   /** The stored JSON value for `key`, or `undefined` when none was written. */

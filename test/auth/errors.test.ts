@@ -73,6 +73,7 @@ describe("the reasons table", () => {
         "keys_unavailable",
         "not_found",
         "origin_not_allowed",
+        "owner_unavailable",
         "replay_store_full",
         "shutting_down",
         "too_many_attempts",

@@ -1,0 +1,184 @@
+import type { Sql, TransactionSql } from "postgres";
+import { FencedError } from "./errors.js";
+import type { PageBatch } from "./page-batch.js";
+
+/** One stored row of an instance's change log, as `ChangeStore#read()` yields it. */
+export interface StoredChange {
+  seq: number;
+  chunk: number;
+  /** Every page of the database (a snapshot): restore starts at the newest one. */
+  base: boolean;
+  pageSize: number;
+  /** Database size in pages after this change. */
+  dbPages: number;
+  /** Page numbers, 32-bit little-endian, one per page image in `data`. */
+  pages: Buffer;
+  /** Page images, `pageSize` bytes each, in the order of `pages`. */
+  data: Buffer;
+}
+
+/** Options of `ChangeStore`; defaults in the doc of each. */
+export interface ChangeStoreOptions {
+  /** Schema holding the cluster's tables (it must exist). Default `outpost`. */
+  schema?: string;
+  /** Largest page-image payload of one row; a larger change is split over rows. Default 4 MiB. */
+  chunkBytes?: number;
+}
+
+const DEFAULTS = {
+  schema: "outpost",
+  chunkBytes: 4 * 1024 * 1024,
+} satisfies Required<ChangeStoreOptions>;
+
+/**
+ * The durable change log of every agent instance, in PostgreSQL: for each instance its
+ * newest snapshot (a base: every page) and the page batches committed after it, in order.
+ * Every append is fenced by the writer's epoch in `<schema>.owners`.
+ *
+ * @example
+ * const store = new ChangeStore(postgres(url), { schema: "outpost" });
+ * await store.migrate();
+ */
+export class ChangeStore {
+  readonly sql: Sql;
+  readonly schema: string;
+  readonly chunkBytes: number;
+
+  constructor(sql: Sql, options: ChangeStoreOptions = {}) {
+    const { schema, chunkBytes } = { ...DEFAULTS, ...options };
+    this.sql = sql;
+    this.schema = schema;
+    this.chunkBytes = chunkBytes;
+  }
+
+  /** Create the change-log table when it is missing (the schema must exist). */
+  async migrate(): Promise<void> {
+    const { sql } = this;
+    await sql`
+      CREATE TABLE IF NOT EXISTS ${sql(this.schema)}.changes (
+        instance text NOT NULL,
+        seq bigint NOT NULL,
+        chunk integer NOT NULL,
+        epoch bigint NOT NULL,
+        base boolean NOT NULL,
+        page_size integer NOT NULL,
+        db_pages integer NOT NULL,
+        pages bytea NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (instance, seq, chunk)
+      )`;
+  }
+
+  /**
+   * Append `batch` to `instance`'s log, fenced by `epoch`; a base batch also deletes
+   * everything before it. Resolves with the batch's sequence number once PostgreSQL has
+   * committed it; rejects with `FencedError` when `epoch` is not the owner's.
+   *
+   * A turn's batch fits one row and goes in one fenced INSERT, one round trip. A larger
+   * batch (or a base) is a transaction: the same fenced INSERT for its first row holds the
+   * owner row's lock while the rest follow.
+   */
+  async append(instance: string, epoch: bigint, batch: PageBatch): Promise<{ seq: number }> {
+    const chunks = batch.chunks(this.chunkBytes);
+    const first = chunks.next().value!;
+    const second = chunks.next();
+    if (second.done && !batch.base) {
+      return { seq: await this.#fencedInsert(this.sql, instance, epoch, batch, first) };
+    }
+    return this.sql.begin(async (tx) => {
+      const seq = await this.#fencedInsert(tx, instance, epoch, batch, first);
+      const table = tx(this.schema);
+      let chunk = 1;
+      for (let next = second; !next.done; next = chunks.next()) {
+        const { pages, data } = next.value;
+        await tx`
+          INSERT INTO ${table}.changes
+            (instance, seq, chunk, epoch, base, page_size, db_pages, pages, data)
+          VALUES (${instance}, ${seq}, ${chunk++}, ${epoch.toString()}, ${batch.base},
+                  ${batch.pageSize}, ${batch.dbPages}, ${pages}, ${data})`;
+      }
+      if (batch.base) {
+        await tx`DELETE FROM ${table}.changes WHERE instance = ${instance} AND seq < ${seq}`;
+      }
+      return { seq };
+    }) as Promise<{ seq: number }>;
+  }
+
+  /**
+   * Insert the batch's first row only while `epoch` is the owner's, in one statement: the
+   * owner row is read `FOR SHARE`, so a concurrent claim (an UPDATE of that row) waits
+   * until this write commits, and a claim that committed first is seen (PostgreSQL
+   * re-reads a row it waited for) and makes this insert nothing. A new owner that restores
+   * after its claim therefore sees every write the old owner was told succeeded.
+   */
+  async #fencedInsert(
+    sql: Sql | TransactionSql,
+    instance: string,
+    epoch: bigint,
+    batch: PageBatch,
+    { pages, data }: { pages: Buffer; data: Buffer },
+  ): Promise<number> {
+    const table = sql(this.schema);
+    // Numbered after the fence: a retry of a batch whose commit was never confirmed takes
+    // the next number, which is right because batches are idempotent (see PageBatch).
+    const [result] = await sql<{ epoch: string | null; seq: string | null }[]>`
+      WITH owner AS (
+        SELECT epoch FROM ${table}.owners WHERE instance = ${instance} FOR SHARE
+      ), inserted AS (
+        INSERT INTO ${table}.changes
+          (instance, seq, chunk, epoch, base, page_size, db_pages, pages, data)
+        SELECT ${instance},
+               (SELECT coalesce(max(seq), 0) + 1 FROM ${table}.changes WHERE instance = ${instance}),
+               0, owner.epoch, ${batch.base}, ${batch.pageSize}, ${batch.dbPages}, ${pages}, ${data}
+        FROM owner WHERE owner.epoch = ${epoch.toString()}
+        RETURNING seq
+      )
+      SELECT (SELECT epoch FROM owner) AS epoch, (SELECT seq FROM inserted) AS seq`;
+    if (result?.seq == null) {
+      throw new FencedError(
+        instance,
+        epoch,
+        result?.epoch == null ? undefined : BigInt(result.epoch),
+      );
+    }
+    return Number(result.seq);
+  }
+
+  /**
+   * `instance`'s log from its newest base on, in order, a few rows at a time. One
+   * statement, so one consistent view of the log.
+   */
+  async *read(instance: string, rowsPerFetch = 4): AsyncGenerator<StoredChange> {
+    const { sql } = this;
+    const table = sql(this.schema);
+    const rows = sql<RawChange[]>`
+      SELECT seq, chunk, base, page_size, db_pages, pages, data FROM ${table}.changes
+      WHERE instance = ${instance}
+        AND seq >= coalesce(
+          (SELECT max(seq) FROM ${table}.changes WHERE instance = ${instance} AND base), 0)
+      ORDER BY seq, chunk`.cursor(rowsPerFetch);
+    for await (const batch of rows) {
+      for (const row of batch) {
+        yield {
+          seq: Number(row.seq),
+          chunk: row.chunk,
+          base: row.base,
+          pageSize: row.page_size,
+          dbPages: row.db_pages,
+          pages: row.pages,
+          data: row.data,
+        };
+      }
+    }
+  }
+}
+
+interface RawChange {
+  seq: string;
+  chunk: number;
+  base: boolean;
+  page_size: number;
+  db_pages: number;
+  pages: Buffer;
+  data: Buffer;
+}

@@ -1,0 +1,338 @@
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FencedError, NotDurableError } from "../../src/cluster/errors.js";
+import { restoreDatabase } from "../../src/cluster/restore.js";
+import { ChangeStore } from "../../src/cluster/wal-store.js";
+import { tempDir } from "../helpers/server.js";
+import { waitFor } from "../helpers/wait.js";
+import {
+  connectPostgres,
+  createTestSchema,
+  openOwner,
+  POSTGRES_URL,
+  type PostgresProxy,
+  proxiedUrl,
+  startPostgresProxy,
+  type TestSchema,
+} from "./fixtures.js";
+
+const STORM = fileURLToPath(new URL("./fixtures/storm-writer.ts", import.meta.url));
+
+let pg: TestSchema;
+const cleanups: (() => unknown)[] = [];
+
+beforeEach(async () => {
+  pg = await createTestSchema();
+});
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await pg.drop();
+});
+
+function freshDir(): string {
+  const dir = tempDir("outpost-ship-");
+  cleanups.push(() => dir.remove());
+  return dir.dir;
+}
+
+/** Rows of `table` in `instance`'s database restored into a fresh directory. */
+async function restoredRows<Row>(instance: string, query: string): Promise<Row[]> {
+  const path = join(freshDir(), "copy.db");
+  await restoreDatabase(pg.store, instance, path);
+  const copy = new Database(path, { readonly: true });
+  try {
+    expect(copy.pragma("integrity_check", { simple: true })).toBe("ok");
+    return copy.prepare(query).all() as Row[];
+  } finally {
+    copy.close();
+  }
+}
+
+/** An owner of `instance` on a fresh directory, shipping through `store`; one row a turn. */
+async function openTurns(instance: string, store: ChangeStore, epoch: bigint, timeoutMs?: number) {
+  const owner = await openOwner(store, instance, join(freshDir(), "owner.db"), epoch, {
+    retryMs: 50,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+  });
+  cleanups.push(() => owner.close());
+  const { db, shipper } = owner;
+  db.connection.exec("CREATE TABLE IF NOT EXISTS turns (n INTEGER PRIMARY KEY)");
+  const insert = db.connection.prepare("INSERT INTO turns (n) VALUES (?)");
+  return { db, shipper, turn: (n: number) => insert.run(n) };
+}
+
+describe("fencing", () => {
+  it("refuses a write after another node claimed the instance with FencedError inside PostgreSQL, and a restore sees none of it", async () => {
+    const instance = "room/fenced";
+    const epoch = await pg.claim(instance, "node-a");
+    const owner = await openTurns(instance, pg.store, epoch);
+    owner.turn(1);
+    await owner.shipper.flush();
+    const [before] = await pg.sql`SELECT count(*)::int AS rows FROM ${pg.sql(pg.schema)}.changes`;
+
+    expect(await pg.claim(instance, "node-b")).toBe(epoch + 1n);
+    owner.turn(2);
+    const refused = await owner.shipper.flush().catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(FencedError);
+    expect(refused).toMatchObject({
+      code: "ERR_CLUSTER_FENCED",
+      epoch: Number(epoch),
+      currentEpoch: Number(epoch + 1n),
+    });
+    // Final: later turns are refused too, without another try.
+    owner.turn(3);
+    await expect(owner.shipper.flush()).rejects.toBeInstanceOf(FencedError);
+    expect(owner.shipper.status.fenced).toBe(true);
+
+    const [after] = await pg.sql`SELECT count(*)::int AS rows FROM ${pg.sql(pg.schema)}.changes`;
+    expect(after).toEqual(before);
+    expect(await restoredRows(instance, "SELECT n FROM turns ORDER BY n")).toEqual([{ n: 1 }]);
+  });
+
+  it("refuses a write for an instance nobody has claimed", async () => {
+    const owner = await openTurns("room/unclaimed", pg.store, 1n);
+    owner.turn(1);
+    await expect(owner.shipper.flush()).rejects.toMatchObject({
+      code: "ERR_CLUSTER_FENCED",
+      currentEpoch: undefined,
+    });
+    const [row] = await pg.sql`SELECT count(*)::int AS rows FROM ${pg.sql(pg.schema)}.changes`;
+    expect(row).toEqual({ rows: 0 });
+  });
+
+  it("makes a write that meets a claim in progress wait for it, then refuses it with FencedError", async () => {
+    const instance = "room/racing";
+    const epoch = await pg.claim(instance, "node-a");
+    const owner = await openTurns(instance, pg.store, epoch);
+    owner.turn(1);
+    await owner.shipper.flush();
+
+    // Another node's claim, held open: it has bumped the epoch but not committed yet.
+    let commitClaim!: () => void;
+    const claimHeld = new Promise<void>((resolve) => {
+      commitClaim = resolve;
+    });
+    const claimer = connectPostgres(POSTGRES_URL, { max: 1 });
+    cleanups.push(() => claimer.end({ timeout: 5 }));
+    let claimed!: () => void;
+    const claimStarted = new Promise<void>((resolve) => {
+      claimed = resolve;
+    });
+    const claim = claimer.begin(async (tx) => {
+      await tx`UPDATE ${tx(pg.schema)}.owners SET node_id = 'node-b', epoch = epoch + 1
+        WHERE instance = ${instance}`;
+      claimed();
+      await claimHeld;
+    });
+    await claimStarted;
+
+    owner.turn(2);
+    let settled = false;
+    const flushed = owner.shipper.flush().finally(() => {
+      settled = true;
+    });
+    // The write's FOR SHARE read of the owner row waits on the claim's row lock.
+    await waitFor(
+      async () => {
+        const [row] = await pg.sql<{ waiting: number }[]>`
+          SELECT count(*)::int AS waiting FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query LIKE '%FOR SHARE%'`;
+        return row!.waiting > 0;
+      },
+      "the write to wait on the claim",
+      15_000,
+    );
+    expect(settled).toBe(false);
+    commitClaim();
+    await claim;
+    await expect(flushed).rejects.toBeInstanceOf(FencedError);
+    expect(await restoredRows(instance, "SELECT n FROM turns ORDER BY n")).toEqual([{ n: 1 }]);
+  });
+});
+
+describe("durability", () => {
+  it("keeps every turn whose flush resolved when the owner is killed with SIGKILL in a write storm, restored on a fresh directory", async () => {
+    const instance = "room/storm";
+    const epoch = await pg.claim(instance, "node-a");
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", STORM, POSTGRES_URL, pg.schema, instance, String(epoch), freshDir()],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.once("exit", (_code, signal) => resolve(signal)),
+    );
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    });
+    let acked = 0;
+    let buffered = "";
+    child.stdout!.setEncoding("utf8");
+    child.stdout!.on("data", (chunk: string) => {
+      buffered += chunk;
+      const lines = buffered.split("\n");
+      buffered = lines.pop()!;
+      for (const line of lines) {
+        if (line === "ready") continue;
+        const n = Number(line);
+        // Acknowledgements come in turn order.
+        expect(n).toBe(acked + 1);
+        acked = n;
+        // Kill in the same tick the acknowledgement arrived in, mid-storm.
+        if (acked === 3_000) child.kill("SIGKILL");
+      }
+    });
+    expect(await exited).toBe("SIGKILL");
+    expect(acked).toBeGreaterThanOrEqual(3_000);
+
+    const rows = await restoredRows<{ n: number }>(instance, "SELECT n FROM storm ORDER BY n");
+    const ns = rows.map((row) => row.n);
+    // Every acknowledged turn is there, and what is there is a prefix of the turns.
+    expect(ns.length).toBeGreaterThanOrEqual(acked);
+    expect(ns).toEqual(Array.from({ length: ns.length }, (_, i) => i + 1));
+    const [log] = await pg.sql<{ appends: number; bases: number; first: number }[]>`
+      SELECT count(DISTINCT seq)::int AS appends, count(*) FILTER (WHERE base)::int AS bases,
+             min(seq)::int AS first
+      FROM ${pg.sql(pg.schema)}.changes WHERE instance = ${instance}`;
+    // Snapshots were taken during the storm, and the log before the newest was deleted.
+    expect(log!.first).toBeGreaterThan(1);
+    console.log(
+      `storm: ${acked} turns acknowledged, ${ns.length} restored; log from seq ${log!.first}, ` +
+        `${log!.appends} appends kept`,
+    );
+  }, 120_000);
+
+  it("rejects flush while PostgreSQL is unreachable, then resumes shipping by itself and loses nothing acknowledged", async () => {
+    const proxy: PostgresProxy = await startPostgresProxy();
+    cleanups.push(() => proxy.close());
+    const viaProxy = connectPostgres(proxiedUrl(proxy), { max: 1, connect_timeout: 2 });
+    cleanups.push(() => viaProxy.end({ timeout: 1 }));
+    const store = new ChangeStore(viaProxy, { schema: pg.schema });
+    const instance = "room/outage";
+    const epoch = await pg.claim(instance, "node-a");
+    const owner = await openTurns(instance, store, epoch, 8_000);
+
+    for (let n = 1; n <= 20; n++) {
+      owner.turn(n);
+      await owner.shipper.flush();
+    }
+    await proxy.cut();
+    const refused: unknown[] = [];
+    const cutAt = performance.now();
+    for (let n = 21; n <= 25; n++) {
+      owner.turn(n);
+      refused.push(await owner.shipper.flush().catch((error: unknown) => error));
+    }
+    // Fail closed: nothing was acknowledged while PostgreSQL could not be reached.
+    for (const error of refused) {
+      expect(error).toBeInstanceOf(NotDurableError);
+      expect(error).not.toBeInstanceOf(FencedError);
+    }
+    expect(owner.shipper.status.durable).toBe(false);
+    expect(await restoredRows(instance, "SELECT max(n) AS n FROM turns")).toEqual([{ n: 20 }]);
+
+    await proxy.resume();
+    // No flush is called: the shipper's own retry ships turns 21 to 25.
+    const refusedMs = performance.now() - cutAt;
+    const resumedAt = performance.now();
+    await waitFor(() => owner.shipper.status.durable, "shipping to resume by itself", 30_000);
+    console.log(
+      `outage: 5 flushes refused in ${refusedMs.toFixed(0)} ms; shipping resumed ` +
+        `${(performance.now() - resumedAt).toFixed(0)} ms after PostgreSQL was reachable again`,
+    );
+    expect(owner.shipper.status.lastError).toBeUndefined();
+    owner.turn(26);
+    await owner.shipper.flush();
+    const rows = await restoredRows<{ n: number }>(instance, "SELECT n FROM turns ORDER BY n");
+    expect(rows.map((row) => row.n)).toEqual(Array.from({ length: 26 }, (_, i) => i + 1));
+  }, 60_000);
+
+  it("rejects a flush with timeout when PostgreSQL goes silent mid-append, and ships it once it answers again", async () => {
+    const proxy = await startPostgresProxy();
+    cleanups.push(() => proxy.close());
+    const viaProxy = connectPostgres(proxiedUrl(proxy), { max: 1 });
+    cleanups.push(() => viaProxy.end({ timeout: 1 }));
+    const store = new ChangeStore(viaProxy, { schema: pg.schema });
+    const instance = "room/silent";
+    const epoch = await pg.claim(instance, "node-a");
+    const owner = await openTurns(instance, store, epoch, 1_500);
+    owner.turn(1);
+    await owner.shipper.flush();
+
+    proxy.stall();
+    owner.turn(2);
+    await expect(owner.shipper.flush()).rejects.toMatchObject({
+      code: "ERR_CLUSTER_NOT_DURABLE",
+      reason: "timeout",
+    });
+    expect(await restoredRows(instance, "SELECT max(n) AS n FROM turns")).toEqual([{ n: 1 }]);
+
+    proxy.unstall();
+    await waitFor(() => owner.shipper.status.durable, "the stalled append to finish", 30_000);
+    expect(await restoredRows(instance, "SELECT max(n) AS n FROM turns")).toEqual([{ n: 2 }]);
+  }, 60_000);
+});
+
+describe("continuing", () => {
+  it("ships only a restored owner's own changes, not a new snapshot, and they restore on the next node", async () => {
+    const instance = "room/handover";
+    const first = await openTurns(instance, pg.store, await pg.claim(instance, "node-a"));
+    first.turn(1);
+    await first.shipper.flush();
+
+    const second = await openTurns(instance, pg.store, await pg.claim(instance, "node-b"));
+    second.turn(2);
+    await second.shipper.flush();
+    const rows = await pg.sql<{ base: boolean }[]>`
+      SELECT DISTINCT seq, base FROM ${pg.sql(pg.schema)}.changes WHERE instance = ${instance}
+      ORDER BY seq`;
+    // The first owner's snapshot of its new database, its turn, the second owner's turn.
+    expect(rows.map((row) => row.base)).toEqual([true, false, false]);
+    expect(await restoredRows(instance, "SELECT n FROM turns ORDER BY n")).toEqual([
+      { n: 1 },
+      { n: 2 },
+    ]);
+  });
+
+  it("takes a snapshot once the log outgrows snapshotBytes and the database, and deletes the log before it", async () => {
+    const instance = "room/snapshots";
+    const epoch = await pg.claim(instance, "node-a");
+    const owner = await openOwner(pg.store, instance, join(freshDir(), "owner.db"), epoch, {
+      snapshotBytes: 64 * 1024,
+    });
+    cleanups.push(() => owner.close());
+    const sqlite = owner.db.connection;
+    sqlite.exec("CREATE TABLE churn (k INTEGER PRIMARY KEY, pad BLOB)");
+    const write = sqlite.prepare(
+      "INSERT OR REPLACE INTO churn (k, pad) VALUES (?, randomblob(3000))",
+    );
+    const table = pg.sql(pg.schema);
+    const log = async () => {
+      const [row] = await pg.sql<{ first: number; bases: number; logBytes: number }[]>`
+        SELECT min(seq)::int AS first, count(*) FILTER (WHERE base)::int AS bases,
+               coalesce(sum(octet_length(data)) FILTER (WHERE NOT base), 0)::int AS "logBytes"
+        FROM ${table}.changes WHERE instance = ${instance}`;
+      return row!;
+    };
+    // 200 turns rewriting the same 8 rows: the database stays small, the log would not.
+    for (let n = 0; n < 200; n++) {
+      write.run(n % 8);
+      await owner.shipper.flush();
+      const { logBytes } = await log();
+      const dbBytes = (sqlite.pragma("page_count", { simple: true }) as number) * 4096;
+      // Never more than the threshold (or the database) plus the batch that crossed it.
+      expect(logBytes).toBeLessThanOrEqual(Math.max(64 * 1024, dbBytes) + 3 * 4096);
+    }
+    const { first, bases } = await log();
+    // Only the newest snapshot is kept, and nothing from before it.
+    expect(bases).toBe(1);
+    expect(first).toBeGreaterThan(1);
+    const restored = await restoredRows<{ k: number }>(instance, "SELECT k FROM churn ORDER BY k");
+    expect(restored.map((row) => row.k)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+});
