@@ -45,6 +45,8 @@ export interface ServerConfig {
   failureLimit?: boolean;
   /** Port to listen on; 0 (any free port) unless a restarted server must keep its port. */
   port?: number;
+  /** Outpost only: run as one node of a cluster on this PostgreSQL database and schema. */
+  cluster?: { postgres: string; schema: string };
 }
 
 /** Server → orchestrator over IPC. */

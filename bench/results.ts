@@ -100,6 +100,30 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
     better: "lower",
   },
   {
+    key: "cluster_storm_99",
+    label: "cluster storm: 99% of a dead node's clients back, from the kill",
+    unit: "ms",
+    better: "lower",
+  },
+  {
+    key: "cluster_storm_100",
+    label: "cluster storm: 100% of a dead node's clients back, from the kill",
+    unit: "ms",
+    better: "lower",
+  },
+  {
+    key: "cluster_storm_dropped",
+    label: "cluster storm: clients that lost their connection",
+    unit: "clients",
+    better: "lower",
+  },
+  {
+    key: "cluster_storm_refusals",
+    label: "cluster storm: refused attempts",
+    unit: "attempts",
+    better: "lower",
+  },
+  {
     key: "storm_refusals",
     label: "reconnect storm: refused attempts (must be 0)",
     unit: "attempts",

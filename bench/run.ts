@@ -14,6 +14,7 @@ import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs, type Settings, settingsFor, USAGE } from "./args.js";
 import { canPin, fileLimit, ROOT } from "./child.js";
+import { clusterStorm } from "./cluster-storm.js";
 import {
   type Algorithm,
   type BenchKeys,
@@ -385,6 +386,7 @@ async function runStorm(round: number) {
         cmd: "stormOpen",
         contender,
         port: server.port,
+        count: clients,
         rooms,
         concurrency,
       });
@@ -462,6 +464,23 @@ async function runStorm(round: number) {
   }
 }
 
+async function runClusterStorm() {
+  const r = await clusterStorm(load, keys, settings.clusterStorm, (t) => status(t, false));
+  if (r.ms99 !== undefined) addSample(samples, "cluster_storm_99", "outpost", r.ms99);
+  if (r.ms100 !== undefined) addSample(samples, "cluster_storm_100", "outpost", r.ms100);
+  addSample(samples, "cluster_storm_dropped", "outpost", r.dropped);
+  addSample(samples, "cluster_storm_refusals", "outpost", r.refusals);
+  const codes = Object.entries(r.codes)
+    .map(([code, n]) => `${code}×${n}`)
+    .join(" ");
+  if (r.back < r.dropped)
+    notes.push(`cluster storm: ${r.dropped - r.back} of ${r.dropped} dropped clients not back`);
+  if (r.refusals > 0) notes.push(`cluster storm: ${r.refusals} attempts refused (${codes})`);
+  status(
+    `cluster storm ${fmt(r.clients)} on 3 nodes: ${fmt(r.dropped)} lost their connection; 99% back ${r.ms99 === undefined ? "–" : fmt(r.ms99)} ms, 100% ${r.ms100 === undefined ? "–" : fmt(r.ms100)} ms after the kill  ${fmt(r.dials)} dials  refusals ${r.refusals}${codes ? ` (${codes})` : ""}`,
+  );
+}
+
 function machine(): Record<string, unknown> {
   const version = (name: string) => {
     try {
@@ -525,11 +544,14 @@ async function measureAll(): Promise<Results> {
       status(`signing ${fmt(settings.connects.maxCount)} HS256 tokens`, false);
       await load.run({ cmd: "tokens", algorithm: "HS256", count: settings.connects.maxCount });
     }
-    if (w.includes("storm")) {
+    if (w.includes("storm") || w.includes("cluster-storm")) {
       status(`signing ${fmt(settings.storm.clients)} EdDSA tokens for the storm's rooms`, false);
       await load.run({
         cmd: "stormTokens",
-        count: settings.storm.clients,
+        count: Math.max(
+          w.includes("storm") ? settings.storm.clients : 0,
+          w.includes("cluster-storm") ? settings.clusterStorm.clients : 0,
+        ),
         rooms: settings.storm.rooms,
       });
     }
@@ -537,7 +559,7 @@ async function measureAll(): Promise<Results> {
 
     for (let round = 0; round < options.rounds; round++) {
       if (options.rounds > 1) say(`— round ${round + 1} of ${options.rounds}`);
-      if (w.some((x) => x !== "memory" && x !== "storm")) {
+      if (w.some((x) => x !== "memory" && x !== "storm" && x !== "cluster-storm")) {
         const servers = await startServers("EdDSA", round);
         try {
           if (w.includes("connects")) await runConnects(servers, round, "EdDSA");
@@ -564,6 +586,9 @@ async function measureAll(): Promise<Results> {
       }
       if (w.includes("memory")) await runMemory(round);
       if (w.includes("storm")) await runStorm(round);
+      if (w.includes("cluster-storm") && options.contenders.includes("outpost")) {
+        await runClusterStorm();
+      }
     }
   } finally {
     await load.stop();

@@ -4,6 +4,8 @@ import type { Algorithm, BenchKeys, Contender } from "../config.js";
 export interface Target {
   contender: Contender;
   port: number;
+  /** The nodes of a cluster, when there are several: client i starts on node i mod n. */
+  ports?: number[];
 }
 
 export type LoadCommand =
@@ -33,9 +35,11 @@ export type LoadCommand =
   /** Reconnect storm: sign a token per client for its room (client i in room i mod rooms). */
   | { cmd: "stormTokens"; count: number; rooms: number }
   /** Open the storm's clients and give every room a state of its own. */
-  | ({ cmd: "stormOpen"; rooms: number; concurrency: number } & Target)
+  | ({ cmd: "stormOpen"; count: number; rooms: number; concurrency: number } & Target)
   /** From now on every dropped client reconnects on its own schedule. */
   | { cmd: "stormArm" }
+  /** Clients dial only these ports from now on (the nodes still alive). */
+  | { cmd: "stormRoute"; ports: number[] }
   /** Wait until every client is back with its state, or the time bound. */
   | { cmd: "stormWait"; timeoutMs: number }
   | { cmd: "stormClose" };
@@ -109,6 +113,8 @@ export interface StormOpenResult {
 
 export interface StormResult extends ClientLoad {
   clients: number;
+  /** Clients that lost their connection (all of them when the one server is killed). */
+  dropped: number;
   /** Clients back with their room's state as it was before the restart. */
   back: number;
   /** Connections that came back with another state (the room forgot it). */

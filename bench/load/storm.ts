@@ -19,6 +19,8 @@ const epochNow = () => performance.timeOrigin + performance.now();
 
 /** Close code of a socket that dropped without a close frame (a killed server, a refused TCP connect). */
 const ABNORMAL = 1006;
+/** How long no client may drop before the clients back are taken as all there will be. */
+const QUIET_MS = 1_500;
 
 interface StormClient {
   index: number;
@@ -34,21 +36,26 @@ interface StormClient {
   ready: boolean;
   /** When its healthy connection dropped (epoch ms), until its first redial. */
   droppedAt: number;
+  /** Whether it has lost its connection since the storm was armed. */
+  dropped: boolean;
 }
 
 export class Storm {
   #clients: StormClient[] = [];
   #target: Target | undefined;
+  /** Where clients dial: one port, or the nodes of a cluster (client i to node i mod n). */
+  #ports: number[] = [];
   #expected: number[] = [];
   #armed = false;
   #firstCloseAt = 0;
   #back = 0;
+  #dropped = 0;
+  #lastDropAt = 0;
   #stale = 0;
   #dials = 0;
   #firstDelays: number[] = [];
   #refusals = 0;
   #codes: Record<string, number> = {};
-  #onAllBack: (() => void) | undefined;
   #onReady: ((client: StormClient, ok: boolean) => void) | undefined;
   #pendingCall: ((n: number) => void) | undefined;
   readonly #retry: ResolvedReconnectOptions = resolveReconnectOptions();
@@ -66,6 +73,7 @@ export class Storm {
     concurrency: number,
   ): Promise<StormOpenResult> {
     this.#target = target;
+    this.#ports = target.ports ?? [target.port];
     const started = performance.now();
     this.#clients = tokens.map((token, index) => ({
       index,
@@ -77,6 +85,7 @@ export class Storm {
       backAt: 0,
       ready: false,
       droppedAt: 0,
+      dropped: false,
     }));
     let next = 0;
     let opened = 0;
@@ -133,19 +142,38 @@ export class Storm {
     this.#armed = true;
   }
 
-  /** Resolve once every client is back with its state, or after `timeoutMs` from the first drop. */
+  /**
+   * From now on clients dial only these ports, as a load balancer sends new connections only
+   * to the nodes it sees alive (client i to the (i + attempt)-th of them).
+   */
+  route(ports: number[]): void {
+    this.#ports = ports;
+  }
+
+  /**
+   * Resolve once every client that lost its connection is back with its state (and no
+   * other has dropped for a moment: in a cluster, clients of a dead owner are closed by
+   * their nodes as those notice), or after `timeoutMs` from the first drop.
+   */
   wait(timeoutMs: number): Promise<StormResult> {
     return new Promise((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
+      const started = epochNow();
+      const poll = setInterval(() => {
+        const now = epochNow();
+        const from = this.#firstCloseAt > 0 ? this.#firstCloseAt : started;
+        const settled =
+          this.#dropped > 0 && this.#back === this.#dropped && now - this.#lastDropAt > QUIET_MS;
+        if (settled || now - from > timeoutMs) finish();
+      }, 50);
       const finish = () => {
-        clearTimeout(timer);
-        this.#onAllBack = undefined;
+        clearInterval(poll);
         const backAt = this.#clients
           .map((c) => c.backAt)
           .filter((t) => t > 0)
           .sort((a, b) => a - b);
         resolve({
           clients: this.#clients.length,
+          dropped: this.#dropped,
           back: this.#back,
           stale: this.#stale,
           dials: this.#dials,
@@ -156,11 +184,6 @@ export class Storm {
           backAt,
         });
       };
-      if (this.#back === this.#clients.length) return finish();
-      this.#onAllBack = finish;
-      // The bound counts from the first drop; if none came yet, from now.
-      const from = this.#firstCloseAt > 0 ? this.#firstCloseAt : epochNow();
-      timer = setTimeout(finish, Math.max(0, from + timeoutMs - epochNow()));
     });
   }
 
@@ -187,6 +210,7 @@ export class Storm {
       ),
     );
     this.#back = this.#stale = this.#dials = this.#refusals = this.#firstCloseAt = 0;
+    this.#dropped = this.#lastDropAt = 0;
     this.#codes = {};
     this.#firstDelays = [];
   }
@@ -200,9 +224,10 @@ export class Storm {
       this.#firstDelays.push(epochNow() - client.droppedAt);
       client.droppedAt = 0;
     }
+    const ports = this.#ports;
     const socket = new BenchSocket(
       target.contender as Contender,
-      target.port,
+      ports[(client.index + (this.#armed ? client.attempt : 0)) % ports.length]!,
       client.token,
       this.#events,
       stormRoom(client.room),
@@ -233,7 +258,6 @@ export class Storm {
     }
     client.backAt = client.openedAt;
     this.#back++;
-    if (this.#back === this.#clients.length) this.#onAllBack?.();
   }
 
   #closed(socket: BenchSocket, code: number, refused: boolean): void {
@@ -247,6 +271,11 @@ export class Storm {
       return;
     }
     if (this.#firstCloseAt === 0) this.#firstCloseAt = epochNow();
+    if (!client.dropped) {
+      client.dropped = true;
+      this.#dropped++;
+      this.#lastDropAt = epochNow();
+    }
     // A server that answered and said no: a close code of its own, or an HTTP status.
     const status = socket.httpStatus;
     if (refused || status !== undefined || (code !== ABNORMAL && !wasReady)) {

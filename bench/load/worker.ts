@@ -78,12 +78,16 @@ async function run(command: LoadCommand): Promise<unknown> {
       return signTokens("EdDSA", command.count, stormTokens, (i) => stormRoom(i % command.rooms));
     case "stormOpen": {
       if (command.rooms !== stormRooms) throw new Error("stormTokens first, for as many rooms");
-      const opened = await storm.open(command, stormTokens, command.rooms, command.concurrency);
-      if (opened.opened === stormTokens.length) await storm.seed(command.rooms);
+      const tokens = stormTokens.slice(0, command.count);
+      const opened = await storm.open(command, tokens, command.rooms, command.concurrency);
+      if (opened.opened === tokens.length) await storm.seed(command.rooms);
       return opened;
     }
     case "stormArm":
       await storm.arm();
+      return null;
+    case "stormRoute":
+      storm.route(command.ports);
       return null;
     case "stormWait":
       return storm.wait(command.timeoutMs);

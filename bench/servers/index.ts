@@ -27,6 +27,8 @@ export interface ServerOptions {
   port?: number;
   /** Start on this data directory (a restart keeps its data); default a fresh one. */
   dataDir?: string;
+  /** Outpost only: one node of a cluster on this PostgreSQL database and schema. */
+  cluster?: { postgres: string; schema: string };
 }
 
 export class ServerProcess {
@@ -47,6 +49,7 @@ export class ServerProcess {
       dataDir,
       ...(options.failureLimit === true && { failureLimit: true }),
       ...(options.port !== undefined && { port: options.port }),
+      ...(options.cluster !== undefined && { cluster: options.cluster }),
     };
     const nodeArgs = ["--expose-gc"];
     if (options.profileDir !== undefined) {

@@ -39,6 +39,7 @@ const server = await serve({
   handleSignals: false,
   auth: tokenAuth({ keys, ...(config.failureLimit !== true && { rateLimit: false }) }),
   maxConnectionsPerInstance: 20_000,
+  ...(config.cluster !== undefined && { cluster: config.cluster }),
 });
 attach(
   server.port,
