@@ -35,7 +35,7 @@ export interface BenchOptions {
 
 export const USAGE = `Usage: npm run bench -- [options]
 
-  --quick              short windows, one round (under 2 minutes)
+  --quick              short windows, one round (a few minutes)
   --only=a,b           contenders: ${CONTENDERS.join(", ")} (default all)
   --workloads=a,b      ${WORKLOAD_GROUPS.join(", ")}
                        (default all but cluster-storm, which needs PostgreSQL:
