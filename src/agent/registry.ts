@@ -31,6 +31,13 @@ export interface RegistryOptions {
 export interface StorageProvider {
   prepare(agent: string, name: string, path: string): Promise<InstanceStorage>;
   released(agent: string, name: string): void;
+  /** `destroy()`: the instance's data is gone for good, wherever it was kept. */
+  destroyed?(agent: string, name: string): void;
+  /**
+   * When an instance must next be awake (`undefined`: never), where every node can see it;
+   * given, it replaces this process's own wakeup index.
+   */
+  wakeup?(agent: string, name: string, time: number | undefined): void;
 }
 
 /** Thrown by `get` when every slot holds a busy instance; the caller refuses with 1013/503. */
@@ -236,11 +243,16 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
     // The -wal and -shm files hold committed data too: all three go.
     const path = this.databasePath(instance.agentName, instance.name);
     for (const file of [path, `${path}-wal`, `${path}-shm`]) rmSync(file, { force: true });
+    this.#options.storage?.destroyed?.(instance.agentName, instance.name);
     this.logger.info({ agent: instance.agentName, instance: instance.name }, "agent destroyed");
   }
 
   onNextWakeup(instance: AgentInstance, time: number | undefined): void {
     if (this.#closed) return;
+    if (this.#options.storage?.wakeup !== undefined) {
+      this.#options.storage.wakeup(instance.agentName, instance.name, time);
+      return;
+    }
     this.#wakeups.set(instance.agentName, instance.name, time);
     this.#armWakeups();
   }

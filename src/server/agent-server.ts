@@ -192,21 +192,30 @@ class OutpostServer implements AgentServer {
         credentialParams,
         logger: this.logger,
       });
-      this.#cluster.then(
-        async (node) => {
-          await this.#remote?.serve();
-          node.ownership.on("lost", ({ instance, reason }) => {
-            const slash = instance.indexOf("/");
-            void this.#registry.drop(
-              instance.slice(0, slash),
-              instance.slice(slash + 1),
-              CloseCode.TryAgainLater,
-              reason === "fenced" ? "node not serving" : "agent moved",
+      this.#cluster
+        .then(
+          async (node) => {
+            await this.#remote?.serve();
+            // Due schedules of instances whose owner died are woken here, by one node.
+            await node.startWaker(async (agent, name) => {
+              this.#registry.release(await this.#registry.get(agent, name));
+            });
+            node.waker?.on("wakeFailed", ({ instance, error }) =>
+              this.logger.warn({ err: error, instance }, "could not wake a due instance"),
             );
-          });
-        },
-        () => {},
-      );
+            node.ownership.on("lost", ({ instance, reason }) => {
+              const slash = instance.indexOf("/");
+              void this.#registry.drop(
+                instance.slice(0, slash),
+                instance.slice(slash + 1),
+                CloseCode.TryAgainLater,
+                reason === "fenced" ? "node not serving" : "agent moved",
+              );
+            });
+          },
+          () => {},
+        )
+        .catch((error) => this.logger.error({ err: error }, "cluster services failed to start"));
     }
     this.#upgrades = new UpgradeHandler({
       admission: this.#admission,
