@@ -70,7 +70,6 @@ export class ChangeStore {
     return old;
   }
 
-  /** Create the change-log table when it is missing (the schema must exist). */
   /** Create the cluster's tables, the change log's among them, when they are missing. */
   async migrate(): Promise<void> {
     await migrate(this.sql, this.schema);
