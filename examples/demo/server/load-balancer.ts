@@ -154,7 +154,8 @@ function readLog(path: string): string {
   return existsSync(path) ? readFileSync(path, "utf8") : "";
 }
 
-function freePort(): Promise<number> {
+/** A port on 127.0.0.1 that nobody listens on right now. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
