@@ -20,6 +20,8 @@ const NODE_SCRIPT = fileURLToPath(new URL("./server/cluster-node.ts", import.met
 const NODES = 3;
 const POSTGRES = process.env.OUTPOST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
 const SCHEMA = process.env.OUTPOST_CLUSTER_SCHEMA ?? "outpost_demo";
+/** Every node process started, so that a failed start leaves none behind. */
+const children: ChildProcess[] = [];
 
 async function main(): Promise<void> {
   let config: DemoConfig | "help";
@@ -62,9 +64,8 @@ async function main(): Promise<void> {
   });
 
   const cookieSecret = randomBytes(32).toString("base64url");
-  const children: ChildProcess[] = [];
   const start = (i: number) =>
-    startNode(`node-${i}`, children, {
+    startNode(`node-${i}`, {
       DEMO_NODE: `node-${i}`,
       DEMO_AGENT_ORIGIN: agentOrigin,
       DEMO_APP_ORIGIN: appOrigin,
@@ -115,11 +116,7 @@ async function main(): Promise<void> {
 }
 
 /** Start one node; resolves with its HTTP port. Its output (its logs) goes to ours. */
-async function startNode(
-  id: string,
-  children: ChildProcess[],
-  env: Record<string, string>,
-): Promise<number> {
+async function startNode(id: string, env: Record<string, string>): Promise<number> {
   const child = spawn(process.execPath, ["--import", "tsx", NODE_SCRIPT], {
     stdio: ["ignore", "pipe", "inherit"],
     env: { ...process.env, ...env },
@@ -188,5 +185,6 @@ function watchOwners(): () => Promise<void> {
 
 main().catch((error) => {
   process.stderr.write(`the cluster demo could not start: ${(error as Error).message}\n`);
+  for (const child of children) child.kill("SIGKILL");
   process.exit(1);
 });
