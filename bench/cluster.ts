@@ -27,7 +27,7 @@ import { migrate } from "../src/cluster/schema.js";
 import { ChangeStore } from "../src/cluster/wal-store.js";
 import { connect, type RawClient } from "../test/helpers/ws-client.js";
 import { ROOT } from "./child.js";
-import { quantile, round } from "./stats.js";
+import { median, quantile, round } from "./stats.js";
 
 const POSTGRES = process.env.OUTPOST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
 const SCRIPT = join(ROOT, "bench/cluster-node.ts");
@@ -144,9 +144,15 @@ export async function runClusterBench(argv: string[]): Promise<number> {
     for (const mib of sizes) {
       const filler = await open(a, `big-${mib}`);
       for (let i = 0; i < mib; i++) await filler.rpc("fill", [1024], 60_000);
-      const restored = await restoreDatabase(store, `room/big-${mib}`, join(dir, `r-${mib}.db`));
-      restore.push({ mib, ms: round(restored.ms, 1), rows: restored.rows });
-      log(`restore of ${mib} MiB: ${round(restored.ms, 1)} ms`);
+      // Three restores, the median reported: one slow disk write on a shared machine is
+      // not the restore's cost.
+      const runs = [];
+      for (let i = 0; i < 3; i++) {
+        runs.push(await restoreDatabase(store, `room/big-${mib}`, join(dir, `r-${mib}.db`)));
+      }
+      const ms = Math.round(median(runs.map((r) => r.ms)));
+      restore.push({ mib, ms, rows: runs[0]!.rows });
+      log(`restore of ${mib} MiB: ${ms} ms`);
     }
 
     // Failover: b owns "fail"; kill -9 b; a client on c reconnects until it answers.
@@ -298,7 +304,10 @@ export function renderTable(r: ClusterResults): string {
   const rpcOk = rpc.relayedP99 <= limit;
   const failOk = r.failoverS <= 5;
   const restoreRows = r.restore
-    .map((x) => `| restore of ${x.mib} MiB from PostgreSQL | ${x.ms} ms (${x.rows} rows) | | |`)
+    .map(
+      (x) =>
+        `| restore of ${x.mib} MiB from PostgreSQL (median of 3) | ${x.ms} ms (${x.rows} rows) | | |`,
+    )
     .join("\n");
   return `Run of ${r.date}${r.quick ? " (--quick)" : ""} on ${r.cores} cores; load average ${r.loadavg.join(" / ")} — the machine was shared with other test runs, so absolute numbers are noisy; the ratios come from one run with the paths taking turns.
 

@@ -53,7 +53,8 @@ export function createDemoAgentServer(setup: AgentServerSetup) {
     dataDir: setup.dataDir,
     auth,
     logger: { level: process.env.OUTPOST_LOG_LEVEL ?? "info", pretty: true },
-    ...(setup.cluster !== undefined && { cluster: setup.cluster }),
+    // In a cluster the nodes sit behind nginx, which appends the client's address.
+    ...(setup.cluster !== undefined && { cluster: setup.cluster, trustProxy: true }),
   });
 
   /** Plain HTTP: Outpost's own routes first, then the cookie page and its sign-in. */
