@@ -1,13 +1,11 @@
 export type {
   AgentClass,
   AgentStaticOptions,
-  ConnectionContext,
   Schedule,
 } from "./agent/agent.js";
 export { Agent } from "./agent/agent.js";
 export type { CallableMetadata } from "./agent/callable.js";
 export { callable } from "./agent/callable.js";
-export type { Connection } from "./agent/connection.js";
 export type { CurrentAgent } from "./agent/context.js";
 export { getCurrentAgent } from "./agent/context.js";
 export { type AgentByNameStub, getAgentByName } from "./agent/get-agent-by-name.js";
@@ -32,7 +30,24 @@ export {
 } from "./server/index.js";
 export type { SqlValue } from "./storage/agent-database.js";
 
+import type { ConnectionContext as AgentConnectionContext } from "./agent/agent.js";
+import type { Connection as AgentConnection } from "./agent/connection.js";
 import type { AgentServer } from "./server/agent-server.js";
+
+/** One client's connection to an agent instance (see `Agent.onConnect`). */
+export type Connection<State = unknown> = AgentConnection<State>;
+/** What `onConnect` gets besides the connection: `request`, the upgrade request. */
+export type ConnectionContext = AgentConnectionContext;
+
+/**
+ * `Connection` and `ConnectionContext` are types. These values of the same names exist so
+ * that Cloudflare's `import { Agent, Connection, ConnectionContext } from "agents"`, with
+ * the package name changed, also loads where nothing erases type-only imports: plain
+ * JavaScript under `node`, or TypeScript under Node's own type stripping. They do nothing.
+ */
+export const Connection: Readonly<Record<string, never>> = Object.freeze({});
+/** See `Connection`: a do-nothing value so the page's import line loads in plain JavaScript. */
+export const ConnectionContext: Readonly<Record<string, never>> = Object.freeze({});
 
 /**
  * Answer plain HTTP to agents fetch-style, for frameworks like Hono. Resolves `null` when

@@ -3,7 +3,7 @@
  * See docs/demo.md for what to try.
  */
 import { type DemoConfig, HELP, readConfig } from "./server/config.js";
-import { startDemo } from "./server/demo.js";
+import { PortInUseError, startDemo } from "./server/demo.js";
 
 async function main(): Promise<void> {
   let config: DemoConfig | "help";
@@ -45,6 +45,9 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
-  process.stderr.write(`the demo could not start: ${(error as Error).stack ?? error}\n`);
+  // A taken port is the user's to fix: one line with the flag, no stack.
+  const detail =
+    error instanceof PortInUseError ? error.message : ((error as Error).stack ?? error);
+  process.stderr.write(`the demo could not start: ${detail}\n`);
   process.exit(1);
 });

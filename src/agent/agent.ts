@@ -335,8 +335,15 @@ export class Agent<Env = unknown, State = unknown> {
    */
   onConnect(_connection: HookConnection, _ctx: ConnectionContext): void | Promise<void> {}
 
-  /** A frame the framework does not own (not RPC, state or `outpost_` frames). */
-  onMessage(_connection: HookConnection, _message: string | Buffer): void | Promise<void> {}
+  /**
+   * A frame the framework does not own (not RPC, state or `outpost_` frames): a string, or
+   * a `Buffer` for a binary frame. Typed as Cloudflare's `WSMessage`, so an override taking
+   * `string | ArrayBuffer` (the page's) or `string | Buffer` both fit.
+   */
+  onMessage(
+    _connection: HookConnection,
+    _message: string | ArrayBuffer | ArrayBufferView,
+  ): void | Promise<void> {}
 
   /** A connection closed. */
   onClose(

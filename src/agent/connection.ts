@@ -78,6 +78,8 @@ export interface ConnectionLimits {
 export class ServerConnection<State = unknown> implements Connection<State>, Expiring {
   readonly id: string;
   readonly remoteAddress: string;
+  /** The code this side closed with, once `close()` was called. */
+  closedWith: number | undefined;
   /** Credentials and the questions asked before each action; `undefined` without `auth`. */
   readonly #auth: ConnectionAuth | undefined;
   #readonly = false;
@@ -279,6 +281,7 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
   close(code: number = 1000, reason = ""): void {
     this.clearExpiry();
     if (this.#socket.readyState >= 2) return;
+    this.closedWith = code;
     this.#socket.close(code, truncateReason(reason));
   }
 

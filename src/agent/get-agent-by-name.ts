@@ -2,7 +2,7 @@ import { AgentCallError } from "../client/errors.js";
 import type { Agent, AgentClass, AgentContext } from "./agent.js";
 import { findCallable } from "./callable.js";
 import { getCurrentAgent, runWithAgent } from "./context.js";
-import { hostFor } from "./hosts.js";
+import { hostFor, type RemoteAgent } from "./hosts.js";
 import { type AgentInstance, publicMessage } from "./instance.js";
 
 type AnyFunction = (...args: never[]) => unknown;
@@ -50,25 +50,48 @@ export async function getAgentByName<T extends Agent<any, any>>(
   const { host, urlName } = hostFor(agentClass as unknown as AgentClass, getCurrentAgent().agent);
   // Resolve only once the instance has started, as the SDK does; it may be evicted
   // afterwards, so every call asks the host again.
-  host.release(await host.get(urlName, name));
-  const withInstance = async <R>(work: (instance: AgentInstance) => Promise<R>): Promise<R> => {
+  // In cluster mode the instance may live on another node: the call goes to its owner.
+  if ((await host.locate?.(urlName, name)) === undefined) {
+    host.release(await host.get(urlName, name));
+  }
+  const withInstance = async <R>(
+    local: (instance: AgentInstance) => Promise<R>,
+    remote: (agent: RemoteAgent) => Promise<R>,
+  ): Promise<R> => {
+    const elsewhere = await host.locate?.(urlName, name);
+    if (elsewhere !== undefined) return remote(elsewhere);
     const instance = await host.get(urlName, name);
-    return instance.track(() => work(instance));
+    return instance.track(() => local(instance));
   };
   return new Proxy({} as AgentByNameStub<T>, {
     get(_target, property) {
       if (typeof property !== "string" || PROBED.has(property)) return undefined;
       if (property === "fetch") {
-        return (request: Request) => withInstance((instance) => instance.fetch(request));
+        return (request: Request) =>
+          withInstance(
+            (instance) => instance.fetch(request),
+            (agent) => agent.fetch(request),
+          );
       }
       return (...args: unknown[]) =>
-        withInstance((instance) => callOnInstance(instance, property, args));
+        withInstance(
+          (instance) => callOnInstance(instance, property, args),
+          async (agent) =>
+            roundTrip(
+              await agent.call(property, roundTrip(args, property, "Arguments") as unknown[]),
+              property,
+              "Result",
+            ),
+        );
     },
   });
 }
 
-/** One call, checked and answered as the RPC dispatcher answers a client's. */
-async function callOnInstance(
+/**
+ * One call, checked and answered as the RPC dispatcher answers a client's. Also what the
+ * owner runs for a call another node relays in cluster mode.
+ */
+export async function callOnInstance(
   instance: AgentInstance,
   method: string,
   args: unknown[],

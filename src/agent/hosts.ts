@@ -10,6 +10,19 @@ export interface AgentHost {
   get(agent: string, name: string): Promise<AgentInstance>;
   /** A caller got an instance for a moment and is done with it. */
   release(instance: AgentInstance): void;
+  /**
+   * Cluster mode: when another node owns `agent/name`, how to reach it there; `undefined`
+   * when the instance is (or may be started) here.
+   */
+  locate?(agent: string, name: string): Promise<RemoteAgent | undefined>;
+}
+
+/** An instance on another node of the cluster, for server-side calls. */
+export interface RemoteAgent {
+  /** Call a `@callable()` there; rejects with the message a client would get. */
+  call(method: string, args: unknown[]): Promise<unknown>;
+  /** A request to its `onRequest`. */
+  fetch(request: Request): Promise<Response>;
 }
 
 /**

@@ -49,6 +49,11 @@ export interface InstanceStorage {
   close?(database: AgentDatabase | undefined): void;
   /** Cluster mode: holds the instance's output until its changes are durable. */
   gate?: OutputGate & { barrier(): Promise<void> };
+  /**
+   * Cluster mode: awaited after a schedule's next due time is written (or a queue item is
+   * claimed) and before its callback runs, so that a failover never runs one due time twice.
+   */
+  beforeRun?: () => Promise<void>;
 }
 
 const STATE_KEY = "state";
@@ -81,6 +86,7 @@ export class AgentInstance implements AgentRuntime {
   readonly queue: TaskQueue;
   readonly retryDefaults: Required<RetryOptions>;
   #closed = false;
+  #warnedVerifiedRefused = false;
 
   constructor(options: {
     agentName: string;
@@ -113,14 +119,17 @@ export class AgentInstance implements AgentRuntime {
       failed: (error) => this.#notifyError(undefined, error),
       changed: () => this.#reportWakeup(),
     };
-    this.schedules = new Schedules(background, {
-      read: () => this.#existingDb?.schedules,
-      write: () => this.#db.schedules,
-    });
-    this.queue = new TaskQueue(background, {
-      read: () => this.#existingDb?.queue,
-      write: () => this.#db.queue,
-    });
+    const beforeRun = options.database.beforeRun;
+    this.schedules = new Schedules(
+      background,
+      { read: () => this.#existingDb?.schedules, write: () => this.#db.schedules },
+      beforeRun,
+    );
+    this.queue = new TaskQueue(
+      background,
+      { read: () => this.#existingDb?.queue, write: () => this.#db.queue },
+      beforeRun,
+    );
   }
 
   /** The database, created on first use. */
@@ -282,6 +291,9 @@ export class AgentInstance implements AgentRuntime {
       connection.close(CloseCode.InternalError, "internal error");
       return;
     }
+    if (connection.closedWith === CloseCode.Unauthorized && connection.auth !== undefined) {
+      this.#warnVerifiedRefused();
+    }
     if (!connection.isOpen) return;
     const state = this.readState() ?? this.agent.initialState;
     const identity: ServerFrame = {
@@ -298,6 +310,20 @@ export class AgentInstance implements AgentRuntime {
         : [identity, { type: FrameType.State, state }, EMPTY_MCP_SERVERS],
     );
     connection.markAccepted();
+  }
+
+  /**
+   * onConnect closed 4001 a connection whose token the policy had just verified. The page's
+   * pattern checks the token again inside a try/catch, which turns any error there (such as
+   * the ReferenceError of a `verifyJWT` never imported) into "Unauthorized" for everyone and
+   * logs nothing; this line is the only trace. Once per instance: the cause is in the code.
+   */
+  #warnVerifiedRefused(): void {
+    if (this.#warnedVerifiedRefused) return;
+    this.#warnedVerifiedRefused = true;
+    this.#log.warn(
+      "onConnect closed 4001 a connection whose token was already verified; if onConnect checks the token itself in a try/catch, an error there (e.g. verifyJWT used but not imported) becomes this 4001 for every client. connection.auth holds the verified claims (logged once)",
+    );
   }
 
   /** A frame arrived; it is handled after every earlier frame of the same connection. */

@@ -9,6 +9,7 @@ import {
 } from "./background.js";
 import { CLAIM_TOKEN, isStaleClaim } from "./claims.js";
 import { type RetryOptions, resolveRetry } from "./retry.js";
+import { BEFORE_RUN_RETRY_MS, type BeforeRun } from "./schedules.js";
 
 /** One task waiting in an agent's queue, as the official SDK describes it. */
 export interface QueueItem<Payload = unknown> {
@@ -50,10 +51,13 @@ export class TaskQueue {
   #poll: NodeJS.Timeout | undefined;
   /** The item this process is running, so close() can give its claim back. */
   #claimed: string | undefined;
+  readonly #beforeRun: BeforeRun | undefined;
 
-  constructor(host: BackgroundHost, tables: LazyTable<QueueTable>) {
+  /** `beforeRun` (default: none) is awaited before each callback; see `BeforeRun`. */
+  constructor(host: BackgroundHost, tables: LazyTable<QueueTable>, beforeRun?: BeforeRun) {
     this.#host = host;
     this.#tables = tables;
+    this.#beforeRun = beforeRun;
   }
 
   /** `onStart` finished: run what is waiting (also what a dead process left claimed). */
@@ -165,6 +169,7 @@ export class TaskQueue {
       }
       if (!table.claim(head.id, head.version, CLAIM_TOKEN, expected)) continue;
       this.#claimed = head.id;
+      if (!(await this.#runBefore(table, head))) break;
       const item = toQueueItem(head);
       await runCallback(
         this.#host,
@@ -177,6 +182,31 @@ export class TaskQueue {
       if (this.#closed) return;
       table.complete(head.id, head.version);
       this.#host.changed();
+    }
+  }
+
+  /**
+   * Await `beforeRun`. When it rejects, give the claim back so the item stays at the head,
+   * look again after `BEFORE_RUN_RETRY_MS`, and tell the caller not to run the callback.
+   */
+  async #runBefore(table: QueueTable, head: StoredQueueItem): Promise<boolean> {
+    if (this.#beforeRun === undefined) return true;
+    try {
+      await this.#beforeRun();
+      return true;
+    } catch (error) {
+      table.release(head.id, CLAIM_TOKEN);
+      this.#claimed = undefined;
+      this.#host.log.warn(
+        { event: "queue_before_run_failed", id: head.id, callback: head.callback, err: error },
+        `queue item not run: its claim could not be made durable; retrying in ${BEFORE_RUN_RETRY_MS} ms`,
+      );
+      this.#poll ??= setTimeout(() => {
+        this.#poll = undefined;
+        this.#kick();
+      }, BEFORE_RUN_RETRY_MS);
+      this.#poll.unref();
+      return false;
     }
   }
 

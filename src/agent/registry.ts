@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import { AgentDatabase, type Durability } from "../storage/agent-database.js";
 import { WakeupIndex } from "../storage/wakeups.js";
 import type { AgentClass } from "./agent.js";
-import { type AgentHost, addHost, recordHost, removeHost } from "./hosts.js";
+import { type AgentHost, addHost, type RemoteAgent, recordHost, removeHost } from "./hosts.js";
 import { AgentInstance, type InstanceHost, type InstanceStorage } from "./instance.js";
 
 export interface RegistryOptions {
@@ -23,12 +23,21 @@ export interface RegistryOptions {
    * (cluster mode: restored from PostgreSQL, changes shipped back).
    */
   storage?: StorageProvider;
+  /** Cluster mode: where an instance another node owns can be reached (`getAgentByName`). */
+  locate?: (agent: string, name: string) => Promise<RemoteAgent | undefined>;
 }
 
 /** Prepares an instance's storage before it starts; told when the instance is let go. */
 export interface StorageProvider {
   prepare(agent: string, name: string, path: string): Promise<InstanceStorage>;
   released(agent: string, name: string): void;
+  /** `destroy()`: the instance's data is gone for good, wherever it was kept. */
+  destroyed?(agent: string, name: string): void;
+  /**
+   * When an instance must next be awake (`undefined`: never), where every node can see it;
+   * given, it replaces this process's own wakeup index.
+   */
+  wakeup?(agent: string, name: string, time: number | undefined): void;
 }
 
 /** Thrown by `get` when every slot holds a busy instance; the caller refuses with 1013/503. */
@@ -63,6 +72,10 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
   }
 
   /** The URL name `agentClass` is served under here (for `getAgentByName`). */
+  locate(agent: string, name: string): Promise<RemoteAgent | undefined> {
+    return this.#options.locate?.(agent, name) ?? Promise.resolve(undefined);
+  }
+
   urlNameOf(agentClass: AgentClass): string | undefined {
     for (const [urlName, served] of this.#options.agents) if (served === agentClass) return urlName;
     return undefined;
@@ -230,11 +243,16 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
     // The -wal and -shm files hold committed data too: all three go.
     const path = this.databasePath(instance.agentName, instance.name);
     for (const file of [path, `${path}-wal`, `${path}-shm`]) rmSync(file, { force: true });
+    this.#options.storage?.destroyed?.(instance.agentName, instance.name);
     this.logger.info({ agent: instance.agentName, instance: instance.name }, "agent destroyed");
   }
 
   onNextWakeup(instance: AgentInstance, time: number | undefined): void {
     if (this.#closed) return;
+    if (this.#options.storage?.wakeup !== undefined) {
+      this.#options.storage.wakeup(instance.agentName, instance.name, time);
+      return;
+    }
     this.#wakeups.set(instance.agentName, instance.name, time);
     this.#armWakeups();
   }

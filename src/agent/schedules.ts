@@ -55,6 +55,17 @@ export interface ScheduleCriteria {
 const FOREIGN_CLAIM_POLL_MS = 1000;
 
 /**
+ * Awaited after a schedule or queue item is claimed (or a recurring schedule's next due
+ * time written) and before its callback runs. Cluster mode makes that write durable here
+ * (it flushes the instance's changes to PostgreSQL), so a node that takes the instance over
+ * after this one died never runs the same due time again. Single-node mode has none.
+ */
+export type BeforeRun = () => Promise<void>;
+
+/** After `beforeRun` rejected, try the item again this long later (ms). */
+export const BEFORE_RUN_RETRY_MS = 1000;
+
+/**
  * One instance's schedules: one-shot (a `Date` or a delay in seconds), cron and fixed
  * interval. They run one at a time, earliest first.
  *
@@ -77,10 +88,15 @@ export class Schedules {
   #claimed: string | undefined;
   /** Callbacks already warned about (see `#warnInOnStart`). */
   readonly #warned = new Set<string>();
+  readonly #beforeRun: BeforeRun | undefined;
+  /** Set while `beforeRun` keeps failing: nothing runs before this time (epoch ms). */
+  #holdUntil = 0;
 
-  constructor(host: BackgroundHost, tables: LazyTable<ScheduleTable>) {
+  /** `beforeRun` (default: none) is awaited before each callback; see `BeforeRun`. */
+  constructor(host: BackgroundHost, tables: LazyTable<ScheduleTable>, beforeRun?: BeforeRun) {
     this.#host = host;
     this.#tables = tables;
+    this.#beforeRun = beforeRun;
   }
 
   /** Every schedule, the earliest first; none while the database does not exist. */
@@ -233,7 +249,7 @@ export class Schedules {
       }
       if (earliest === undefined || time < earliest) earliest = time;
     }
-    return earliest;
+    return earliest === undefined ? undefined : Math.max(earliest, this.#holdUntil);
   }
 
   #arm(): void {
@@ -278,6 +294,7 @@ export class Schedules {
   /** The earliest due row this process may run now. */
   #nextDue(): StoredSchedule | undefined {
     const now = Date.now();
+    if (now < this.#holdUntil) return undefined;
     for (const row of this.#rows()) {
       if (row.time > now) return undefined;
       if (row.claimedBy === null || isStaleClaim(row.claimedBy)) return row;
@@ -298,6 +315,7 @@ export class Schedules {
       if (!table.claim(row.id, CLAIM_TOKEN, row.claimedBy)) return;
       this.#claimed = row.id;
     }
+    if (!(await this.#runBefore(table, row, recurring))) return;
     const schedule = toSchedule(row);
     await runCallback(
       this.#host,
@@ -318,6 +336,38 @@ export class Schedules {
       const next = nextTime(current, Date.now());
       if (next === undefined) table.delete(row.id);
       else table.advance(row.id, current.time, next);
+    }
+  }
+
+  /**
+   * Await `beforeRun`. When it rejects, undo what the run wrote (the next due time, or the
+   * claim) so the schedule is due again, hold every schedule for `BEFORE_RUN_RETRY_MS`,
+   * and tell the caller not to run the callback.
+   */
+  async #runBefore(
+    table: ScheduleTable,
+    row: StoredSchedule,
+    recurring: boolean,
+  ): Promise<boolean> {
+    if (this.#beforeRun === undefined) return true;
+    try {
+      await this.#beforeRun();
+      return true;
+    } catch (error) {
+      if (recurring) {
+        const current = table.get(row.id);
+        if (current === undefined) table.insert(row);
+        else table.advance(row.id, current.time, row.time);
+      } else {
+        table.release(row.id, CLAIM_TOKEN);
+        this.#claimed = undefined;
+      }
+      this.#holdUntil = Date.now() + BEFORE_RUN_RETRY_MS;
+      this.#host.log.warn(
+        { event: "schedule_before_run_failed", id: row.id, callback: row.callback, err: error },
+        `schedule not run: its claim could not be made durable; retrying in ${BEFORE_RUN_RETRY_MS} ms`,
+      );
+      return false;
     }
   }
 

@@ -1,17 +1,25 @@
+import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type AgentClass, isAgentClass } from "../agent/agent.js";
-import type { AuthPolicy } from "../auth/policy.js";
 import { agentNameToKebab } from "../protocol/frames.js";
 import { serve } from "../server/serve.js";
+import {
+  DEV_LOOPBACK_LIMIT_FACTOR,
+  prepareDevAuth,
+  relaxLoopbackLimit,
+  unimportedHelpers,
+} from "./dev-auth.js";
 import type { CommandIo } from "./io.js";
+import { loadUserModule } from "./load-module.js";
 
 const HELP = `Usage: outpost dev <module.ts|.js> [options]
 
 Serves every Agent subclass the module exports. TypeScript modules load directly.
-An exported \`auth\` (e.g. tokenAuth({ keys })) guards every connection; an exported
-\`env\` object becomes this.env (default: process.env).
+An exported \`auth\` (e.g. tokenAuth({ keys })) guards every connection; it is built at
+startup, and a secret or key file it cannot load stops the server with one line. Clients
+on this machine get ${DEV_LOOPBACK_LIMIT_FACTOR} times its failed-attempt limit. An exported \`env\` object becomes
+this.env (default: process.env).
 
 Options:
   --port <n>        port to listen on (default 8787; 0 picks a free one)
@@ -49,11 +57,9 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
     return 2;
   }
 
-  // tsImport loads TypeScript (decorators included) whether the user's package is ESM or not.
-  const { tsImport } = await import("tsx/esm/api");
   let loaded: Record<string, unknown>;
   try {
-    loaded = await tsImport(pathToFileURL(resolve(modulePath)).href, import.meta.url);
+    loaded = await loadUserModule(resolve(modulePath));
   } catch (error) {
     io.stderr(`could not load ${modulePath}: ${(error as Error).message}\n`);
     return 1;
@@ -61,6 +67,18 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
   const agents = agentExports(loaded);
   if (Object.keys(agents).length === 0) {
     io.stderr(`${modulePath} exports no Agent subclass\n`);
+    return 1;
+  }
+
+  const source = await readFile(resolve(modulePath), "utf8").catch(() => "");
+  for (const name of unimportedHelpers(source)) {
+    io.stderr(
+      `warning: ${modulePath} calls ${name} but never imports it; every call throws. Use connection.auth (already verified), or import { ${name} } from "outpost/auth"\n`,
+    );
+  }
+  const auth = await prepareDevAuth(loaded.auth, source);
+  if (!auth.ok) {
+    io.stderr(`outpost dev: ${auth.error}\n`);
     return 1;
   }
 
@@ -75,16 +93,24 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
           postgres: values.cluster,
           ...(values["cluster-schema"] !== undefined && { schema: values["cluster-schema"] }),
         };
-  const server = await serve({
-    agents,
-    port,
-    hostname: values.host ?? "127.0.0.1",
-    dataDir: values["data-dir"] ?? ".outpost",
-    env: (loaded.env as Record<string, unknown> | undefined) ?? process.env,
-    auth: loaded.auth as AuthPolicy | Promise<AuthPolicy> | undefined,
-    logger: values.json ? { level: "info" } : { level: "info", pretty: true },
-    ...(cluster !== undefined && { cluster }),
-  });
+  const hostname = values.host ?? "127.0.0.1";
+  let server: Awaited<ReturnType<typeof serve>>;
+  try {
+    server = await serve({
+      agents,
+      port,
+      hostname,
+      dataDir: values["data-dir"] ?? ".outpost",
+      env: (loaded.env as Record<string, unknown> | undefined) ?? process.env,
+      auth: auth.policy && relaxLoopbackLimit(auth.policy),
+      logger: values.json ? { level: "info" } : { level: "info", pretty: true },
+      ...(cluster !== undefined && { cluster }),
+    });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
+    io.stderr(`outpost dev: port ${port} on ${hostname} is in use; pick another with --port <n>\n`);
+    return 1;
+  }
   // A stray rejected promise in agent code is a bug to show, not a reason to stop serving.
   process.on("unhandledRejection", (reason) => {
     server.logger.error({ err: reason }, "unhandled promise rejection in agent code");
@@ -94,7 +120,14 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
   for (const name of Object.keys(agents)) {
     io.stdout(`  ${name} → ${wsUrl}/agents/${agentNameToKebab(name)}/<name>\n`);
   }
-  io.stdout(loaded.auth ? "  auth: on\n" : "  auth: off (export `auth` to require tokens)\n");
+  if (auth.policy) {
+    io.stdout("  auth: on\n");
+    server.logger.info(
+      `failed-attempt limit relaxed for clients on this machine (${DEV_LOOPBACK_LIMIT_FACTOR}x, development only; serve() keeps it as configured)`,
+    );
+  } else {
+    io.stdout("  auth: off (export `auth` to require tokens)\n");
+  }
   if (cluster !== undefined) {
     io.stdout(`  cluster: on (schema ${cluster.schema ?? "outpost"})\n`);
   }

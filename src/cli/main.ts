@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { devCommand } from "./dev.js";
 import { type CommandIo, processIo } from "./io.js";
 import { keysCommand } from "./keys.js";
@@ -12,8 +13,14 @@ Commands:
   keys retire      stop accepting tokens signed by one key
   token            issue a token: --sub --agent --name [--ttl]
 
-Run \`outpost <command> --help\` for a command's options.
+Run \`outpost <command> --help\` for a command's options; \`outpost --version\` prints the version.
 `;
+
+/** The installed package's version (dist/cli/ and src/cli/ both sit two levels down). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
+  return String(pkg.version);
+}
 
 const commands: Record<string, (argv: string[], io: CommandIo) => Promise<number>> = {
   dev: devCommand,
@@ -26,6 +33,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     processIo.stdout(HELP);
     return command === undefined ? 2 : 0;
+  }
+  if (command === "--version" || command === "-v" || command === "version") {
+    processIo.stdout(`${version()}\n`);
+    return 0;
   }
   const run = commands[command];
   if (run === undefined) {

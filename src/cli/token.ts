@@ -1,16 +1,22 @@
 import { parseArgs } from "node:util";
 import { createKeySet, type KeySet, loadKeySet } from "../auth/keys.js";
+import { FULL_SCOPE } from "../auth/scope.js";
 import { issueToken } from "../auth/tokens.js";
 import type { CommandIo } from "./io.js";
+import { defaultServerRefusal, unknownScopes, urlAgentName } from "./token-check.js";
 
 const DEFAULT_FILE = "outpost-keys.json";
 
 const HELP = `Usage: outpost token --sub <user> --agent <agent> --name <instance> [options]
 
 Prints a signed token for one agent instance, e.g. for a test client or a script.
+Warns on stderr when a server with tokenAuth's default settings would refuse it (e.g. a
+--ttl above its maximum lifetime of an hour) or a scope is unknown; a class name given as
+--agent (ChatRoom) is turned into its URL name (chat-room).
 
   --sub <user>          the subject the token speaks for
-  --agent <agent>       kebab-case agent name as in the URL, a prefix like chat-*, or *
+  --agent <agent>       agent name as in the URL (chat-room; ChatRoom is converted),
+                        a prefix like chat-*, or *
   --name <instance>     instance name, a prefix like room-*, or *
   --ttl <seconds>       lifetime (default 300)
   --scope "<scopes>"    space-separated, e.g. "rpc state:write" (default: full access)
@@ -57,16 +63,33 @@ export async function tokenCommand(argv: string[], io: CommandIo): Promise<numbe
     io.stderr(`outpost token: ${message}${hint}\n`);
     return 1;
   }
+  const agent = urlAgentName(values.agent as string);
+  if (agent !== values.agent) {
+    io.stderr(
+      `note: --agent ${values.agent} is a class name; URLs use "${agent}", so the token names that\n`,
+    );
+  }
+  for (const scope of unknownScopes(values.scope)) {
+    io.stderr(
+      `warning: unknown scope "${scope}" grants nothing (known: ${FULL_SCOPE.join(" ")})\n`,
+    );
+  }
   try {
     const token = await issueToken(keys, {
       sub: values.sub as string,
-      agent: values.agent as string,
+      agent,
       name: values.name as string,
       ttl,
       ...(values.scope !== undefined && { scope: values.scope }),
       ...(values.audience !== undefined && { audience: values.audience }),
       ...(values.issuer !== undefined && { issuer: values.issuer }),
     });
+    const refusal = await defaultServerRefusal(keys, token, agent, values.name as string);
+    if (refusal !== undefined) {
+      io.stderr(
+        `warning: a server with tokenAuth's default settings refuses this token (${refusal})\n`,
+      );
+    }
     io.stdout(`${token}\n`);
     return 0;
   } catch (error) {

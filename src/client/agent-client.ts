@@ -9,6 +9,12 @@ import {
   ClientEvents,
   closeEvent,
 } from "./events.js";
+import {
+  type HandshakeFailure,
+  hostAndPort,
+  observeErrors,
+  readHandshakeFailure,
+} from "./handshake-failure.js";
 import { readTokenTimes, refreshTime } from "./jwt.js";
 import {
   backoffDelay,
@@ -64,6 +70,8 @@ export type ConnectionStatus =
       readonly lastClose?: CloseInfo;
       /** Milliseconds this attempt waits before it starts. */
       readonly delay?: number;
+      /** What the last attempt ran into, when the client could tell (e.g. `unreachable`). */
+      readonly error?: AgentConnectionError;
     }
   | { readonly state: "open" }
   | {
@@ -291,6 +299,12 @@ export class AgentClient<State = unknown> {
   #nextDelay = 0;
   #nextReason: QueryReason = "connect";
   #lastClose: CloseInfo | undefined;
+  /** What the current socket's `error` event said, read before partysocket's close. */
+  #handshakeFailure: HandshakeFailure | undefined;
+  /** The server has accepted this client at least once (a later refusal is a restart). */
+  #everAccepted = false;
+  /** Refused connections in a row while never accepted. */
+  #unreachable = 0;
   #wake: (() => void) | undefined;
 
   /** Handshake progress of the current socket. */
@@ -349,7 +363,12 @@ export class AgentClient<State = unknown> {
     // backoff has no jitter, cannot wait the time a 4008 asks for, and it would flush
     // queued frames on a bare socket open — before the server has accepted the credentials.
     this.#socket = new QuietSocket(() => this.#nextUrl(), undefined, {
-      WebSocket: options.WebSocket,
+      WebSocket: observeErrors(
+        () => options.WebSocket ?? globalThis.WebSocket,
+        (event) => {
+          this.#handshakeFailure = readHandshakeFailure(event);
+        },
+      ),
       minReconnectionDelay: 0,
       maxReconnectionDelay: 0,
       connectionTimeout: options.connectionTimeout ?? 10_000,
@@ -573,6 +592,7 @@ export class AgentClient<State = unknown> {
     this.#attempt = 0;
     this.#authFailures = 0;
     this.#queryFailures = 0;
+    this.#unreachable = 0;
     this.#nextDelay = 0;
     this.#nextReason = "connect";
     this.connectionError = null;
@@ -628,6 +648,7 @@ export class AgentClient<State = unknown> {
       this.#token = typeof query.token === "string" ? query.token : undefined;
       this.#tokenReceivedAt = Date.now();
       this.#url = url;
+      this.#handshakeFailure = undefined;
       return url;
     }
   }
@@ -720,6 +741,8 @@ export class AgentClient<State = unknown> {
     this.#connection++;
     this.#openedAt = Date.now();
     this.#authFailures = 0;
+    this.#everAccepted = true;
+    this.#unreachable = 0;
     this.#lastClose = undefined;
     this.connectionError = null;
     this.#noticeIdentityChange(this.#identity);
@@ -782,15 +805,44 @@ export class AgentClient<State = unknown> {
     const { code } = event;
     const reason = event.reason ?? "";
     const wasOpen = this.#status.state === "open";
+    const failure = this.#handshakeFailure;
+    this.#handshakeFailure = undefined;
+    // partysocket reports a failed handshake as close 1000; it was an abnormal closure.
+    const close = failure === undefined ? { code, reason } : { code: 1006, reason: "" };
     this.#endConnection();
-    this.#options.onClose?.({ code, reason });
-    if (this.#events.has("close")) this.#events.emit("close", closeEvent(event, code, reason));
+    this.#options.onClose?.(close);
+    if (this.#events.has("close")) {
+      // A failed handshake gets a 1006 event of its own, not partysocket's made-up 1000.
+      this.#events.emit(
+        "close",
+        closeEvent(failure === undefined ? event : undefined, close.code, close.reason),
+      );
+    }
     if (this.#stopped) return false;
     if (this.#restarting) return true;
     if (wasOpen && Date.now() - this.#openedAt >= this.#retry.minUptime) this.#attempt = 0;
-    const close = { code, reason };
     this.#lastClose = close;
+    const where = this.#url === undefined ? "the server" : hostAndPort(this.#url);
+    if (failure?.kind === "http" && failure.status === 404) {
+      const path = `/agents/${this.agent}/${this.name}`;
+      this.#fail("not_found", `no agent "${this.agent}" at ${where} (HTTP 404 for ${path})`, close);
+      return false;
+    }
+    let unreachable: AgentConnectionError | undefined;
+    if (failure?.kind === "unreachable") {
+      const message = `no server at ${where} (${failure.cause})`;
+      if (!this.#everAccepted && ++this.#unreachable > this.#retry.maxUnreachableRetries) {
+        this.#fail("unreachable", message, close);
+        return false;
+      }
+      unreachable = new AgentConnectionError("unreachable", message, close);
+    }
     const action = classifyClose(code, reason);
+    if (action.kind === "stop" && action.code === "not_found") {
+      const message = `no agent "${this.agent}" at ${where}${reason ? `: ${reason}` : ""}`;
+      this.#fail("not_found", message, close);
+      return false;
+    }
     if (action.kind === "stop") {
       this.#fail(action.code, `connection refused (${code}${reason ? `: ${reason}` : ""})`, close);
       return false;
@@ -803,7 +855,8 @@ export class AgentClient<State = unknown> {
       }
     }
     if (this.#attempt >= this.#retry.maxRetries) {
-      this.#fail("retries_exhausted", `gave up after ${this.#attempt} attempts`, close);
+      const last = unreachable ? `; last: ${unreachable.message}` : "";
+      this.#fail("retries_exhausted", `gave up after ${this.#attempt} attempts${last}`, close);
       return false;
     }
     this.#nextReason = action.kind === "reauthenticate" ? "unauthorized" : "reconnect";
@@ -816,6 +869,7 @@ export class AgentClient<State = unknown> {
       attempt: this.#attempt + 1,
       lastClose: close,
       delay: this.#nextDelay,
+      ...(unreachable && { error: unreachable }),
     });
     return true;
   }

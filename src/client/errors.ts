@@ -12,6 +12,18 @@ export type ConnectionErrorCode =
   | "revoked"
   /** Closed with another application code (4000–4999) the client does not retry. */
   | "refused"
+  /**
+   * The server has no such agent: it closed 4004 (its reason names the agents it has) or
+   * answered the upgrade with HTTP 404. Retrying cannot help: the name is wrong.
+   */
+  | "not_found"
+  /**
+   * Nothing listens at the host and port (connection refused, or the host name does not
+   * resolve). Only where the WebSocket class says so (e.g. `ws` in Node; a browser reports
+   * every failed handshake alike). Final when the client has never reached the server;
+   * afterwards it is shown in `status.error` while the client keeps retrying.
+   */
+  | "unreachable"
   /** The `query` function kept failing, so no connection could be attempted. */
   | "query_failed"
   /** `maxRetries` consecutive attempts failed. */
@@ -21,7 +33,7 @@ export type ConnectionErrorCode =
   /** `close()` was called (used for `ready` and pending calls, never as `connectionError`). */
   | "closed";
 
-/** A connection that will not be retried; see `code`. */
+/** Why a connection failed; see `code`. As `connectionError`, it will not be retried. */
 export class AgentConnectionError extends Error {
   override readonly name = "AgentConnectionError";
   /** Stable reason, e.g. `forbidden`. */

@@ -18,6 +18,14 @@ export interface ReconnectOptions {
   maxRetries?: number;
   /** 4001 closes in a row, each after fresh credentials, before giving up. Default 3. */
   maxAuthRetries?: number;
+  /**
+   * Refused connections (nothing listening) before giving up with `unreachable`, while the
+   * client has never been accepted by the server. Default 3, about 7 s with the default
+   * delays: a script pointed at the wrong port learns it quickly, and a server that is still
+   * starting gets a few seconds. Once accepted, a refused connection means the server is
+   * restarting, and the client retries it like any other drop.
+   */
+  maxUnreachableRetries?: number;
   /** A connection open this long counts as healthy and resets the backoff. Default 5000. */
   minUptime?: number;
 }
@@ -34,6 +42,7 @@ export function resolveReconnectOptions(options: ReconnectOptions = {}): Resolve
     jitter: Math.min(1, Math.max(0, options.jitter ?? 0.5)),
     maxRetries: options.maxRetries ?? Number.POSITIVE_INFINITY,
     maxAuthRetries: options.maxAuthRetries ?? 3,
+    maxUnreachableRetries: options.maxUnreachableRetries ?? 3,
     minUptime: options.minUptime ?? 5000,
   };
 }
@@ -63,7 +72,7 @@ export type CloseAction =
   /** Reconnect with backoff. */
   | { kind: "retry" }
   /** Give up: the server said no in a way retrying cannot change. */
-  | { kind: "stop"; code: "forbidden" | "revoked" | "refused" };
+  | { kind: "stop"; code: "forbidden" | "revoked" | "refused" | "not_found" };
 
 /**
  * Map a close code to what the client does next (see DESIGN.md, "Close codes"). Unlike
@@ -77,6 +86,8 @@ export function classifyClose(code: number, reason: string): CloseAction {
       return { kind: "stop", code: "forbidden" };
     case CloseCode.Revoked:
       return { kind: "stop", code: "revoked" };
+    case CloseCode.UnknownAgent:
+      return { kind: "stop", code: "not_found" };
     case CloseCode.TooManyAttempts:
       return { kind: "wait", ms: retryAfterMs(reason) };
     default:

@@ -28,6 +28,8 @@ export function clusterStorage(options: {
     async prepare(agent, name, path): Promise<InstanceStorage> {
       const node = await options.node;
       const key = instanceKey(agent, name);
+      // A previous activation on this node may still be shipping or forgetting its data.
+      await closing.get(key);
       let epoch = node.ownership.epochOf(key);
       if (epoch === undefined) {
         const claim = await node.place(agent, name);
@@ -62,6 +64,7 @@ export function clusterStorage(options: {
         open: () => db,
         exists: () => true,
         gate,
+        beforeRun: () => shipper.flush(),
         close: () => {
           // Ship what is left, then close: SQLite checkpoints the WAL when its last
           // connection closes, and the shipper reads committed changes from it.
@@ -77,13 +80,44 @@ export function clusterStorage(options: {
         },
       };
     },
+    destroyed(agent, name) {
+      const key = instanceKey(agent, name);
+      const done = (async () => {
+        await closing.get(key);
+        const node = await options.node;
+        const epoch = node.ownership.epochOf(key);
+        // Fenced like every write: only the owner can make the durable copy go away.
+        if (epoch !== undefined) await node.changes.forget(key, epoch);
+        await node.ownership.release(key);
+      })().catch((error) =>
+        logger.error(
+          { err: error, agent, instance: name },
+          "destroyed instance's durable copy kept",
+        ),
+      );
+      closing.set(key, done);
+      void done.finally(() => {
+        if (closing.get(key) === done) closing.delete(key);
+      });
+    },
     released(agent, name) {
       const key = instanceKey(agent, name);
-      const node = options.node;
       // Another node may claim it once released: not before its last changes are durable.
       void (closing.get(key) ?? Promise.resolve())
-        .then(async () => (await node).ownership.release(key))
+        .then(async () => {
+          const node = await options.node;
+          await node.ownership.release(key);
+          // Its next due time, if any, is now every node's to watch.
+          await node.waker?.released(key);
+        })
         .catch(() => {});
+    },
+    wakeup(agent, name, time) {
+      void options.node
+        .then((node) => node.wakeups.set(instanceKey(agent, name), time))
+        .catch((error) =>
+          logger.debug({ err: error, agent, instance: name }, "wakeup not written"),
+        );
     },
   };
 }

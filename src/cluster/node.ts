@@ -9,6 +9,8 @@ import type { NodeLink } from "./node-link.js";
 import { advertiseAddress, type ResolvedClusterOptions } from "./options.js";
 import { type ClaimResult, type OwnerInfo, Ownership } from "./ownership.js";
 import { migrate } from "./schema.js";
+import { Waker } from "./waker.js";
+import { WakeupWriter } from "./wakeups.js";
 import { ChangeStore } from "./wal-store.js";
 
 /**
@@ -26,6 +28,10 @@ export class ClusterNode {
   readonly pool: LinkPool;
   readonly authState: PostgresAuthStateStore;
   readonly changes: ChangeStore;
+  /** Writes each owned instance's next due time, fenced by its epoch. */
+  readonly wakeups: WakeupWriter;
+  /** Wakes due instances whose owner is gone; started by the server (it knows how to wake). */
+  waker: Waker | undefined;
   readonly #sql: Sql;
 
   private constructor(parts: {
@@ -45,6 +51,7 @@ export class ClusterNode {
     this.pool = parts.pool;
     this.authState = parts.authState;
     this.changes = parts.changes;
+    this.wakeups = new WakeupWriter(parts.ownership, parts.options.schema);
     this.#sql = parts.sql;
   }
 
@@ -106,8 +113,15 @@ export class ClusterNode {
     return this.pool.get(owner.nodeId, owner.address);
   }
 
+  /** Start waking due instances whose owner is gone, with `wake` (start it, run what is due). */
+  async startWaker(wake: (agent: string, name: string) => Promise<void>): Promise<void> {
+    this.waker = await Waker.start(this.options, this.membership, this.ownership, wake);
+  }
+
   /** Leave the cluster: links closed, lease given up, connections to PostgreSQL ended. */
   async close(): Promise<void> {
+    this.wakeups.close();
+    await this.waker?.close().catch(() => {});
     this.pool.close();
     await Promise.allSettled([this.links.close()]);
     await Promise.allSettled([this.ownership.close(), this.authState.close()]);

@@ -15,21 +15,21 @@ export interface ClusterOptions {
   /** Schema that holds every cluster table (a lowercase SQL identifier). Default `outpost`. */
   schema?: string;
   /**
-   * Address the other nodes use to reach this one, `ws://host:port` (or `http://`,
-   * `wss://`, `https://`). Default: this node's listening address and port, with a wildcard
-   * address (`0.0.0.0`, `::`) replaced by 127.0.0.1 — right when every node runs on one
-   * machine; set it when they do not.
+   * Address of this node's link endpoint, which the other nodes dial (`ws://host:port`; also
+   * `http://`, `wss://`, `https://`). Default: a free port on 127.0.0.1 — right when every
+   * node runs on one machine. Set it, with a port, when they do not: the endpoint then
+   * listens on that port on every interface. Clients never use this address.
    */
   advertise?: string;
   /** This node's id in the `nodes` table; unique per running process. Default: host name plus a random suffix. */
   nodeId?: string;
-  /** How long a renewed lease lasts, by Postgres's clock. Default 10 000 ms. */
+  /** How long a renewed lease lasts, by Postgres's clock. Default 5 000 ms. */
   leaseMs?: number;
-  /** How often the lease is renewed. Default 2 000 ms; at most half of `leaseMs - fenceMarginMs`. */
+  /** How often the lease is renewed. Default 1 000 ms; at most half of `leaseMs - fenceMarginMs`. */
   heartbeatMs?: number;
   /**
    * How long before its lease can expire a node that could not renew stops serving. Covers
-   * clock-rate differences and the time it takes to close sockets. Default 2 000 ms.
+   * clock-rate differences and the time it takes to close sockets. Default 1 500 ms.
    */
   fenceMarginMs?: number;
   /** How often revocations and spent tickets are reloaded, in case a notification was missed. Default 5 000 ms. */
@@ -58,9 +58,11 @@ export interface ResolvedClusterOptions {
 
 const DEFAULTS = {
   schema: "outpost",
-  leaseMs: 10_000,
-  heartbeatMs: 2_000,
-  fenceMarginMs: 2_000,
+  // A dead node's instances can be claimed once its lease ran out: the lease bounds the
+  // failover time, the margin and two renewals per lease keep a slow round trip from fencing.
+  leaseMs: 5_000,
+  heartbeatMs: 1_000,
+  fenceMarginMs: 1_500,
   authReloadMs: 5_000,
 } as const;
 

@@ -23,7 +23,11 @@ export interface RestoredDatabase {
  * later change in order, each applied as a checkpoint applies WAL frames (newest page
  * images, then the size after the change). Whatever was at `path` (a stale cache, its WAL
  * and wal-index) is replaced; the file is written aside and renamed into place, so a crash
- * mid-restore leaves no half database behind. With an empty log, `path` is removed.
+ * mid-restore leaves no half database behind.
+ *
+ * With an empty log nothing at `path` is touched: the instance has never shipped, so a
+ * database there can only be one from single-node mode, and the shipper makes it the
+ * first snapshot instead of deleting it.
  */
 export async function restoreDatabase(
   store: ChangeStore,
@@ -33,11 +37,6 @@ export async function restoreDatabase(
   const started = performance.now();
   const partial = `${path}.restoring`;
   await mkdir(dirname(path), { recursive: true });
-  await Promise.all(
-    [partial, `${path}-wal`, `${path}-shm`, `${path}-journal`].map((file) =>
-      rm(file, { force: true }),
-    ),
-  );
   const file = await open(partial, "w");
   let seq = 0;
   let rows = 0;
@@ -61,9 +60,13 @@ export async function restoreDatabase(
     await file.close();
   }
   if (rows === 0) {
-    await Promise.all([rm(partial, { force: true }), rm(path, { force: true })]);
+    await rm(partial, { force: true });
     return { seq, logBytes, fileBytes: 0, mtimeNs: 0n, rows, ms: performance.now() - started };
   }
+  // The old WAL goes first: paired with the new file it would be replayed onto it.
+  await Promise.all(
+    [`${path}-wal`, `${path}-shm`, `${path}-journal`].map((stale) => rm(stale, { force: true })),
+  );
   await rename(partial, path);
   const restored = await stat(path, { bigint: true });
   return {

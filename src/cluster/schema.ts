@@ -9,6 +9,8 @@ import type { Sql } from "postgres";
  * - `owners`: one row per agent instance ever claimed; `epoch` only grows (a released
  *   instance keeps its row with no node, so the next claim still counts up).
  * - `revocations`, `spent_tickets`: the shared auth state (times in ms since the epoch).
+ * - `wakeups`: when each instance next has a schedule or queue item due (ms since the
+ *   epoch), written by its owner under its epoch; read by every node's waker.
  */
 export async function migrate(sql: Sql, schema: string): Promise<void> {
   await sql.begin(async (tx) => {
@@ -43,6 +45,13 @@ export async function migrate(sql: Sql, schema: string): Promise<void> {
         jti text PRIMARY KEY,
         expires_at bigint NOT NULL
       )`;
+    await tx`
+      CREATE TABLE IF NOT EXISTS ${tx(schema)}.wakeups (
+        instance text PRIMARY KEY,
+        next_due_at bigint NOT NULL
+      )`;
+    // Wakers look for due rows on every scan.
+    await tx`CREATE INDEX IF NOT EXISTS wakeups_next_due_at ON ${tx(schema)}.wakeups (next_due_at)`;
     // Prune scans by expiry; without these it reads the whole table every time.
     await tx`CREATE INDEX IF NOT EXISTS revocations_expires_at ON ${tx(schema)}.revocations (expires_at)`;
     await tx`CREATE INDEX IF NOT EXISTS spent_tickets_expires_at ON ${tx(schema)}.spent_tickets (expires_at)`;

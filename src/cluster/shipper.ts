@@ -16,7 +16,7 @@ export interface ChangeShipperOptions {
   /** `"<kebab-agent>/<name>"`, as in `owners`. */
   instance: string;
   /** The epoch this node claimed the instance with. */
-  epoch: bigint | number;
+  epoch: number;
   /** What `restoreDatabase()` returned for `path` before the database was opened. */
   restored: RestoredDatabase;
   /** WAL size past which a shipped WAL is checkpointed and restarted. Default 4 MiB. */
@@ -87,7 +87,7 @@ export class ChangeShipper {
   readonly #db: Database.Database;
   readonly #store: ChangeStore;
   readonly #instance: string;
-  readonly #epoch: bigint;
+  readonly #epoch: number;
   readonly #options: typeof DEFAULTS;
   readonly #capture: WalCapture;
   /** Captured, not yet being appended. */
@@ -111,7 +111,7 @@ export class ChangeShipper {
     this.#db = db;
     this.#store = store;
     this.#instance = instance;
-    this.#epoch = BigInt(options.epoch);
+    this.#epoch = options.epoch;
     this.#options = {
       checkpointBytes: options.checkpointBytes ?? DEFAULTS.checkpointBytes,
       snapshotBytes: options.snapshotBytes ?? DEFAULTS.snapshotBytes,
@@ -194,14 +194,23 @@ export class ChangeShipper {
   }
 
   /**
-   * Stop shipping: let an append in flight finish, then reject every flush still waiting
-   * with `NotDurableError("closed")`. Flush first to keep what was committed.
+   * Stop shipping: let an append in flight finish (waiting at most `timeoutMs`), then
+   * reject every flush still waiting with `NotDurableError("closed")`. Flush first to keep
+   * what was committed.
    */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
-    await this.#inFlight;
+    if (this.#inFlight !== undefined) {
+      let timer: NodeJS.Timeout | undefined;
+      // A connection that went silent may never answer; closing must not wait for it.
+      const gaveUp = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#options.timeoutMs);
+      });
+      await Promise.race([this.#inFlight, gaveUp]);
+      clearTimeout(timer);
+    }
     this.#settle(Number.POSITIVE_INFINITY, new NotDurableError("closed"));
     this.#capture.close();
   }

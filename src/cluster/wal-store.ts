@@ -1,5 +1,6 @@
-import type { Sql, TransactionSql } from "postgres";
+import type { Sql } from "postgres";
 import { FencedError } from "./errors.js";
+import { fencedWrite } from "./fencing.js";
 import type { PageBatch } from "./page-batch.js";
 
 /** One stored row of an instance's change log, as `ChangeStore#read()` yields it. */
@@ -75,52 +76,49 @@ export class ChangeStore {
    * committed it; rejects with `FencedError` when `epoch` is not the owner's.
    *
    * A turn's batch fits one row and goes in one fenced INSERT, one round trip. A larger
-   * batch (or a base) is a transaction: the same fenced INSERT for its first row holds the
-   * owner row's lock while the rest follow.
+   * batch (or a base) is one `fencedWrite` transaction.
    */
-  async append(instance: string, epoch: bigint, batch: PageBatch): Promise<{ seq: number }> {
-    const chunks = batch.chunks(this.chunkBytes);
-    const first = chunks.next().value!;
-    const second = chunks.next();
-    if (second.done && !batch.base) {
-      return { seq: await this.#fencedInsert(this.sql, instance, epoch, batch, first) };
+  async append(instance: string, epoch: number, batch: PageBatch): Promise<{ seq: number }> {
+    const chunks = [...batch.chunks(this.chunkBytes)];
+    if (chunks.length === 1 && !batch.base) {
+      return { seq: await this.#fencedInsert(instance, epoch, batch, chunks[0]!) };
     }
-    return this.sql.begin(async (tx) => {
-      const seq = await this.#fencedInsert(tx, instance, epoch, batch, first);
+    return fencedWrite(this.sql, this.schema, instance, epoch, async (tx) => {
       const table = tx(this.schema);
-      let chunk = 1;
-      for (let next = second; !next.done; next = chunks.next()) {
-        const { pages, data } = next.value;
+      // Numbered after the fence: a retry of a batch whose commit was never confirmed takes
+      // the next number, which is right because batches are idempotent (see PageBatch).
+      const [next] = await tx<{ seq: string }[]>`
+        SELECT coalesce(max(seq), 0) + 1 AS seq FROM ${table}.changes WHERE instance = ${instance}`;
+      const seq = Number(next!.seq);
+      for (const [chunk, { pages, data }] of chunks.entries()) {
         await tx`
           INSERT INTO ${table}.changes
             (instance, seq, chunk, epoch, base, page_size, db_pages, pages, data)
-          VALUES (${instance}, ${seq}, ${chunk++}, ${epoch.toString()}, ${batch.base},
-                  ${batch.pageSize}, ${batch.dbPages}, ${pages}, ${data})`;
+          VALUES (${instance}, ${seq}, ${chunk}, ${epoch}, ${batch.base}, ${batch.pageSize},
+                  ${batch.dbPages}, ${pages}, ${data})`;
       }
       if (batch.base) {
         await tx`DELETE FROM ${table}.changes WHERE instance = ${instance} AND seq < ${seq}`;
       }
       return { seq };
-    }) as Promise<{ seq: number }>;
+    });
   }
 
   /**
-   * Insert the batch's first row only while `epoch` is the owner's, in one statement: the
-   * owner row is read `FOR SHARE`, so a concurrent claim (an UPDATE of that row) waits
-   * until this write commits, and a claim that committed first is seen (PostgreSQL
-   * re-reads a row it waited for) and makes this insert nothing. A new owner that restores
-   * after its claim therefore sees every write the old owner was told succeeded.
+   * `fencedWrite`'s rule in one statement, for the one-row batch of a turn: the owner row is
+   * read `FOR SHARE` and the row inserted only while its epoch is `epoch`. A concurrent
+   * claim waits for this write to commit; a claim that committed first is seen (PostgreSQL
+   * re-reads a row it waited for) and the statement inserts nothing.
    */
   async #fencedInsert(
-    sql: Sql | TransactionSql,
     instance: string,
-    epoch: bigint,
+    epoch: number,
     batch: PageBatch,
     { pages, data }: { pages: Buffer; data: Buffer },
   ): Promise<number> {
+    const { sql } = this;
     const table = sql(this.schema);
-    // Numbered after the fence: a retry of a batch whose commit was never confirmed takes
-    // the next number, which is right because batches are idempotent (see PageBatch).
+    // Numbered after the fence, as in `append`.
     const [result] = await sql<{ epoch: string | null; seq: string | null }[]>`
       WITH owner AS (
         SELECT epoch FROM ${table}.owners WHERE instance = ${instance} FOR SHARE
@@ -130,7 +128,7 @@ export class ChangeStore {
         SELECT ${instance},
                (SELECT coalesce(max(seq), 0) + 1 FROM ${table}.changes WHERE instance = ${instance}),
                0, owner.epoch, ${batch.base}, ${batch.pageSize}, ${batch.dbPages}, ${pages}, ${data}
-        FROM owner WHERE owner.epoch = ${epoch.toString()}
+        FROM owner WHERE owner.epoch = ${epoch}
         RETURNING seq
       )
       SELECT (SELECT epoch FROM owner) AS epoch, (SELECT seq FROM inserted) AS seq`;
@@ -138,10 +136,20 @@ export class ChangeStore {
       throw new FencedError(
         instance,
         epoch,
-        result?.epoch == null ? undefined : BigInt(result.epoch),
+        result?.epoch == null ? undefined : Number(result.epoch),
       );
     }
     return Number(result.seq);
+  }
+
+  /**
+   * Delete `instance`'s whole log (the agent was destroyed), fenced by `epoch` like every
+   * write: the next activation restores nothing and starts fresh.
+   */
+  async forget(instance: string, epoch: number): Promise<void> {
+    await fencedWrite(this.sql, this.schema, instance, epoch, async (tx) => {
+      await tx`DELETE FROM ${tx(this.schema)}.changes WHERE instance = ${instance}`;
+    });
   }
 
   /**

@@ -151,6 +151,10 @@ class OutpostServer implements AgentServer {
       idleTimeout: this.#options.idleTimeout,
       maxInstances: this.#options.maxInstances,
       ...(this.#cluster !== undefined && {
+        locate: async (agent: string, name: string) => {
+          const placement = await this.#place(agent, name);
+          return placement.here ? undefined : this.#remote?.agentOn(placement.owner, agent, name);
+        },
         storage: clusterStorage({
           node: this.#cluster,
           durability: this.#options.durability,
@@ -188,21 +192,30 @@ class OutpostServer implements AgentServer {
         credentialParams,
         logger: this.logger,
       });
-      this.#cluster.then(
-        async (node) => {
-          await this.#remote?.serve();
-          node.ownership.on("lost", ({ instance, reason }) => {
-            const slash = instance.indexOf("/");
-            void this.#registry.drop(
-              instance.slice(0, slash),
-              instance.slice(slash + 1),
-              CloseCode.TryAgainLater,
-              reason === "fenced" ? "node not serving" : "agent moved",
+      this.#cluster
+        .then(
+          async (node) => {
+            await this.#remote?.serve();
+            // Due schedules of instances whose owner died are woken here, by one node.
+            await node.startWaker(async (agent, name) => {
+              this.#registry.release(await this.#registry.get(agent, name));
+            });
+            node.waker?.on("wakeFailed", ({ instance, error }) =>
+              this.logger.warn({ err: error, instance }, "could not wake a due instance"),
             );
-          });
-        },
-        () => {},
-      );
+            node.ownership.on("lost", ({ instance, reason }) => {
+              const slash = instance.indexOf("/");
+              void this.#registry.drop(
+                instance.slice(0, slash),
+                instance.slice(slash + 1),
+                CloseCode.TryAgainLater,
+                reason === "fenced" ? "node not serving" : "agent moved",
+              );
+            });
+          },
+          () => {},
+        )
+        .catch((error) => this.logger.error({ err: error }, "cluster services failed to start"));
     }
     this.#upgrades = new UpgradeHandler({
       admission: this.#admission,

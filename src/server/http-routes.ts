@@ -78,7 +78,11 @@ export class HttpRoutes {
     }
     if (response === null) return false;
     // A refused request's body is never read: close the connection rather than drain it.
-    if (response.status >= 400 && !req.complete) res.setHeader("connection", "close");
+    if (response.status >= 400 && !req.complete) {
+      res.setHeader("connection", "close");
+      // What already arrived of the body is dropped, not held until the socket closes.
+      req.resume();
+    }
     await writeResponse(res, response);
     return true;
   }

@@ -3,6 +3,19 @@ import { type Logger, type LoggerOptions, pino } from "pino";
 /** How the server logs: a pino logger, `false` for silence, or options. */
 export type LoggerSetting = Logger | false | { level?: LoggerOptions["level"]; pretty?: boolean };
 
+/**
+ * Colour codes only on a terminal: piped into a file or CI log they are noise. `NO_COLOR`
+ * (no-color.org) turns them off and `FORCE_COLOR` on, as most command-line tools do.
+ */
+export function colorWanted(
+  env: NodeJS.ProcessEnv = process.env,
+  isTTY = process.stdout.isTTY === true,
+): boolean {
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== "") return false;
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== "0") return true;
+  return isTTY;
+}
+
 /** Structured JSON logs by default; `pretty` for a readable terminal during development. */
 export function createLogger(setting: LoggerSetting | undefined): Logger {
   if (setting === false) return pino({ level: "silent" });
@@ -13,7 +26,7 @@ export function createLogger(setting: LoggerSetting | undefined): Logger {
       level,
       transport: {
         target: "pino-pretty",
-        options: { colorize: true, translateTime: "HH:MM:ss", ignore: "pid,hostname" },
+        options: { colorize: colorWanted(), translateTime: "HH:MM:ss", ignore: "pid,hostname" },
       },
     });
   }

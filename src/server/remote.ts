@@ -8,8 +8,11 @@ import {
   ServerConnection,
 } from "../agent/connection.js";
 import { ConnectionAuth } from "../agent/connection-auth.js";
+import { callOnInstance } from "../agent/get-agent-by-name.js";
+import type { RemoteAgent } from "../agent/hosts.js";
 import { InstanceLimitError, type InstanceRegistry } from "../agent/registry.js";
 import type { AuthPolicy, AuthSession } from "../auth/policy.js";
+import { AgentCallError } from "../client/errors.js";
 import type { LinkStream, LinkStreamMeta } from "../cluster/link-stream.js";
 import type { ClusterNode } from "../cluster/node.js";
 import type { NodeLink } from "../cluster/node-link.js";
@@ -36,6 +39,16 @@ interface RelayedRequest {
   headers: Array<[string, string]>;
   session?: AuthSession;
 }
+
+/** A server-side call (`getAgentByName`) relayed to the owner. */
+interface RelayedCall {
+  kind: "call";
+  method: string;
+  args: unknown[];
+}
+
+/** The owner's answer to a relayed call. */
+type CallAnswer = { ok: true; result: unknown } | { ok: false; error: string };
 
 /** The owner's answer to a relayed request. */
 interface RelayedResponse {
@@ -219,6 +232,28 @@ export class RemoteBridge {
     });
   }
 
+  /** Server-side calls to an instance `owner` holds (`getAgentByName` in cluster mode). */
+  agentOn(owner: { nodeId: string; address: string }, agent: string, name: string): RemoteAgent {
+    const target = { agent, name };
+    const link = async () => (await this.#node).pool.get(owner.nodeId, owner.address);
+    return {
+      call: async (method, args) => {
+        const call: RelayedCall = { kind: "call", method, args };
+        const reply = await (await link()).request(target, call);
+        const answer = reply.payload as CallAnswer;
+        if (!answer.ok) throw new AgentCallError("remote_error", method, answer.error);
+        return answer.result;
+      },
+      fetch: async (request) => {
+        const admitted = { kind: "remote", agent, name, owner } as RemoteAdmission;
+        return this.relay(
+          { ...admitted, rest: "", policy: undefined, session: undefined, release: () => {} },
+          request,
+        );
+      },
+    };
+  }
+
   /** One heartbeat tick for carried sockets: drop those that missed the previous ping. */
   heartbeat(): number {
     let dropped = 0;
@@ -248,6 +283,9 @@ export class RemoteBridge {
       this.#attach(stream, info.target, info.meta as unknown as CarriedMeta),
     );
     node.links.onRequest(async ({ target, payload, body }) => {
+      if ((payload as { kind?: string }).kind === "call") {
+        return { payload: await this.#call(target, payload as RelayedCall) };
+      }
       const response = await this.#answer(target, payload as RelayedRequest, body);
       const bytes = new Uint8Array(await response.arrayBuffer());
       const answer: RelayedResponse = { status: response.status, headers: [...response.headers] };
@@ -342,6 +380,23 @@ export class RemoteBridge {
         error instanceof InstanceLimitError ? CloseCode.TryAgainLater : CloseCode.InternalError,
         "",
       );
+    }
+  }
+
+  async #call(target: { agent: string; name: string }, call: RelayedCall): Promise<CallAnswer> {
+    if (!(await this.#owned(target.agent, target.name))) {
+      return { ok: false, error: "agent unavailable; try again" };
+    }
+    const instance = await this.#registry.get(target.agent, target.name);
+    try {
+      const result = await instance.track(() => callOnInstance(instance, call.method, call.args));
+      // The answer leaves only once what the call changed is durable.
+      await instance.gate?.barrier();
+      return { ok: true, result };
+    } catch (error) {
+      return { ok: false, error: error instanceof Error ? error.message : "Internal error" };
+    } finally {
+      this.#registry.release(instance);
     }
   }
 

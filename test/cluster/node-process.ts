@@ -25,9 +25,15 @@ export interface NodeProcess {
   kill(): Promise<void>;
 }
 
-/** Start a node process; resolves once it has registered. */
-export async function spawnNode(options: MembershipOptions): Promise<NodeProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", SCRIPT, JSON.stringify(options)], {
+/**
+ * Start a node process; resolves once it has registered. `script` is the child to run
+ * (node-child.ts unless given), which reads `options` from its first argument.
+ */
+export async function spawnNode(
+  options: MembershipOptions & Record<string, unknown>,
+  script = SCRIPT,
+): Promise<NodeProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", script, JSON.stringify(options)], {
     stdio: ["pipe", "pipe", "inherit"],
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

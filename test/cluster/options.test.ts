@@ -22,9 +22,9 @@ describe("cluster options", () => {
       postgres: URL,
       schema: "outpost",
       advertise: undefined,
-      leaseMs: 10_000,
-      heartbeatMs: 2_000,
-      fenceMarginMs: 2_000,
+      leaseMs: 5_000,
+      heartbeatMs: 1_000,
+      fenceMarginMs: 1_500,
       authReloadMs: 5_000,
     });
     expect(options.nodeId).toMatch(/.+-[0-9a-f]{8}$/);

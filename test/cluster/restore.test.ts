@@ -5,15 +5,15 @@ import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { restoreDatabase } from "../../src/cluster/restore.js";
 import { ChangeStore } from "../../src/cluster/wal-store.js";
-import type { AgentDatabase } from "../../src/storage/agent-database.js";
+import { AgentDatabase } from "../../src/storage/agent-database.js";
 import { tempDir } from "../helpers/server.js";
-import { createTestSchema, dumpDatabase, openOwner, type TestSchema } from "./fixtures.js";
+import { createStorageSchema, dumpDatabase, openOwner, type StorageSchema } from "./fixtures.js";
 
-let pg: TestSchema;
+let pg: StorageSchema;
 const dirs: ReturnType<typeof tempDir>[] = [];
 
 beforeEach(async () => {
-  pg = await createTestSchema();
+  pg = await createStorageSchema();
 });
 
 afterEach(async () => {
@@ -244,6 +244,26 @@ describe("restore details", () => {
     expect(last!.chunks).toBeGreaterThanOrEqual(15);
     const copy = await restoreElsewhere(instance);
     expectSamePages(copy, owner.db.connection);
+    copy.close();
+    await owner.close();
+  });
+
+  it("keeps a database from single-node mode when the log is empty, and ships it as the first snapshot", async () => {
+    const instance = "room/migrated";
+    const path = join(freshDir(), "single.db");
+    const single = new AgentDatabase(path);
+    single.connection.exec("CREATE TABLE kept (n INTEGER); INSERT INTO kept VALUES (1), (2)");
+    single.writeJson("state", JSON.stringify({ count: 2 }));
+    single.close();
+
+    const owner = await openOwner(pg.store, instance, path, await pg.claim(instance, "a"));
+    expect(owner.db.connection.prepare("SELECT count(*) AS n FROM kept").get()).toEqual({ n: 2 });
+    await owner.shipper.flush();
+    const copy = await restoreElsewhere(instance);
+    expectSame(copy, owner.db.connection);
+    expect(
+      JSON.parse((copy.prepare("SELECT value FROM _outpost_kv").get() as { value: string }).value),
+    ).toEqual({ count: 2 });
     copy.close();
     await owner.close();
   });

@@ -27,6 +27,7 @@ describe("cluster schema", () => {
       "owners",
       "revocations",
       "spent_tickets",
+      "wakeups",
     ]);
     const owners = await sql<{ column_name: string; data_type: string; is_nullable: string }[]>`
       SELECT column_name, data_type, is_nullable FROM information_schema.columns

@@ -135,6 +135,36 @@ describe("three nodes, one owner per instance", () => {
     }
   });
 
+  it("getAgentByName from an agent on one node calls an instance another node owns", async () => {
+    const far = await open(c, "far", "carol");
+    expect(await far.rpc("where")).toBe("node-c");
+    const lobby = await open(a, "lobby", "bob");
+    expect(await lobby.rpc("where")).toBe("node-b");
+    // Server code on B asks for "far", which C owns: the call is answered there.
+    expect(await lobby.rpc("whereIs", ["far"])).toBe("node-c");
+    expect(await lobby.rpc("postTo", ["far", "via b"])).toBe(1);
+    expect(await far.rpc("texts")).toEqual(["via b"]);
+    const failed = await lobby.call("callOn", ["far", "nope"]);
+    expect(failed).toMatchObject({ success: false, error: "Method nope is not callable" });
+  });
+
+  it("destroy() deletes the durable copy too: the next access, on any node, starts fresh", async () => {
+    const first = await open(b, "doomed");
+    expect(await first.rpc("post", ["gone soon"])).toBe(1);
+    first.sendCall("wipe");
+    expect((await first.closed).code).toBe(1001);
+    // Wait for the instance to be let go, then reach it through another node.
+    let again: RawClient | undefined;
+    for (let i = 0; i < 50 && again === undefined; i++) {
+      const client = await open(c, "doomed", "carol");
+      const texts = await client.rpc<string[]>("texts");
+      if (texts.length === 0) again = client;
+      else await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(again).toBeDefined();
+    expect(again!.frames("cf_agent_state")[0]).toMatchObject({ state: { posts: 0 } });
+  });
+
   it("revoke() on A closes the subject's sockets on B and C with 4009 within a second, and every node refuses it", async () => {
     const onB = await open(b, "revoke-room", "mallory");
     const onC = await open(c, "revoke-room", "mallory");
@@ -196,5 +226,34 @@ describe("the owner dies", () => {
     const texts = await back.rpc<string[]>("texts");
     for (const text of acknowledged) expect(texts).toContain(text);
     expect(seconds).toBeLessThan(10);
+  }, 60_000);
+
+  it("a recurring schedule goes on after its owner is killed, woken on another node with no client, never twice for one due time", async () => {
+    const owner = await node("tick-owner");
+    const other = await node("tick-other");
+    const first = await open(owner, "ticker");
+    expect(await first.rpc("where")).toBe("tick-owner");
+    await first.rpc("startTicking", [1]);
+    await waitFor(
+      async () =>
+        (await first.rpc<string[]>("texts")).filter((t) => t.startsWith("tick:")).length >= 2,
+      "two ticks on the first owner",
+      15_000,
+    );
+    first.ws.terminate();
+    await owner.kill("SIGKILL");
+    const killedAt = Date.now();
+    // Nobody connects for a while: the other node's waker must start the instance itself.
+    await new Promise((resolve) => setTimeout(resolve, 9_000));
+    const later = await open(other, "ticker");
+    expect(await later.rpc("where")).toBe("tick-other");
+    const ticks = (await later.rpc<string[]>("texts")).filter((t) => t.startsWith("tick:"));
+    const onOther = ticks.filter((t) => t.endsWith(":tick-other"));
+    console.log(
+      `${onOther.length} ticks ran on the survivor in the ${Math.round((Date.now() - killedAt) / 1000)} s after the kill`,
+    );
+    expect(onOther.length).toBeGreaterThanOrEqual(2);
+    const dueTimes = ticks.map((t) => t.split(":")[1]);
+    expect(new Set(dueTimes).size).toBe(dueTimes.length);
   }, 60_000);
 });

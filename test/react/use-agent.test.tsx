@@ -76,6 +76,13 @@ function SignedIn({ name, user, runs }: { name: string; user: string; runs: stri
   );
 }
 
+/** A hook pointed at an agent class the server does not have. */
+function Unknown() {
+  const agent = useAgent({ agent: "NoSuchAgent", name: "x", host: outpost.server.url });
+  seen.set("unknown", agent as UseAgentResult<LabState>);
+  return null;
+}
+
 const text = (id = "main") => screen.getByTestId(id).textContent;
 
 /** Render inside an async `act`, so React 19 retries what suspended once its promise settles. */
@@ -283,5 +290,14 @@ describe("useAgent", () => {
     await mount(<Count name={name} query={{ token: await outpost.token(`${name}-other`) }} />);
     await waitFor(() => expect(seen.get("main")?.connectionError?.code).toBe("forbidden"));
     expect(seen.get("main")!.readyState).toBe(3);
+  });
+
+  it("surfaces an unknown agent as a final not_found connectionError naming it, without retrying", async () => {
+    await mount(<Unknown />);
+    await waitFor(() => expect(seen.get("unknown")?.connectionError?.code).toBe("not_found"));
+    expect(seen.get("unknown")!.connectionError!.message).toContain(
+      'no agent "no-such-agent" at 127.0.0.1:',
+    );
+    expect(seen.get("unknown")!.readyState).toBe(3);
   });
 });

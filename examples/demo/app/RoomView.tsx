@@ -32,11 +32,23 @@ export function useConnectionLog(agent: RoomAgent) {
   return { events, opens };
 }
 
+/**
+ * Where a panel's credentials come from, which decides what a 4001 leads to: a `query`
+ * function is run again for fresh credentials; a static query can only be sent again.
+ */
+export type Credentials = "query" | "static" | "cookie";
+
 /** What a close code means to the user, in the words of the design's close-code table. */
-export function describeClose(code: number | undefined): string {
+export function describeClose(code: number | undefined, credentials: Credentials): string {
   switch (code) {
     case 4001:
-      return "Unauthorized: the client fetches fresh credentials and reconnects";
+      if (credentials === "static") {
+        return "Unauthorized: a static token cannot be renewed; the client sends it again a few times, then gives up";
+      }
+      if (credentials === "cookie") {
+        return "Unauthorized: the session cookie is missing or expired; sign in again";
+      }
+      return "Unauthorized: the client runs its query for fresh credentials and reconnects";
     case 4003:
       return "Forbidden: not allowed here; the client stops";
     case 4008:
@@ -58,15 +70,21 @@ export function RoomView(props: {
   id: string;
   title: string;
   agent: RoomAgent;
+  /** Where this panel's credentials come from (what a 4001 leads to). */
+  credentials: Credentials;
   intro: ReactNode;
   children?: ReactNode;
 }) {
-  const { agent, id } = props;
+  const { agent, id, credentials } = props;
   const { events, opens } = useConnectionLog(agent);
   const { status, connectionError } = agent;
   const [text, setText] = useState("");
   const [error, setError] = useState<string | null>(null);
   const messages: ChatMessage[] = agent.state?.messages.slice(-5) ?? [];
+  // A failed post belongs to the connection it failed on: a new connection clears it.
+  useEffect(() => {
+    if (status.state === "open") setError(null);
+  }, [status.state]);
 
   const send = (event: FormEvent) => {
     event.preventDefault();
@@ -97,7 +115,15 @@ export function RoomView(props: {
       </header>
       <div className="intro">{props.intro}</div>
       <ul className="messages" data-testid="messages">
-        {messages.length === 0 && <li className="empty">No messages yet: say hello.</li>}
+        {agent.state === undefined ? (
+          <li className="empty" data-testid="no-state">
+            {status.state === "open"
+              ? "Loading…"
+              : "Not connected: the room's messages show once the server accepts this connection."}
+          </li>
+        ) : (
+          messages.length === 0 && <li className="empty">No messages yet: say hello.</li>
+        )}
         {messages.map((message) => (
           <li key={message.id}>
             <b>{message.user}</b> {message.text} <small>via {message.via}</small>
@@ -127,7 +153,7 @@ export function RoomView(props: {
             {new Date(event.at).toLocaleTimeString()}{" "}
             {event.kind === "open"
               ? "connected"
-              : `closed ${event.code}${event.reason ? ` (${event.reason})` : ""}: ${describeClose(event.code)}`}
+              : `closed ${event.code}${event.reason ? ` (${event.reason})` : ""}: ${describeClose(event.code, credentials)}`}
           </li>
         ))}
       </ol>

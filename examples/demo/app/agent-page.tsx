@@ -17,7 +17,8 @@ function ChatComponent({ onRefused }: { onRefused: (why: string) => void }) {
     name: ROOM,
     // Without a session there is nothing to retry with: stop and offer to sign in.
     onClose: (event) => {
-      if (event.code === 4001) onRefused(`closed 4001 (${event.reason}): ${describeClose(4001)}`);
+      if (event.code === 4001)
+        onRefused(`closed 4001 (${event.reason}): ${describeClose(4001, "cookie")}`);
     },
   });
   return (
@@ -25,6 +26,7 @@ function ChatComponent({ onRefused }: { onRefused: (why: string) => void }) {
       id="cookie"
       title="Same-origin cookie session"
       agent={agent}
+      credentials="cookie"
       intro={
         <>
           This page comes from the agent server itself. The socket carries no token: the browser
@@ -75,7 +77,7 @@ function AgentPage() {
       {user === undefined ? (
         <p>Checking your session…</p>
       ) : refused !== null || user === null ? (
-        <section className="panel" data-testid="panel-cookie">
+        <section className="panel single" data-testid="panel-cookie">
           {refused && (
             <p className="refused" data-testid="refused">
               {refused}
@@ -87,7 +89,7 @@ function AgentPage() {
           </a>
         </section>
       ) : (
-        <div className="grid">
+        <div className="single">
           <ChatComponent
             key={attempt}
             onRefused={(why) => {

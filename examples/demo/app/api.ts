@@ -24,7 +24,11 @@ export const ROOM = "lobby";
 
 async function getJson<T>(path: string, init?: RequestInit): Promise<T> {
   const res = await fetch(path, { credentials: "same-origin", ...init });
-  if (!res.ok) throw new Error(`${path}: ${res.status}`);
+  if (!res.ok) {
+    // The server says why in `{ error }`; the status alone ("400") tells the user nothing.
+    const body = (await res.json().catch(() => ({}))) as { error?: unknown };
+    throw new Error(typeof body.error === "string" ? body.error : `${path}: ${res.status}`);
+  }
   return (await res.json()) as T;
 }
 
@@ -41,10 +45,13 @@ export function logout(): Promise<unknown> {
   return getJson("/api/logout", { method: "POST" });
 }
 
-/** The signed-in user, or `null`. */
+/**
+ * The signed-in user, or `null`. Asks `/api/session`, which answers 200 either way: a
+ * signed-out page load is normal and must not log a failed request in the console.
+ */
 export async function currentUserOrNull(): Promise<User | null> {
-  const res = await fetch("/api/me", { credentials: "same-origin" });
-  return res.ok ? ((await res.json()) as User) : null;
+  const { user } = await getJson<{ user: User | null }>("/api/session");
+  return user;
 }
 
 /** The seed page's `getCurrentUser()`. */

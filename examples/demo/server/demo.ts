@@ -33,8 +33,13 @@ export async function startDemo(config: DemoConfig): Promise<Demo> {
   let agentHandler: Handler | undefined;
   const appHttp = httpServer(() => appHandler);
   const agentHttp = httpServer(() => agentHandler);
-  const appPort = await listen(appHttp, config.appPort);
-  const agentPort = await listen(agentHttp, config.agentPort);
+  const appPort = await listen(appHttp, config.appPort, "--app-port");
+  const agentPort = await listen(agentHttp, config.agentPort, "--agent-port").catch(
+    async (error: unknown) => {
+      await stop(appHttp);
+      throw error;
+    },
+  );
   const appOrigin = `http://127.0.0.1:${appPort}`;
   const agentOrigin = `http://localhost:${agentPort}`;
 
@@ -84,9 +89,20 @@ function httpServer(handler: () => Handler | undefined): Server {
   });
 }
 
-function listen(server: Server, port: number): Promise<number> {
+/** A port the demo cannot have: one line for the user, naming the flag that changes it. */
+export class PortInUseError extends Error {
+  override readonly name = "PortInUseError";
+}
+
+function listen(server: Server, port: number, flag: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === "EADDRINUSE"
+          ? new PortInUseError(`port ${port} is in use; pick another with npm start -- ${flag} <n>`)
+          : error,
+      );
+    });
     // Loopback only: the demo signs anybody in who types a name.
     server.listen(port, "127.0.0.1", () => {
       server.off("error", reject);

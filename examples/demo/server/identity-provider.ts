@@ -78,6 +78,10 @@ export async function createIdentityProvider(options: IdentityProviderOptions) {
         );
       }
 
+      case "GET /api/session": {
+        const user = userOf(req);
+        return sendJson(res, 200, { user: user === undefined ? null : { id: user, name: user } });
+      }
       case "GET /api/me": {
         const user = userOf(req);
         return user === undefined

@@ -34,6 +34,7 @@ function ChatComponent() {
       id="async"
       title="Async token with Suspense"
       agent={agent}
+      credentials="query"
       intro={
         <>
           <code>query: asyncQuery</code> fetches a fresh token right before connecting; the panel

@@ -51,6 +51,7 @@ function CrossDomainView({ agent }: { agent: RoomAgent }) {
       id="cross"
       title="Cross-domain host"
       agent={agent}
+      credentials="query"
       intro={
         <>
           <code>host: AGENT_HOST</code> sends the socket to another origin. Cookies do not help
@@ -71,7 +72,7 @@ function CrossDomainView({ agent }: { agent: RoomAgent }) {
         <CookieOnlyAttempt
           onDone={(code, reason) => {
             setTrying(false);
-            setResult(`closed ${code} (${reason}): ${describeClose(code)}`);
+            setResult(`closed ${code} (${reason}): ${describeClose(code, "static")}`);
           }}
         />
       ) : (

@@ -1,5 +1,5 @@
 import { useAgent } from "outpost/react";
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import type { RoomState, WhoAmI } from "../../server/room.js";
 import { AGENT_HOST, getAuthToken, REFRESH_TTL, ROOM } from "../api.js";
 import { RoomView } from "../RoomView.js";
@@ -28,7 +28,7 @@ const refreshToken = async () => {
   return getAuthToken("refresh");
 };
 
-function useJWTAgent(agentName: string, onNewToken: () => void) {
+function useJWTAgent(agentName: string, onToken: (source: "fetched" | "stored") => void) {
   const asyncQuery = useCallback(async () => {
     let token = localStorage.getItem("jwt");
     // If no token OR the token is no longer valid
@@ -36,12 +36,15 @@ function useJWTAgent(agentName: string, onNewToken: () => void) {
     if (!token || !(await validateToken(token))) {
       token = await refreshToken();
       localStorage.setItem("jwt", token);
-      onNewToken();
+      onToken("fetched");
+    } else {
+      // localStorage is shared by every tab: another tab may have fetched this one.
+      onToken("stored");
     }
     return {
       token,
     };
-  }, [onNewToken]);
+  }, [onToken]);
 
   const agent = useAgent<RoomState>({
     agent: agentName,
@@ -60,17 +63,34 @@ function useJWTAgent(agentName: string, onNewToken: () => void) {
  * socket (`outpost_auth`), so the connection stays: same connection id, later expiry.
  */
 export function JwtRefreshPanel() {
-  const [tokensFetched, setTokensFetched] = useState(0);
-  const onNewToken = useCallback(() => setTokensFetched((n) => n + 1), []);
-  const agent = useJWTAgent("room", onNewToken);
+  const [tokens, setTokens] = useState({ fetched: 0, stored: 0 });
+  const onToken = useCallback(
+    (source: "fetched" | "stored") => setTokens((t) => ({ ...t, [source]: t[source] + 1 })),
+    [],
+  );
+  const agent = useJWTAgent("room", onToken);
   const [server, setServer] = useState<WhoAmI | null>(null);
   const [now, setNow] = useState(Date.now());
+  // Renewals as the server saw them: a later expiry on the same connection id.
+  const [renewals, setRenewals] = useState(0);
+  const seen = useRef<WhoAmI | null>(null);
 
   // Ask the agent how it sees this socket, once a second: its id and current expiry.
   useEffect(() => {
     const timer = setInterval(() => {
       setNow(Date.now());
-      agent.call<WhoAmI>("whoami").then(setServer, () => {});
+      agent.call<WhoAmI>("whoami").then(
+        (answer) => {
+          const last = seen.current;
+          if (last !== null && last.connectionId !== answer.connectionId) setRenewals(0);
+          else if (last?.exp != null && answer.exp != null && answer.exp > last.exp) {
+            setRenewals((n) => n + 1);
+          }
+          seen.current = answer;
+          setServer(answer);
+        },
+        () => {},
+      );
     }, 1000);
     return () => clearInterval(timer);
   }, [agent]);
@@ -81,6 +101,7 @@ export function JwtRefreshPanel() {
       id="refresh"
       title={`JWT refresh (${REFRESH_TTL}-second tokens)`}
       agent={agent}
+      credentials="query"
       intro={
         <>
           Tokens live {REFRESH_TTL} seconds. Before one expires the client runs the query again and
@@ -89,10 +110,12 @@ export function JwtRefreshPanel() {
       }
     >
       <dl className="facts">
-        <dt>Tokens fetched</dt>
-        <dd data-testid="tokens-fetched">{tokensFetched}</dd>
-        <dt>Renewals on this socket</dt>
-        <dd data-testid="renewals">{Math.max(0, tokensFetched - 1)}</dd>
+        <dt>Tokens this tab fetched</dt>
+        <dd data-testid="tokens-fetched">{tokens.fetched}</dd>
+        <dt>Stored tokens reused (shared by tabs)</dt>
+        <dd data-testid="tokens-reused">{tokens.stored}</dd>
+        <dt>Renewals on this socket (server)</dt>
+        <dd data-testid="renewals">{renewals}</dd>
         <dt>Connection id (server)</dt>
         <dd data-testid="connection-id">{server?.connectionId ?? "…"}</dd>
         <dt>Token expires in</dt>

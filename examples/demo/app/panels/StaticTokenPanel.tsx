@@ -26,6 +26,7 @@ export function StaticTokenPanel({ token, userId }: { token: string; userId: str
       id="static"
       title="Static token"
       agent={agent}
+      credentials="static"
       intro={
         <>
           <code>query: {"{ token, userId }"}</code> with a token the page got at sign-in. A static
