@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { type AddressInfo, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -64,13 +65,15 @@ describe.skipIf(!HAVE_NGINX)("three nodes behind nginx, round robin, no stickine
   beforeAll(async () => {
     keys = await createKeySet({ secret: SECRET });
     schema = await createTestSchema();
-    const started = await Promise.all(
-      ["lb-a", "lb-b", "lb-c"].map((id) => {
-        const dir = tempDir(`outpost-${id}-`);
-        dirs.push(dir);
-        return startNode(id, { dataDir: dir.dir, schema: schema.schema, secret: SECRET });
-      }),
-    );
+    const start = (id: string) => {
+      const dir = tempDir(`outpost-${id}-`);
+      dirs.push(dir);
+      return startNode(id, { dataDir: dir.dir, schema: schema.schema, secret: SECRET });
+    };
+    // The first node creates the tables the schema does not have yet (the change log, the
+    // link secret); nodes doing that at the same moment can collide in PostgreSQL's catalog.
+    const started = [await start("lb-a")];
+    started.push(...(await Promise.all([start("lb-b"), start("lb-c")])));
     nodes.push(...started);
     balancer = await startLoadBalancer(started.map((n) => n.port));
   }, 60_000);
@@ -160,4 +163,17 @@ describe.skipIf(!HAVE_NGINX)("three nodes behind nginx, round robin, no stickine
     expect(await answeredBy[1]!.client.rpc("post", ["after"])).toBe(acknowledged.length + 1);
     expect(slowest).toBeLessThan(10);
   }, 60_000);
+});
+
+describe.skipIf(!HAVE_NGINX)("starting nginx", () => {
+  it("a port another program holds is reported as nginx's own error, not a false start", async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+    const { port } = holder.address() as AddressInfo;
+    try {
+      await expect(startLoadBalancer([1], { port })).rejects.toThrow(/Address already in use/);
+    } finally {
+      holder.close();
+    }
+  }, 30_000);
 });

@@ -118,7 +118,9 @@ async function startOn(port: number, upstreams: number[]): Promise<LoadBalancer>
   const remove = () => rmSync(dir, { recursive: true, force: true });
   try {
     await Promise.race([
-      accepting(port),
+      // nginx writes its pid file only once it holds its listening socket, so a port taken
+      // by another program is an exit here, not a false start.
+      written(join(dir, "nginx.pid")).then(() => accepting(port)),
       exited.then(() => {
         throw new Error(`nginx exited: ${stderr.trim() || readLog(join(dir, "error.log"))}`);
       }),
@@ -164,6 +166,15 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** Resolves once `path` exists and is not empty. */
+async function written(path: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (readLog(path).trim() === "") {
+    if (Date.now() > deadline) throw new Error(`nginx did not write ${path}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** Resolves once something accepts TCP connections on 127.0.0.1:`port`. */
