@@ -68,13 +68,18 @@ describe.skipIf(!HAVE_NGINX)("three nodes behind nginx, round robin, no stickine
     const start = (id: string) => {
       const dir = tempDir(`outpost-${id}-`);
       dirs.push(dir);
-      return startNode(id, { dataDir: dir.dir, schema: schema.schema, secret: SECRET });
+      // Kept as soon as it runs, so afterAll stops it even when another node failed.
+      return startNode(id, { dataDir: dir.dir, schema: schema.schema, secret: SECRET }).then(
+        (node) => {
+          nodes.push(node);
+          return node;
+        },
+      );
     };
     // The first node creates the tables the schema does not have yet (the change log, the
     // link secret); nodes doing that at the same moment can collide in PostgreSQL's catalog.
     const started = [await start("lb-a")];
     started.push(...(await Promise.all([start("lb-b"), start("lb-c")])));
-    nodes.push(...started);
     balancer = await startLoadBalancer(started.map((n) => n.port));
   }, 60_000);
 
