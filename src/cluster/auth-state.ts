@@ -1,30 +1,9 @@
 import { randomUUID } from "node:crypto";
 import postgres, { type Sql } from "postgres";
+import type { AuthStateStore, RevocationEntry } from "../auth/state-store.js";
 import type { ResolvedClusterOptions } from "./options.js";
 import { migrate } from "./schema.js";
 import { TimeoutError, withTimeout } from "./timeout.js";
-
-// The shared interface of `src/auth/state-store.ts`, repeated here until both use one file.
-export interface RevocationEntry {
-  kind: "sub" | "jti";
-  value: string;
-  /** ms since epoch */ revokedAt: number;
-  /** ms; after this it can be pruned */ expiresAt: number;
-}
-export interface AuthStateStore {
-  /** Everything not yet expired, at startup and on periodic reload. */
-  load(): Promise<{
-    revocations: RevocationEntry[];
-    spentTickets: { jti: string; expiresAt: number }[];
-  }>;
-  addRevocation(entry: RevocationEntry): Promise<void>;
-  /** Atomically spend a ticket id: false when it was already spent. */
-  spendTicket(jti: string, expiresAt: number): Promise<boolean>;
-  prune(now: number): Promise<void>;
-  /** Changes made elsewhere (another node), pushed as they happen. Optional. */
-  subscribe?(listener: (entry: RevocationEntry) => void): () => void;
-  close(): Promise<void>;
-}
 
 /** What `PostgresAuthStateStore.open()` needs. */
 export type PostgresAuthStateOptions = Pick<

@@ -59,9 +59,9 @@ export class ClusterNode {
     const sql = postgres(options.postgres, { max: 4, connect_timeout: 5, onnotice: () => {} });
     const opened: Array<{ close(): unknown }> = [];
     try {
+      // Every table, the change log's too, under one lock: nodes may start at the same moment.
       await migrate(sql, options.schema);
       const changes = new ChangeStore(sql, { schema: options.schema });
-      await changes.migrate();
       const secret = options.secret ?? (await sharedSecret(sql, options.schema));
       const links = new LinkServer({
         nodeId: options.nodeId,
@@ -151,11 +151,6 @@ function listenAddress(advertise: string | undefined): { host: string; port: num
  * bytes) and kept in the cluster schema, so whoever can reach the database is a node.
  */
 async function sharedSecret(sql: Sql, schema: string): Promise<string> {
-  await sql`
-    CREATE TABLE IF NOT EXISTS ${sql(schema)}.cluster_secret (
-      id int PRIMARY KEY CHECK (id = 1),
-      secret text NOT NULL
-    )`;
   await sql`
     INSERT INTO ${sql(schema)}.cluster_secret (id, secret)
     VALUES (1, ${randomBytes(32).toString("base64url")})

@@ -50,6 +50,26 @@ export async function migrate(sql: Sql, schema: string): Promise<void> {
         instance text PRIMARY KEY,
         next_due_at bigint NOT NULL
       )`;
+    // Every instance's durable change log (see wal-store.ts).
+    await tx`
+      CREATE TABLE IF NOT EXISTS ${tx(schema)}.changes (
+        instance text NOT NULL,
+        seq bigint NOT NULL,
+        chunk integer NOT NULL,
+        epoch bigint NOT NULL,
+        base boolean NOT NULL,
+        page_size integer NOT NULL,
+        db_pages integer NOT NULL,
+        pages bytea NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (instance, seq, chunk)
+      )`;
+    // The secret node links prove, made by the first node (see node.ts).
+    await tx`
+      CREATE TABLE IF NOT EXISTS ${tx(schema)}.cluster_secret (
+        id int PRIMARY KEY CHECK (id = 1),
+        secret text NOT NULL
+      )`;
     // Wakers look for due rows on every scan.
     await tx`CREATE INDEX IF NOT EXISTS wakeups_next_due_at ON ${tx(schema)}.wakeups (next_due_at)`;
     // Prune scans by expiry; without these it reads the whole table every time.

@@ -2,6 +2,7 @@ import type { Sql } from "postgres";
 import { FencedError } from "./errors.js";
 import { fencedWrite } from "./fencing.js";
 import type { PageBatch } from "./page-batch.js";
+import { migrate } from "./schema.js";
 
 /** One stored row of an instance's change log, as `ChangeStore#read()` yields it. */
 export interface StoredChange {
@@ -53,21 +54,9 @@ export class ChangeStore {
   }
 
   /** Create the change-log table when it is missing (the schema must exist). */
+  /** Create the cluster's tables, the change log's among them, when they are missing. */
   async migrate(): Promise<void> {
-    const { sql } = this;
-    await sql`
-      CREATE TABLE IF NOT EXISTS ${sql(this.schema)}.changes (
-        instance text NOT NULL,
-        seq bigint NOT NULL,
-        chunk integer NOT NULL,
-        epoch bigint NOT NULL,
-        base boolean NOT NULL,
-        page_size integer NOT NULL,
-        db_pages integer NOT NULL,
-        pages bytea NOT NULL,
-        data bytea NOT NULL,
-        PRIMARY KEY (instance, seq, chunk)
-      )`;
+    await migrate(this.sql, this.schema);
   }
 
   /**

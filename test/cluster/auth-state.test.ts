@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { PostgresAuthStateStore, type RevocationEntry } from "../../src/cluster/auth-state.js";
+import type { RevocationEntry } from "../../src/auth/state-store.js";
+import { PostgresAuthStateStore } from "../../src/cluster/auth-state.js";
 import { waitFor } from "../helpers/wait.js";
 import {
   createTestSchema,

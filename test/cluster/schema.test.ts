@@ -23,6 +23,8 @@ describe("cluster schema", () => {
       SELECT table_name FROM information_schema.tables WHERE table_schema = ${schema}
       ORDER BY table_name`;
     expect(tables.map((t) => t.table_name)).toEqual([
+      "changes",
+      "cluster_secret",
       "nodes",
       "owners",
       "revocations",

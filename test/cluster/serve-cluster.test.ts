@@ -246,9 +246,11 @@ describe("the owner dies", () => {
     // Nobody connects for a while: the other node's waker must start the instance itself.
     await new Promise((resolve) => setTimeout(resolve, 9_000));
     const later = await open(other, "ticker");
-    expect(await later.rpc("where")).toBe("tick-other");
+    // Any live node may have won the wake (the other suite's nodes share the schema).
+    const survivor = await later.rpc<string>("where");
+    expect(survivor).not.toBe("tick-owner");
     const ticks = (await later.rpc<string[]>("texts")).filter((t) => t.startsWith("tick:"));
-    const onOther = ticks.filter((t) => t.endsWith(":tick-other"));
+    const onOther = ticks.filter((t) => !t.endsWith(":tick-owner"));
     console.log(
       `${onOther.length} ticks ran on the survivor in the ${Math.round((Date.now() - killedAt) / 1000)} s after the kill`,
     );

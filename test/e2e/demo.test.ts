@@ -276,7 +276,61 @@ describe.skipIf(!hasChromium)("demo app in Chromium", { timeout: 60_000 }, () =>
     expect((await panel(page, "cookie").boundingBox())?.width).toBe(width);
     await page.close();
   });
+
+  it("chats with the offline model: ask, watch it stream, reload mid-answer and see it resume, cancel, clear", async () => {
+    const chat = panel(ada, "chat");
+    await chat.getByTestId("chat-open").click();
+    await chat
+      .getByTestId("chat-status")
+      .filter({ hasText: /^open$/ })
+      .waitFor({ timeout: 15_000 });
+    expect(await chat.getByTestId("chat-model").textContent()).toContain("offline demo model");
+
+    await ask(chat, "hello there");
+    const answer = chat.getByTestId("chat-assistant").last();
+    await answer.filter({ hasText: "I am the offline demo model" }).waitFor();
+    const early = (await answer.textContent()) ?? "";
+    await expect
+      .poll(async () => ((await answer.textContent()) ?? "").length)
+      .toBeGreaterThan(early.length);
+    expect(await answer.textContent()).not.toContain("watch it resume.");
+
+    // Reload while the answer is still streaming: the page gets the rest, once.
+    await ada.reload();
+    const resumed = panel(ada, "chat").getByTestId("chat-assistant").last();
+    await resumed.filter({ hasText: "watch it resume." }).waitFor({ timeout: 30_000 });
+    const full = (await resumed.textContent()) ?? "";
+    expect(full.split("I am the offline demo model").length).toBe(2);
+    expect(full.endsWith("watch it resume.")).toBe(true);
+
+    const again = panel(ada, "chat");
+    await ask(again, "tell me more");
+    const second = again.getByTestId("chat-assistant").nth(1);
+    await second.filter({ hasText: "I am the offline demo model" }).waitFor();
+    await again.getByTestId("chat-stop").click();
+    await again
+      .getByTestId("chat-status")
+      .filter({ hasText: /^open$/ })
+      .waitFor();
+    const stopped = (await second.textContent()) ?? "";
+    await ada.waitForTimeout(1000);
+    expect(await second.textContent()).toBe(stopped);
+    expect(stopped).not.toContain("watch it resume.");
+
+    await again.getByTestId("chat-clear").click();
+    await again.getByTestId("chat-messages").getByText("Ask something.").waitFor();
+    await ada.reload();
+    await panel(ada, "chat")
+      .getByTestId("chat-messages")
+      .getByText("Ask something.")
+      .waitFor({ timeout: 15_000 });
+  });
 });
+
+async function ask(chat: Locator, text: string): Promise<void> {
+  await chat.getByTestId("chat-input").fill(text);
+  await chat.getByTestId("chat-send").click();
+}
 
 function panel(page: Page, id: string): Locator {
   return page.getByTestId(`panel-${id}`);

@@ -1,6 +1,7 @@
 import { type FormEvent, useState } from "react";
 import { AGENT_HOST, login, logout, type User } from "./api.js";
 import { AsyncTokenPanel } from "./panels/AsyncTokenPanel.js";
+import { ChatPanel } from "./panels/ChatPanel.js";
 import { CookieSessionPanel } from "./panels/CookieSessionPanel.js";
 import { AsyncCrossDomainAuth } from "./panels/CrossDomainPanel.js";
 import { JwtRefreshPanel } from "./panels/JwtRefreshPanel.js";
@@ -47,6 +48,7 @@ export function App({ initial }: { initial: Session | null }) {
           <JwtRefreshPanel />
           <AsyncCrossDomainAuth />
           <CookieSessionPanel />
+          <ChatPanel user={session.user.id} />
         </div>
       ) : (
         <SignIn onSignedIn={setSession} />

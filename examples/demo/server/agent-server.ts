@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { type AgentServerOptions, createAgentServer } from "outpost";
 import { remoteKeySet, sessionCookie, tokenAuth, verifyToken } from "outpost/auth";
+import { DemoChat } from "./chat.js";
 import { readCookie, redirect, sendFile, sendJson } from "./http-utils.js";
 import { Room } from "./room.js";
 
@@ -48,7 +49,7 @@ export function createDemoAgentServer(setup: AgentServerSetup) {
     allowedOrigins: [setup.appOrigin, setup.agentOrigin],
   });
   const outpost = createAgentServer({
-    agents: { Room },
+    agents: { Room, DemoChat },
     server: setup.server,
     dataDir: setup.dataDir,
     auth,

@@ -23,6 +23,10 @@ export function viteConfig(outDir: string): InlineConfig {
       alias: [
         { find: /^outpost\/react$/, replacement: `${repoRoot}/dist/react/index.js` },
         { find: /^outpost\/client$/, replacement: `${repoRoot}/dist/client/index.js` },
+        {
+          find: /^outpost\/ai-chat\/react$/,
+          replacement: `${repoRoot}/dist/ai-chat/react/index.js`,
+        },
       ],
     },
     build: {

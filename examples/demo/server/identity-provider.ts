@@ -89,6 +89,21 @@ export async function createIdentityProvider(options: IdentityProviderOptions) {
           : sendJson(res, 200, { id: user, name: user });
       }
 
+      case "GET /api/chat-token": {
+        // The chat panel's token: the user's own chat instance, to connect and chat (chat frames
+        // are messages to the agent), and nothing else.
+        const user = userOf(req);
+        if (user === undefined) return sendJson(res, 401, { error: "not signed in" });
+        const token = await issueToken(keys, {
+          sub: user,
+          agent: "demo-chat",
+          name: user,
+          scope: ["connect", "message"],
+          ttl: options.tokenTtl,
+        });
+        return sendJson(res, 200, { token, name: user });
+      }
+
       case "GET /api/token": {
         // The token endpoint the page's `getAuthToken()` calls, same-origin with the cookie.
         const user = userOf(req);

@@ -1,0 +1,5 @@
+export {
+  type UseAgentChatOptions,
+  type UseAgentChatResult,
+  useAgentChat,
+} from "./use-agent-chat.js";
