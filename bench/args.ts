@@ -1,8 +1,20 @@
 /** Command-line options of `npm run bench`, and the settings each mode implies. */
 import { CONTENDERS, type Contender } from "./config.js";
 
-export const WORKLOAD_GROUPS = ["connects", "refused", "rpc", "fanout", "memory"] as const;
+export const WORKLOAD_GROUPS = [
+  "connects",
+  "refused",
+  "rpc",
+  "fanout",
+  "memory",
+  "storm",
+  "cluster-storm",
+] as const;
 export type WorkloadGroup = (typeof WORKLOAD_GROUPS)[number];
+/** What a run measures unless told otherwise: the cluster storm needs PostgreSQL, so it is asked for. */
+export const DEFAULT_WORKLOADS: readonly WorkloadGroup[] = WORKLOAD_GROUPS.filter(
+  (w) => w !== "cluster-storm",
+);
 
 export interface BenchOptions {
   quick: boolean;
@@ -23,9 +35,11 @@ export interface BenchOptions {
 
 export const USAGE = `Usage: npm run bench -- [options]
 
-  --quick              short windows, one round (under 2 minutes)
+  --quick              short windows, one round (a few minutes)
   --only=a,b           contenders: ${CONTENDERS.join(", ")} (default all)
-  --workloads=a,b      ${WORKLOAD_GROUPS.join(", ")} (default all)
+  --workloads=a,b      ${WORKLOAD_GROUPS.join(", ")}
+                       (default all but cluster-storm, which needs PostgreSQL:
+                       OUTPOST_BENCH_POSTGRES, default postgres://postgres@127.0.0.1:5432/test)
   --rounds=N           repetitions per workload, median reported (default 5, quick 1)
   --cpu-prof           write the servers' CPU profiles to the output directory
   --out=DIR            output directory (default bench/results)
@@ -57,7 +71,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
   const options: BenchOptions = {
     quick: false,
     contenders: [...CONTENDERS],
-    workloads: [...WORKLOAD_GROUPS],
+    workloads: [...DEFAULT_WORKLOADS],
     rounds: 0,
     cpuProf: false,
     outDir: "bench/results",
@@ -133,6 +147,13 @@ export interface Settings {
   rpc: { warmupMs: number; durationMs: number; maxCalls: number };
   fanout: { clients: number; reps: number; timeoutMs: number };
   memory: { connections: number; concurrency: number };
+  /**
+   * Reconnect storm: `clients` authenticated clients over `rooms` instances; the server is
+   * killed and started again, and every client must be back within `timeoutMs`.
+   */
+  storm: { clients: number; rooms: number; concurrency: number; timeoutMs: number };
+  /** The storm on three cluster nodes, one of them killed (Outpost only). */
+  clusterStorm: { clients: number; rooms: number; concurrency: number; timeoutMs: number };
 }
 
 export function settingsFor(options: Pick<BenchOptions, "quick">): Settings {
@@ -158,5 +179,19 @@ export function settingsFor(options: Pick<BenchOptions, "quick">): Settings {
     },
     fanout: { clients: 1_000, reps: quick ? 10 : 20, timeoutMs: 10_000 },
     memory: { connections: 10_000, concurrency: 200 },
+    storm: {
+      clients: quick ? 2_000 : 10_000,
+      rooms: 100,
+      concurrency: 200,
+      timeoutMs: 120_000,
+    },
+    // Fewer clients than the one-server storm: the three nodes share the one server core,
+    // and every client carried to another node's instance costs both nodes.
+    clusterStorm: {
+      clients: quick ? 900 : 3_000,
+      rooms: 100,
+      concurrency: 100,
+      timeoutMs: 90_000,
+    },
   };
 }

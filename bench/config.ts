@@ -43,6 +43,10 @@ export interface ServerConfig {
   dataDir: string;
   /** Outpost only: keep `tokenAuth`'s per-address failure limit on (its default). */
   failureLimit?: boolean;
+  /** Port to listen on; 0 (any free port) unless a restarted server must keep its port. */
+  port?: number;
+  /** Outpost only: run as one node of a cluster on this PostgreSQL database and schema. */
+  cluster?: { postgres: string; schema: string };
 }
 
 /** Server → orchestrator over IPC. */
@@ -65,17 +69,14 @@ export interface ServerStats {
   arrayBuffers: number;
   /** Process CPU time (user + system) since start, in microseconds. */
   cpuMicros: number;
+  /** Peak resident set size of the process so far, in bytes. */
+  maxRss: number;
   connections: number;
 }
 
 /** The JSON every contender sends to a new connection, in this order. */
-export function identityFrame(): string {
-  return JSON.stringify({
-    type: "cf_agent_identity",
-    agent: AGENT,
-    name: INSTANCE,
-    stateFollows: true,
-  });
+export function identityFrame(name: string = INSTANCE): string {
+  return JSON.stringify({ type: "cf_agent_identity", agent: AGENT, name, stateFollows: true });
 }
 
 export function stateFrame(state: unknown): string {
@@ -92,6 +93,11 @@ export function rpcErrorFrame(id: string, error: string): string {
 
 /** The payload every RPC echoes: small, like a typical UI call. */
 export const ECHO_PAYLOAD = { text: "hello from the benchmark", n: 42, ok: true };
+
+/** Instance name of room `i` in the reconnect storm (`room-0`, `room-1`, …). */
+export function stormRoom(i: number): string {
+  return `room-${i}`;
+}
 
 /** Close code and reason for a refused token, as Outpost sends them. */
 export const UNAUTHORIZED = 4001;

@@ -1,6 +1,6 @@
 /** The results as a terminal table, a Markdown section and an SVG chart. No I/O. */
 import { CONTENDER_LABELS, CONTENDERS, type Contender } from "./config.js";
-import { type Results, WORKLOADS } from "./results.js";
+import { type Results, type StormCurve, WORKLOADS } from "./results.js";
 
 /** A number as people read it: thousands grouped, fewer decimals for bigger values. */
 export function formatValue(value: number | undefined): string {
@@ -164,6 +164,81 @@ export function svgChart(results: Results, title: string): string {
       );
     });
   });
+  parts.push("</svg>");
+  return `${parts.join("\n")}\n`;
+}
+
+/**
+ * Clients back (with their state) over time since the kill, one line per contender, and a
+ * dashed mark where each restarted server was listening again.
+ */
+export function stormChart(storm: Partial<Record<Contender, StormCurve>>, title: string): string {
+  const width = 960;
+  const height = 460;
+  const left = 70;
+  const right = 30;
+  const top = 80;
+  const bottom = 50;
+  const present = CONTENDERS.filter((c) => storm[c] !== undefined);
+  const clients = Math.max(1, ...present.map((c) => storm[c]!.clients));
+  const lastMs = Math.max(1, ...present.flatMap((c) => storm[c]!.curve));
+  // A round number of seconds on the axis, a little past the last client back.
+  const spanMs = Math.ceil((lastMs * 1.05) / 1000) * 1000;
+  const x = (ms: number) => left + (ms / spanMs) * (width - left - right);
+  const y = (n: number) => height - bottom - (n / clients) * (height - top - bottom);
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="13">`,
+    `<rect width="100%" height="100%" fill="#ffffff"/>`,
+    `<text x="16" y="26" font-size="17" font-weight="600" fill="#0f172a">${escapeXml(title)}</text>`,
+  ];
+  present.forEach((c, i) => {
+    const lx = 16 + i * 170;
+    parts.push(
+      `<rect x="${lx}" y="40" width="14" height="14" rx="2" fill="${COLORS[c]}"/>`,
+      `<text x="${lx + 20}" y="52" fill="#334155">${escapeXml(CONTENDER_LABELS[c])}</text>`,
+    );
+  });
+  parts.push(
+    `<text x="${16 + present.length * 170}" y="52" fill="#64748b" font-size="11">dashed: server listening again</text>`,
+  );
+  // Axes and grid: every 25% of the clients, every second (or every 5 s on long spans).
+  for (const share of [0, 0.25, 0.5, 0.75, 1]) {
+    const gy = y(share * clients).toFixed(1);
+    parts.push(
+      `<line x1="${left}" y1="${gy}" x2="${width - right}" y2="${gy}" stroke="#e2e8f0"/>`,
+      `<text x="${left - 8}" y="${gy}" dy="4" text-anchor="end" fill="#64748b" font-size="11">${share * 100}%</text>`,
+    );
+  }
+  // The 99% the results table names, labelled on the right so it does not cover 100%.
+  const y99 = y(0.99 * clients).toFixed(1);
+  parts.push(
+    `<line x1="${left}" y1="${y99}" x2="${width - right}" y2="${y99}" stroke="#cbd5e1" stroke-dasharray="2 3"/>`,
+    `<text x="${width - right + 3}" y="${y99}" dy="8" fill="#64748b" font-size="10">99%</text>`,
+  );
+  const tick = spanMs > 20_000 ? 5_000 : 1_000;
+  for (let ms = 0; ms <= spanMs; ms += tick) {
+    const gx = x(ms).toFixed(1);
+    parts.push(
+      `<line x1="${gx}" y1="${top}" x2="${gx}" y2="${height - bottom}" stroke="#f1f5f9"/>`,
+      `<text x="${gx}" y="${height - bottom + 16}" text-anchor="middle" fill="#64748b" font-size="11">${ms / 1000} s</text>`,
+    );
+  }
+  parts.push(
+    `<text x="${(left + width - right) / 2}" y="${height - 12}" text-anchor="middle" fill="#334155">time since the server was killed</text>`,
+    `<text x="18" y="${(top + height - bottom) / 2}" transform="rotate(-90 18 ${(top + height - bottom) / 2})" text-anchor="middle" fill="#334155">clients back with their state (of ${clients.toLocaleString("en-US")})</text>`,
+  );
+  for (const c of present) {
+    const s = storm[c]!;
+    const lx = x(s.listeningMs).toFixed(1);
+    parts.push(
+      `<line x1="${lx}" y1="${top}" x2="${lx}" y2="${height - bottom}" stroke="${COLORS[c]}" stroke-dasharray="4 4"/>`,
+    );
+    // A step line: the count rises at the moment each point's share of clients was back.
+    const points = s.curve.map((ms, k) => `${x(ms).toFixed(1)},${y(k * s.step).toFixed(1)}`);
+    parts.push(
+      `<polyline fill="none" stroke="${COLORS[c]}" stroke-width="2" points="${points.join(" ")}"/>`,
+    );
+  }
   parts.push("</svg>");
   return `${parts.join("\n")}\n`;
 }

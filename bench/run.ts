@@ -14,6 +14,7 @@ import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs, type Settings, settingsFor, USAGE } from "./args.js";
 import { canPin, fileLimit, ROOT } from "./child.js";
+import { clusterStorm } from "./cluster-storm.js";
 import {
   type Algorithm,
   type BenchKeys,
@@ -28,14 +29,17 @@ import type {
   OpenResult,
   RefusedResult,
   RpcResult,
+  StormOpenResult,
+  StormResult,
 } from "./load/protocol.js";
-import { markdownResults, svgChart, targetLines, terminalTable } from "./report.js";
+import { markdownResults, stormChart, svgChart, targetLines, terminalTable } from "./report.js";
 import {
   addSample,
   condenseNotes,
   evaluateTargets,
   type Results,
   type Samples,
+  type StormCurve,
   shapeResults,
 } from "./results.js";
 import { ServerProcess } from "./servers/index.js";
@@ -66,6 +70,7 @@ mkdirSync(outDir, { recursive: true });
 const started = Date.now();
 const notes: string[] = [];
 const samples: Samples = {};
+const stormCurves: Partial<Record<Contender, StormCurve>> = {};
 const tty = process.stdout.isTTY === true;
 
 function elapsed(): string {
@@ -362,6 +367,126 @@ async function runMemory(round: number) {
   }
 }
 
+/** Points on a storm's clients-back curve (one per half percent). */
+const CURVE_POINTS = 200;
+
+/**
+ * The reconnect storm: clients on many rooms, each room with a state of its own; the server
+ * is killed and started again on the same port and data directory; every client reconnects
+ * on the `outpost/client` schedule. Outpost runs with its defaults here (failure limit on):
+ * a deploy must not trip them.
+ */
+async function runStorm(round: number) {
+  const { clients, rooms, concurrency, timeoutMs } = settings.storm;
+  for (const contender of order(round)) {
+    let server = await ServerProcess.start(contender, {
+      keys,
+      algorithm: "EdDSA",
+      failureLimit: true,
+    });
+    const dataDir = server.dataDir;
+    try {
+      load.onProgress = (p) => status(`storm            ${label(contender)} opening ${p}`, false);
+      status(`storm            ${label(contender)} opening ${fmt(clients)} clients`, false);
+      const opened = await load.run<StormOpenResult>({
+        cmd: "stormOpen",
+        contender,
+        port: server.port,
+        count: clients,
+        rooms,
+        concurrency,
+      });
+      if (opened.opened < clients) {
+        notes.push(`storm ${contender}: only ${opened.opened} of ${clients} clients opened`);
+        continue;
+      }
+      status(
+        `storm            ${label(contender)} waiting for every connection to be healthy`,
+        false,
+      );
+      await load.run({ cmd: "stormArm" });
+      status(`storm            ${label(contender)} restarting the server`, false);
+      const port = server.port;
+      const killedAt = performance.timeOrigin + performance.now();
+      await server.kill();
+      server = await ServerProcess.start(contender, {
+        keys,
+        algorithm: "EdDSA",
+        failureLimit: true,
+        port,
+        dataDir,
+      });
+      const listeningMs = performance.timeOrigin + performance.now() - killedAt;
+      status(`storm            ${label(contender)} server back; clients reconnecting`, false);
+      const before = await server.stats();
+      const r = await load.run<StormResult>({ cmd: "stormWait", timeoutMs });
+      const after = await server.stats();
+      const since = (t: number) => t - killedAt;
+      const at = (q: number) => r.backAt[Math.max(0, Math.ceil(q * r.clients) - 1)];
+      const t99 = at(0.99);
+      const t100 = r.back === r.clients ? r.backAt[r.backAt.length - 1] : undefined;
+      addSample(samples, "storm_restart", contender, listeningMs);
+      if (t99 !== undefined) addSample(samples, "storm_99", contender, since(t99) - listeningMs);
+      if (t100 !== undefined) {
+        addSample(samples, "storm_100", contender, since(t100) - listeningMs);
+        addSample(samples, "storm_100_kill", contender, since(t100));
+      }
+      addSample(
+        samples,
+        "storm_cpu",
+        contender,
+        // Startup CPU is in `before`; this is the storm's own work, over the clients back.
+        (after.cpuMicros - before.cpuMicros) / Math.max(1, r.back),
+      );
+      addSample(samples, "storm_rss", contender, after.maxRss / 2 ** 20);
+      addSample(samples, "storm_refusals", contender, r.refusals);
+      const step = r.clients / CURVE_POINTS;
+      stormCurves[contender] = {
+        clients: r.clients,
+        step,
+        listeningMs,
+        curve: Array.from({ length: CURVE_POINTS + 1 }, (_, k) => {
+          const t = k === 0 ? killedAt : r.backAt[Math.ceil(k * step) - 1];
+          return t === undefined ? Number.NaN : Math.round(since(t));
+        }).filter((t) => Number.isFinite(t)),
+      };
+      if (r.back < r.clients)
+        notes.push(
+          `storm ${contender}: ${r.clients - r.back} of ${r.clients} clients not back with their state in ${timeoutMs / 1000} s${r.stale > 0 ? ` (${r.stale} came back with another state)` : ""}`,
+        );
+      if (r.refusals > 0)
+        notes.push(
+          `storm ${contender}: ${r.refusals} attempts refused (${Object.entries(r.codes)
+            .map(([code, n]) => `${code}×${n}`)
+            .join(" ")})`,
+        );
+      status(
+        `storm ${fmt(r.clients).padEnd(10)} ${label(contender)} listening after ${fmt(listeningMs)} ms; then 99% back in ${t99 === undefined ? "–" : fmt(since(t99) - listeningMs)} ms, 100% in ${t100 === undefined ? "–" : fmt(since(t100) - listeningMs)} ms  ${fmt(r.dials)} dials  refusals ${r.refusals}  peak RSS ${fmt(after.maxRss / 2 ** 20)} MiB  load ${pct(r.clientBusy ?? 0)}`,
+      );
+    } finally {
+      await load.run({ cmd: "stormClose" });
+      await server.stop();
+    }
+  }
+}
+
+async function runClusterStorm() {
+  const r = await clusterStorm(load, keys, settings.clusterStorm, (t) => status(t, false));
+  if (r.ms99 !== undefined) addSample(samples, "cluster_storm_99", "outpost", r.ms99);
+  if (r.ms100 !== undefined) addSample(samples, "cluster_storm_100", "outpost", r.ms100);
+  addSample(samples, "cluster_storm_dropped", "outpost", r.dropped);
+  addSample(samples, "cluster_storm_refusals", "outpost", r.refusals);
+  const codes = Object.entries(r.codes)
+    .map(([code, n]) => `${code}×${n}`)
+    .join(" ");
+  if (r.back < r.dropped)
+    notes.push(`cluster storm: ${r.dropped - r.back} of ${r.dropped} dropped clients not back`);
+  if (r.refusals > 0) notes.push(`cluster storm: ${r.refusals} attempts refused (${codes})`);
+  status(
+    `cluster storm ${fmt(r.clients)} on 3 nodes: ${fmt(r.dropped)} lost their connection; 99% back ${r.ms99 === undefined ? "–" : fmt(r.ms99)} ms, 100% ${r.ms100 === undefined ? "–" : fmt(r.ms100)} ms after the kill  ${fmt(r.dials)} dials  refusals ${r.refusals}${codes ? ` (${codes})` : ""}`,
+  );
+}
+
 function machine(): Record<string, unknown> {
   const version = (name: string) => {
     try {
@@ -425,11 +550,22 @@ async function measureAll(): Promise<Results> {
       status(`signing ${fmt(settings.connects.maxCount)} HS256 tokens`, false);
       await load.run({ cmd: "tokens", algorithm: "HS256", count: settings.connects.maxCount });
     }
+    if (w.includes("storm") || w.includes("cluster-storm")) {
+      status(`signing ${fmt(settings.storm.clients)} EdDSA tokens for the storm's rooms`, false);
+      await load.run({
+        cmd: "stormTokens",
+        count: Math.max(
+          w.includes("storm") ? settings.storm.clients : 0,
+          w.includes("cluster-storm") ? settings.clusterStorm.clients : 0,
+        ),
+        rooms: settings.storm.rooms,
+      });
+    }
     status("tokens signed");
 
     for (let round = 0; round < options.rounds; round++) {
       if (options.rounds > 1) say(`— round ${round + 1} of ${options.rounds}`);
-      if (w.some((x) => x !== "memory")) {
+      if (w.some((x) => x !== "memory" && x !== "storm" && x !== "cluster-storm")) {
         const servers = await startServers("EdDSA", round);
         try {
           if (w.includes("connects")) await runConnects(servers, round, "EdDSA");
@@ -455,16 +591,22 @@ async function measureAll(): Promise<Results> {
         }
       }
       if (w.includes("memory")) await runMemory(round);
+      if (w.includes("storm")) await runStorm(round);
+      if (w.includes("cluster-storm") && options.contenders.includes("outpost")) {
+        await runClusterStorm();
+      }
     }
   } finally {
     await load.stop();
   }
-  return shapeResults(
+  const results = shapeResults(
     samples,
     machine(),
     { ...settings, workloads: options.workloads, contenders: options.contenders },
     notes,
   );
+  if (Object.keys(stormCurves).length > 0) results.storm = stormCurves;
+  return results;
 }
 
 let keys: BenchKeys;
@@ -484,6 +626,16 @@ if (options.render) {
 writeFileSync(join(outDir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 const title = `Outpost vs bare ws+jose vs Socket.IO (${results.machine.mode as string} run, ${String(results.machine.date).slice(0, 10)})`;
 writeFileSync(join(outDir, "latest.svg"), svgChart(results, title));
+if (results.storm !== undefined) {
+  const clients = Object.values(results.storm)[0]?.clients ?? 0;
+  writeFileSync(
+    join(outDir, "storm.svg"),
+    stormChart(
+      results.storm,
+      `Reconnect storm: ${clients.toLocaleString("en-US")} clients back after a server restart (${String(results.machine.date).slice(0, 10)})`,
+    ),
+  );
+}
 writeFileSync(join(outDir, "latest.md"), `${markdownResults(results)}\n`);
 const docs = options.writeDocs || options.render ? updateDocs(results) : undefined;
 
@@ -527,6 +679,7 @@ function updateDocs(r: Results): true | string {
     ...(r.notes.length > 0 ? ["Notes from the run:", "", ...r.notes.map((n) => `- ${n}`), ""] : []),
     "![chart](bench/results/latest.svg)",
     "",
+    ...(r.storm !== undefined ? ["![reconnect storm](bench/results/storm.svg)", ""] : []),
     end,
   ].join("\n");
   writeFileSync(path, doc.slice(0, from) + section + doc.slice(to + end.length));

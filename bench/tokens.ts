@@ -35,14 +35,15 @@ export function benchKeySet(keys: BenchKeys, algorithm: Algorithm): Promise<KeyS
 
 /** Signs bench tokens for one algorithm with the run's key. */
 export interface TokenSigner {
-  sign(sub: string): Promise<string>;
+  /** A token for instance `name` (default the one instance of the other workloads). */
+  sign(sub: string, name?: string): Promise<string>;
 }
 
 export async function createSigner(keys: BenchKeys, algorithm: Algorithm): Promise<TokenSigner> {
   const keySet = await benchKeySet(keys, algorithm);
   return {
-    sign: (sub) =>
-      issueToken(keySet, { sub, agent: AGENT, name: INSTANCE, ttl: TOKEN_TTL_SECONDS }),
+    sign: (sub, name = INSTANCE) =>
+      issueToken(keySet, { sub, agent: AGENT, name, ttl: TOKEN_TTL_SECONDS }),
   };
 }
 

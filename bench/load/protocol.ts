@@ -4,6 +4,8 @@ import type { Algorithm, BenchKeys, Contender } from "../config.js";
 export interface Target {
   contender: Contender;
   port: number;
+  /** The nodes of a cluster, when there are several: client i starts on node i mod n. */
+  ports?: number[];
 }
 
 export type LoadCommand =
@@ -29,7 +31,18 @@ export type LoadCommand =
     } & Target)
   | { cmd: "rpc"; warmupMs: number; durationMs: number; maxCalls: number }
   | { cmd: "fanout"; reps: number; timeoutMs: number }
-  | { cmd: "closeAll" };
+  | { cmd: "closeAll" }
+  /** Reconnect storm: sign a token per client for its room (client i in room i mod rooms). */
+  | { cmd: "stormTokens"; count: number; rooms: number }
+  /** Open the storm's clients and give every room a state of its own. */
+  | ({ cmd: "stormOpen"; count: number; rooms: number; concurrency: number } & Target)
+  /** From now on every dropped client reconnects on its own schedule. */
+  | { cmd: "stormArm" }
+  /** Clients dial only these ports from now on (the nodes still alive). */
+  | { cmd: "stormRoute"; ports: number[] }
+  /** Wait until every client is back with its state, or the time bound. */
+  | { cmd: "stormWait"; timeoutMs: number }
+  | { cmd: "stormClose" };
 
 export interface Request {
   id: number;
@@ -90,4 +103,32 @@ export interface FanoutResult {
   firstMs: number[];
   clients: number;
   timeouts: number;
+}
+
+export interface StormOpenResult {
+  opened: number;
+  failed: number;
+  elapsedMs: number;
+}
+
+export interface StormResult extends ClientLoad {
+  clients: number;
+  /** Clients that lost their connection (all of them when the one server is killed). */
+  dropped: number;
+  /** Clients back with their room's state as it was before the restart. */
+  back: number;
+  /** Connections that came back with another state (the room forgot it). */
+  stale: number;
+  /** Connection attempts after the drop, successful or not. */
+  dials: number;
+  /** Each client's wait from its drop to its first redial, in ms (the schedule at work). */
+  firstDelays: number[];
+  /** Attempts the restarted server answered with a refusal (close code or HTTP status). */
+  refusals: number;
+  /** Refusals by close code or `HTTP <status>`. */
+  codes: Record<string, number>;
+  /** When the first client saw its socket drop (epoch ms). */
+  firstCloseAt: number;
+  /** When each client that came back had its state (epoch ms), ascending. */
+  backAt: number[];
 }

@@ -27,11 +27,16 @@ export interface SocketEvents {
   onClosed(socket: BenchSocket, code: number): void;
 }
 
-export function socketUrl(contender: Contender, port: number, token: string): string {
+export function socketUrl(
+  contender: Contender,
+  port: number,
+  token: string,
+  name: string = INSTANCE,
+): string {
   if (contender === "socketio") {
-    return `ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket&name=${INSTANCE}`;
+    return `ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket&name=${name}`;
   }
-  return `ws://127.0.0.1:${port}/agents/${AGENT}/${INSTANCE}?token=${token}`;
+  return `ws://127.0.0.1:${port}/agents/${AGENT}/${name}?token=${token}`;
 }
 
 export class BenchSocket {
@@ -40,6 +45,8 @@ export class BenchSocket {
   sentAt = 0;
   /** Free for the workload: e.g. the index of the connection. */
   index = 0;
+  /** The HTTP status when the server answered the upgrade with an error instead of accepting it. */
+  httpStatus: number | undefined;
   #nextAck = 0;
   #ended = false;
 
@@ -48,12 +55,18 @@ export class BenchSocket {
     port: number,
     readonly token: string,
     readonly events: SocketEvents,
+    name?: string,
   ) {
-    this.ws = new WebSocket(socketUrl(contender, port, token), {
+    this.ws = new WebSocket(socketUrl(contender, port, token, name), {
       perMessageDeflate: false,
       handshakeTimeout: 15_000,
     });
-    this.ws.on("error", () => {});
+    // A refusal by status (e.g. 503) rather than a close code: `ws` reports it as this error,
+    // then closes with 1006 like any failed connect.
+    this.ws.on("error", (error) => {
+      const status = /^Unexpected server response: (\d+)/.exec(error.message);
+      if (status !== null) this.httpStatus = Number(status[1]);
+    });
     this.ws.on("message", (data: Buffer) => this.#onMessage(data.toString()));
     this.ws.on("close", (code) => {
       if (this.#ended) return;

@@ -3,15 +3,19 @@
  * command at a time over IPC and answers with the command's result.
  */
 import { performance } from "node:perf_hooks";
-import type { Algorithm, BenchKeys } from "../config.js";
+import { type Algorithm, type BenchKeys, stormRoom } from "../config.js";
 import { createSigner, forgedToken } from "../tokens.js";
 import type { LoadCommand, Reply, Request } from "./protocol.js";
+import { Storm } from "./storm.js";
 import { connects, HeldConnections, refused } from "./workloads.js";
 
 let keys: BenchKeys | undefined;
 const tokens: Record<Algorithm, string[]> = { EdDSA: [], HS256: [] };
 let forged: string | undefined;
 const held = new HeldConnections();
+const storm = new Storm();
+let stormTokens: string[] = [];
+let stormRooms = 0;
 
 function reply(message: Reply): void {
   process.send?.(message);
@@ -19,17 +23,22 @@ function reply(message: Reply): void {
 
 const progress = (text: string) => reply({ type: "progress", text });
 
-async function signTokens(algorithm: Algorithm, count: number): Promise<number> {
+/** Sign until `pool` holds `count` tokens; token i is for the instance `name(i)` gives. */
+async function signTokens(
+  algorithm: Algorithm,
+  count: number,
+  pool: string[] = tokens[algorithm],
+  name?: (i: number) => string,
+): Promise<number> {
   if (keys === undefined) throw new Error("init first");
   const signer = await createSigner(keys, algorithm);
-  const pool = tokens[algorithm];
   // Sign in batches: a few hundred in flight keeps memory flat and the thread pool busy.
   while (pool.length < count) {
     const batch = Math.min(256, count - pool.length);
     const base = pool.length;
     pool.push(
       ...(await Promise.all(
-        Array.from({ length: batch }, (_, i) => signer.sign(`user-${base + i}`)),
+        Array.from({ length: batch }, (_, i) => signer.sign(`user-${base + i}`, name?.(base + i))),
       )),
     );
   }
@@ -62,6 +71,28 @@ async function run(command: LoadCommand): Promise<unknown> {
       return held.fanout(command);
     case "closeAll":
       await held.closeAll();
+      return null;
+    case "stormTokens":
+      stormTokens = [];
+      stormRooms = command.rooms;
+      return signTokens("EdDSA", command.count, stormTokens, (i) => stormRoom(i % command.rooms));
+    case "stormOpen": {
+      if (command.rooms !== stormRooms) throw new Error("stormTokens first, for as many rooms");
+      const tokens = stormTokens.slice(0, command.count);
+      const opened = await storm.open(command, tokens, command.rooms, command.concurrency);
+      if (opened.opened === tokens.length) await storm.seed(command.rooms);
+      return opened;
+    }
+    case "stormArm":
+      await storm.arm();
+      return null;
+    case "stormRoute":
+      storm.route(command.ports);
+      return null;
+    case "stormWait":
+      return storm.wait(command.timeoutMs);
+    case "stormClose":
+      await storm.close();
       return null;
   }
 }

@@ -15,6 +15,7 @@ import {
   UNAUTHORIZED,
 } from "../config.js";
 import { attach, readConfig } from "./ipc.js";
+import { RoomStates } from "./rooms.js";
 import { createVerifier } from "./verify.js";
 
 const config = readConfig();
@@ -25,11 +26,12 @@ const wss = new WebSocketServer({
   clientTracking: false,
   perMessageDeflate: false,
 });
-/** Open connections of the one instance, for broadcasts. */
-const clients = new Set<WebSocket>();
-let state = { n: 0 };
+/** Open connections of each instance (room), for broadcasts. */
+const rooms = new Map<string, Set<WebSocket>>();
+const states = new RoomStates(config.dataDir);
+let connections = 0;
 
-function onMessage(ws: WebSocket, data: Buffer, expiresAt: number): void {
+function onMessage(ws: WebSocket, data: Buffer, expiresAt: number, name: string): void {
   let frame: { type?: unknown; id?: unknown; method?: unknown; args?: unknown };
   try {
     frame = JSON.parse(data.toString());
@@ -46,9 +48,9 @@ function onMessage(ws: WebSocket, data: Buffer, expiresAt: number): void {
   if (frame.method === "echo") {
     ws.send(rpcResultFrame(frame.id, args[0]));
   } else if (frame.method === "bump") {
-    state = { n: state.n + 1 };
+    const state = states.bump(name);
     const text = stateFrame(state);
-    for (const client of clients) client.send(text);
+    for (const client of rooms.get(name) ?? []) client.send(text);
     ws.send(rpcResultFrame(frame.id, state.n));
   } else {
     ws.send(rpcErrorFrame(frame.id, `unknown method ${String(frame.method)}`));
@@ -70,11 +72,17 @@ http.on("upgrade", (req, socket, head) => {
       if (socket.destroyed) return;
       wss.handleUpgrade(req, socket, head, (ws) => {
         ws.on("error", () => {});
+        const clients = rooms.get(name) ?? new Set<WebSocket>();
+        rooms.set(name, clients);
         clients.add(ws);
-        ws.on("close", () => clients.delete(ws));
-        ws.on("message", (data: Buffer) => onMessage(ws, data, expiresAt));
-        ws.send(identityFrame());
-        ws.send(stateFrame(state));
+        connections++;
+        ws.on("close", () => {
+          connections--;
+          clients.delete(ws);
+        });
+        ws.on("message", (data: Buffer) => onMessage(ws, data, expiresAt, name));
+        ws.send(identityFrame(name));
+        ws.send(stateFrame(states.get(name)));
       });
     },
     () => {
@@ -88,12 +96,12 @@ http.on("upgrade", (req, socket, head) => {
   );
 });
 
-http.listen(0, "127.0.0.1", () => {
+http.listen(config.port ?? 0, "127.0.0.1", () => {
   attach(
     (http.address() as AddressInfo).port,
-    () => clients.size,
+    () => connections,
     async () => {
-      for (const client of clients) client.terminate();
+      for (const clients of rooms.values()) for (const client of clients) client.terminate();
       await new Promise<void>((resolve) => http.close(() => resolve()));
     },
   );

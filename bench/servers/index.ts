@@ -23,6 +23,12 @@ export interface ServerOptions {
   profileDir?: string;
   /** Outpost only: keep the per-address failure limit on. */
   failureLimit?: boolean;
+  /** Listen on this port (a restarted server keeps its predecessor's); default any free one. */
+  port?: number;
+  /** Start on this data directory (a restart keeps its data); default a fresh one. */
+  dataDir?: string;
+  /** Outpost only: one node of a cluster on this PostgreSQL database and schema. */
+  cluster?: { postgres: string; schema: string };
 }
 
 export class ServerProcess {
@@ -30,17 +36,20 @@ export class ServerProcess {
     readonly contender: Contender,
     readonly port: number,
     private readonly child: ChildProcess,
-    private readonly dataDir: string,
+    /** Where the server keeps its data; a restart on it finds the same state. */
+    readonly dataDir: string,
   ) {}
 
   static async start(contender: Contender, options: ServerOptions): Promise<ServerProcess> {
-    const dataDir = mkdtempSync(join(tmpdir(), `outpost-bench-${contender}-`));
+    const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), `outpost-bench-${contender}-`));
     const config: ServerConfig = {
       contender,
       algorithm: options.algorithm,
       keys: options.keys,
       dataDir,
       ...(options.failureLimit === true && { failureLimit: true }),
+      ...(options.port !== undefined && { port: options.port }),
+      ...(options.cluster !== undefined && { cluster: options.cluster }),
     };
     const nodeArgs = ["--expose-gc"];
     if (options.profileDir !== undefined) {
@@ -67,7 +76,7 @@ export class ServerProcess {
       return new ServerProcess(contender, port, child, dataDir);
     } catch (error) {
       child.kill("SIGKILL");
-      rmSync(dataDir, { recursive: true, force: true });
+      if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
       throw error;
     }
   }
@@ -95,6 +104,18 @@ export class ServerProcess {
       120_000,
       `${this.contender} heap snapshot`,
     );
+  }
+
+  /**
+   * SIGKILL, as a crash or a hard redeploy does: no close frames, the clients see their
+   * sockets drop. The data directory is kept for the next start; resolves once the process
+   * is gone (and its port free).
+   */
+  async kill(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once("exit", () => resolve()));
+    this.child.kill("SIGKILL");
+    await exited;
   }
 
   async stop(): Promise<void> {

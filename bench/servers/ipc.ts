@@ -29,12 +29,15 @@ export function stats(connections: number, gc: boolean): ServerStats {
   if (gc) fullGc();
   const memory = process.memoryUsage();
   const cpu = process.cpuUsage();
+  // maxRSS is in kilobytes; the kernel keeps the peak, so no sampling can miss it.
+  const maxRss = process.resourceUsage().maxRSS * 1024;
   return {
     rss: memory.rss,
     heapUsed: memory.heapUsed,
     external: memory.external,
     arrayBuffers: memory.arrayBuffers,
     cpuMicros: cpu.user + cpu.system,
+    maxRss,
     connections,
   };
 }

@@ -32,13 +32,14 @@ const config = readConfig();
 const keys = await benchKeySet(config.keys, config.algorithm);
 const server = await serve({
   agents: { Bench },
-  port: 0,
+  port: config.port ?? 0,
   hostname: "127.0.0.1",
   dataDir: config.dataDir,
   logger: false,
   handleSignals: false,
   auth: tokenAuth({ keys, ...(config.failureLimit !== true && { rateLimit: false }) }),
   maxConnectionsPerInstance: 20_000,
+  ...(config.cluster !== undefined && { cluster: config.cluster }),
 });
 attach(
   server.port,

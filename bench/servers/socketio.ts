@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { Server } from "socket.io";
 import { AGENT, INSTANCE } from "../config.js";
 import { attach, readConfig } from "./ipc.js";
+import { RoomStates } from "./rooms.js";
 import { createVerifier } from "./verify.js";
 
 const config = readConfig();
@@ -21,7 +22,7 @@ const io = new Server(http, {
   perMessageDeflate: false,
   httpCompression: false,
 });
-let state = { n: 0 };
+const states = new RoomStates(config.dataDir);
 
 io.use((socket, next) => {
   const auth = socket.handshake.auth as { token?: unknown };
@@ -29,7 +30,7 @@ io.use((socket, next) => {
   verifier.verify(typeof auth.token === "string" ? auth.token : null, AGENT, name || INSTANCE).then(
     (expiresAt) => {
       socket.data.expiresAt = expiresAt;
-      socket.data.room = `${AGENT}/${name || INSTANCE}`;
+      socket.data.name = name || INSTANCE;
       next();
     },
     () => next(new Error("Unauthorized")),
@@ -39,16 +40,12 @@ io.use((socket, next) => {
 type RpcFrame = { type?: unknown; id?: unknown; method?: unknown; args?: unknown };
 
 io.on("connection", (socket) => {
-  const room = socket.data.room as string;
+  const name = socket.data.name as string;
+  const room = `${AGENT}/${name}`;
   const expiresAt = socket.data.expiresAt as number;
   socket.join(room);
-  socket.emit("message", {
-    type: "cf_agent_identity",
-    agent: AGENT,
-    name: INSTANCE,
-    stateFollows: true,
-  });
-  socket.emit("message", { type: "cf_agent_state", state });
+  socket.emit("message", { type: "cf_agent_identity", agent: AGENT, name, stateFollows: true });
+  socket.emit("message", { type: "cf_agent_state", state: states.get(name) });
   socket.on("rpc", (frame: RpcFrame, ack: unknown) => {
     if (typeof ack !== "function" || frame === null || typeof frame !== "object") return;
     if (typeof frame.id !== "string") return;
@@ -60,7 +57,7 @@ io.on("connection", (socket) => {
     if (frame.method === "echo") {
       ack({ type: "rpc", id: frame.id, success: true, result: args[0], done: true });
     } else if (frame.method === "bump") {
-      state = { n: state.n + 1 };
+      const state = states.bump(name);
       io.to(room).emit("message", { type: "cf_agent_state", state });
       ack({ type: "rpc", id: frame.id, success: true, result: state.n, done: true });
     } else {
@@ -74,7 +71,7 @@ io.on("connection", (socket) => {
   });
 });
 
-http.listen(0, "127.0.0.1", () => {
+http.listen(config.port ?? 0, "127.0.0.1", () => {
   attach(
     (http.address() as AddressInfo).port,
     () => io.engine.clientsCount,

@@ -175,7 +175,7 @@ export class UpgradeHandler {
       agent: admitted.agent,
       name: admitted.name,
       // Without the query: a refresh does not need it, and it holds the token.
-      path: url.pathname,
+      path: detached(url.pathname),
       origin: req.headers.origin ?? null,
       remoteAddress,
     };
@@ -186,7 +186,7 @@ export class UpgradeHandler {
     const connection = new ServerConnection({
       id: randomUUID(),
       socket: ws,
-      uri: redactedUri(url, this.#ctx.credentialParams()),
+      uri: redactedUri(url, facts.path, this.#ctx.credentialParams()),
       remoteAddress: remoteAddress ?? "unknown",
       auth,
       limits: this.#ctx.limits,
@@ -265,8 +265,30 @@ function requestFactory(url: URL, raw: IncomingMessage["headers"]): () => Reques
   return () => new Request(url, { headers: toHeaders(raw) });
 }
 
-/** `connection.uri`, computed on first read: most connections never log it. */
-function redactedUri(url: URL, params: readonly string[]): () => string {
+/**
+ * A copy of `text` that does not point into a longer string. `URL` getters return slices
+ * of the whole href, and a slice keeps its parent alive: a pathname kept for the life of a
+ * connection would keep the upgrade URL, token included, with it.
+ */
+function detached(text: string): string {
+  return ` ${text}`.slice(1);
+}
+
+/**
+ * `connection.uri`, computed on first read: most connections never log it. In the common
+ * case, where the only query parameter is the credential the policy reads, its value is
+ * redacted whatever it is, so only the origin and path are kept: holding the whole URL
+ * would keep a copy of the token alive (and ~400 bytes) for the life of the connection.
+ */
+function redactedUri(url: URL, path: string, params: readonly string[]): () => string {
+  const query = url.searchParams;
+  const param = params.length === 1 ? params[0]! : undefined;
+  if (param !== undefined && query.size === 1 && query.has(param)) {
+    const origin = detached(url.origin);
+    // Spelled as `redactUrl` spells it, so the result is the same string either way.
+    return () =>
+      `${redactUrl(`${origin}${path}`, params)}?${new URLSearchParams({ [param]: "" })}[redacted]`;
+  }
   const href = url.href;
   return () => redactUrl(href, params);
 }

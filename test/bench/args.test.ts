@@ -5,10 +5,16 @@ describe("bench arguments", () => {
   it("runs everything, five rounds, and rewrites the docs by default", () => {
     const options = parseArgs([]);
     expect(options.contenders).toEqual(["outpost", "bare", "socketio"]);
-    expect(options.workloads).toEqual(["connects", "refused", "rpc", "fanout", "memory"]);
+    expect(options.workloads).toEqual(["connects", "refused", "rpc", "fanout", "memory", "storm"]);
     expect(options.rounds).toBe(5);
     expect(options.writeDocs).toBe(true);
     expect(options.outDir).toBe("bench/results");
+  });
+
+  it("--workloads=storm selects the reconnect storm alone, 10,000 clients on 100 rooms (2,000 when quick)", () => {
+    expect(parseArgs(["--workloads=storm"]).workloads).toEqual(["storm"]);
+    expect(settingsFor({ quick: false }).storm).toMatchObject({ clients: 10_000, rooms: 100 });
+    expect(settingsFor({ quick: true }).storm.clients).toBe(2_000);
   });
 
   it("--quick means one round and leaves BENCHMARKS.md alone unless --docs", () => {

@@ -15,6 +15,8 @@ function sampleRun(): Samples {
     addSample(samples, "connects", "bare", bare);
     addSample(samples, "connects", "socketio", socketio);
   }
+  addSample(samples, "connects_hs256", "outpost", 950);
+  addSample(samples, "connects_hs256", "bare", 1000);
   addSample(samples, "memory", "outpost", 6_000);
   addSample(samples, "memory", "bare", 5_000);
   addSample(samples, "memory", "socketio", 11_000);
@@ -45,11 +47,13 @@ describe("bench results", () => {
     expect(results.ratios.connects).toEqual({ bare: 0.857, socketio: 2.2 });
     const verdict = (workload: string, against: string) =>
       results.targets.find((t) => t.workload === workload && t.against === against);
-    expect(verdict("connects", "bare")).toMatchObject({ met: true, target: "≥ 0.85×" });
-    expect(verdict("connects", "socketio")).toMatchObject({ met: true, ratio: 2.2 });
+    expect(verdict("connects", "bare")).toMatchObject({ met: false, target: "≥ 0.9×" });
+    expect(verdict("connects_hs256", "bare")).toMatchObject({ ratio: 0.95, met: true });
+    // Socket.IO is in every table and no target: the floor itself misses the old ones.
+    expect(results.targets.some((t) => t.against === "socketio")).toBe(false);
+    expect(results.ratios.connects?.socketio).toBe(2.2);
     // Lower is better for memory and fan-out.
-    expect(verdict("memory", "bare")).toMatchObject({ ratio: 1.2, met: true, target: "≤ 1.3×" });
-    expect(verdict("memory", "socketio")).toMatchObject({ met: true });
+    expect(verdict("memory", "bare")).toMatchObject({ ratio: 1.2, met: false, target: "≤ 1.1×" });
     expect(verdict("fanout", "bare")).toMatchObject({ ratio: 1.3, met: false });
     expect(verdict("rpc", "bare")).toMatchObject({ ratio: null, met: null });
   });
@@ -60,8 +64,8 @@ describe("bench results", () => {
     expect(table).toContain("connects/s, EdDSA token");
     expect(table).toContain("0.86×");
     const md = markdownResults(results);
-    expect(md).toContain("| connects | bare ws+jose | ≥ 0.85× | 0.86× | met |");
-    expect(md).toContain("| fanout | bare ws+jose | ≤ 1.2× | 1.30× | **missed** |");
+    expect(md).toContain("| connects | bare ws+jose | ≥ 0.9× | 0.86× | **missed** |");
+    expect(md).toContain("| fanout | bare ws+jose | ≤ 1.1× | 1.30× | **missed** |");
     const svg = svgChart(results, "a <title> & more");
     expect(svg.startsWith("<svg")).toBe(true);
     expect(svg.trimEnd().endsWith("</svg>")).toBe(true);

@@ -1,0 +1,81 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { ServerProcess } from "../../bench/servers/index.js";
+import { createBenchKeys, createSigner } from "../../bench/tokens.js";
+import { createKeySet, issueToken, tokenAuth } from "../../src/auth/index.js";
+import { Agent, type Connection } from "../../src/index.js";
+import { redactUrl } from "../../src/server/logger.js";
+import { startServer, wsUrl } from "../helpers/server.js";
+import { connect } from "../helpers/ws-client.js";
+
+class Lobby extends Agent {
+  static uris: string[] = [];
+  override onConnect(connection: Connection) {
+    Lobby.uris.push(connection.uri);
+  }
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** Open a socket with `token` in the query and wait for its state frame. */
+function openWithState(port: number, token: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/agents/bench/room?token=${token}`);
+    ws.on("message", (data: Buffer) => {
+      if ((JSON.parse(data.toString()) as { type: string }).type === "cf_agent_state") resolve(ws);
+    });
+    ws.on("error", reject);
+    ws.on("close", (code) => reject(new Error(`closed ${code}`)));
+  });
+}
+
+describe("upgrade", () => {
+  it("connection.uri of a socket whose only query parameter is its token reads as the whole URL redacted", async () => {
+    const keys = await createKeySet({ secret: "upgrade-suite-secret-0123456789abcdefgh" });
+    const server = await startServer({ Lobby }, { auth: tokenAuth({ keys, rateLimit: false }) });
+    cleanups.push(() => server.stop());
+    const token = await issueToken(keys, { sub: "ada", agent: "lobby", name: "main" });
+    const url = wsUrl(server, `/agents/lobby/main?token=${token}`);
+    const client = await connect(url);
+    await client.close();
+    expect(Lobby.uris).toHaveLength(1);
+    // The same string the full redaction of the upgrade URL gives, without the token.
+    expect(Lobby.uris[0]).toBe(redactUrl(url.replace(/^ws:/, "http:")));
+    expect(Lobby.uris[0]).toMatch(/\/agents\/lobby\/main\?token=\[redacted\]$/);
+    expect(Lobby.uris[0]).not.toContain(token.split(".")[2]);
+  });
+
+  it("an idle authenticated connection keeps no copy of its token (nor of its upgrade URL) in the server's heap", {
+    timeout: 120_000,
+  }, async () => {
+    const keys = await createBenchKeys();
+    // The bench's Outpost server: serve() with tokenAuth, in a process of its own, so the
+    // heap searched is the server's alone and not this process, which holds the tokens.
+    const server = await ServerProcess.start("outpost", { keys, algorithm: "EdDSA" });
+    cleanups.push(() => server.stop());
+    const signer = await createSigner(keys, "EdDSA");
+    const tokens = await Promise.all([1, 2, 3].map((i) => signer.sign(`user-${i}`)));
+    const sockets = await Promise.all(tokens.map((t) => openWithState(server.port, t)));
+    cleanups.push(() => {
+      for (const ws of sockets) ws.terminate();
+    });
+    const dir = mkdtempSync(join(tmpdir(), "outpost-upgrade-heap-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const snapshot = JSON.parse(
+      readFileSync(await server.snapshot(join(dir, "idle.heapsnapshot")), "utf8"),
+    ) as { strings: string[]; snapshot: { node_count: number } };
+    expect(snapshot.snapshot.node_count).toBeGreaterThan(0);
+    // Each token's signature is unique to it: any string holding it is a copy.
+    const signatures = tokens.map((t) => t.split(".")[2]!);
+    const held = snapshot.strings.filter((s) => signatures.some((sig) => s.includes(sig)));
+    expect(held).toEqual([]);
+    // The connections were alive while the snapshot was taken.
+    expect(sockets.every((ws) => ws.readyState === WebSocket.OPEN)).toBe(true);
+  });
+});
