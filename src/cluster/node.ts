@@ -32,7 +32,8 @@ export class ClusterNode {
   readonly wakeups: WakeupWriter;
   /** Wakes due instances whose owner is gone; started by the server (it knows how to wake). */
   waker: Waker | undefined;
-  readonly #sql: Sql;
+  readonly #connect: () => Sql;
+  readonly #onFenced = () => this.#replaceClient();
 
   private constructor(parts: {
     options: ResolvedClusterOptions;
@@ -42,7 +43,7 @@ export class ClusterNode {
     pool: LinkPool;
     authState: PostgresAuthStateStore;
     changes: ChangeStore;
-    sql: Sql;
+    connect: () => Sql;
   }) {
     this.options = parts.options;
     this.membership = parts.membership;
@@ -52,11 +53,15 @@ export class ClusterNode {
     this.authState = parts.authState;
     this.changes = parts.changes;
     this.wakeups = new WakeupWriter(parts.ownership, parts.options.schema);
-    this.#sql = parts.sql;
+    this.#connect = parts.connect;
+    // The membership and the ownership replace their own clients when the node fences.
+    this.membership.on("fenced", this.#onFenced);
   }
 
   static async start(options: ResolvedClusterOptions, logger: Logger): Promise<ClusterNode> {
-    const sql = postgres(options.postgres, { max: 4, connect_timeout: 5, onnotice: () => {} });
+    const connect = () =>
+      postgres(options.postgres, { max: 4, connect_timeout: 5, onnotice: () => {} });
+    const sql = connect();
     const opened: Array<{ close(): unknown }> = [];
     try {
       // Every table, the change log's too, under one lock: nodes may start at the same moment.
@@ -90,7 +95,7 @@ export class ClusterNode {
         pool,
         authState,
         changes,
-        sql,
+        connect,
       });
     } catch (error) {
       for (const part of opened.reverse()) await Promise.resolve(part.close()).catch(() => {});
@@ -120,13 +125,25 @@ export class ClusterNode {
 
   /** Leave the cluster: links closed, lease given up, connections to PostgreSQL ended. */
   async close(): Promise<void> {
+    this.membership.off("fenced", this.#onFenced);
     this.wakeups.close();
     await this.waker?.close().catch(() => {});
     this.pool.close();
     await Promise.allSettled([this.links.close()]);
     await Promise.allSettled([this.ownership.close(), this.authState.close()]);
     await this.membership.close().catch(() => {});
-    await this.#sql.end({ timeout: 2 }).catch(() => {});
+    await this.changes.sql.end({ timeout: 2 }).catch(() => {});
+  }
+
+  /**
+   * A node that fenced itself may be cut off by a silent partition, whose connections hang
+   * without ever failing: appends and restores would queue behind them forever, also once
+   * PostgreSQL is reachable again. Their answers no longer matter (nothing unanswered was
+   * acknowledged), so later queries get a fresh client and the old one is ended.
+   */
+  #replaceClient(): void {
+    const old = this.changes.replaceClient(this.#connect());
+    old.end({ timeout: 0 }).catch(() => {});
   }
 }
 

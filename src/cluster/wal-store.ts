@@ -42,18 +42,34 @@ const DEFAULTS = {
  * await store.migrate();
  */
 export class ChangeStore {
-  readonly sql: Sql;
   readonly schema: string;
   readonly chunkBytes: number;
+  #sql: Sql;
 
   constructor(sql: Sql, options: ChangeStoreOptions = {}) {
     const { schema, chunkBytes } = { ...DEFAULTS, ...options };
-    this.sql = sql;
+    this.#sql = sql;
     this.schema = schema;
     this.chunkBytes = chunkBytes;
   }
 
-  /** Create the change-log table when it is missing (the schema must exist). */
+  /** The client every later query goes through. */
+  get sql(): Sql {
+    return this.#sql;
+  }
+
+  /**
+   * Send every later query through `sql` instead; returns the client used until now, for
+   * the caller to end. Queries already sent stay where they are: a node cut off from
+   * PostgreSQL by a silent partition replaces its client, because connections stuck on a
+   * dead route never fail by themselves and would hold every later append and restore.
+   */
+  replaceClient(sql: Sql): Sql {
+    const old = this.#sql;
+    this.#sql = sql;
+    return old;
+  }
+
   /** Create the cluster's tables, the change log's among them, when they are missing. */
   async migrate(): Promise<void> {
     await migrate(this.sql, this.schema);

@@ -48,6 +48,8 @@ export class Refusals {
     // A path nobody serves is not an auth event; the admission logs each unknown agent once.
     const level =
       refusal.code === "not_found" || refusal.code === "unknown_agent" ? "debug" : "warn";
+    // With logging off (or above warn), a refusal costs its counter and nothing else.
+    if (!this.#logger.isLevelEnabled(level)) return;
     this.#logger[level](
       {
         event: "auth_refused",

@@ -17,17 +17,27 @@ export interface TestNode {
   kill(signal?: NodeJS.Signals): Promise<unknown>;
 }
 
-/** Start a node on `dataDir` in the cluster schema `schema`. */
+/**
+ * Start a node on `dataDir` in the cluster schema `schema`, reaching PostgreSQL at
+ * `postgres` (default `POSTGRES_URL`; a proxy's address to cut it off).
+ */
 export async function startNode(
   id: string,
-  options: { dataDir: string; schema: string; secret: string; port?: number; tickets?: boolean },
+  options: {
+    dataDir: string;
+    schema: string;
+    secret: string;
+    port?: number;
+    tickets?: boolean;
+    postgres?: string;
+  },
 ): Promise<TestNode> {
   const child = spawn(process.execPath, ["--import", "tsx", SCRIPT, options.dataDir], {
     stdio: ["pipe", "pipe", "inherit"],
     env: {
       ...process.env,
       OUTPOST_TEST_SECRET: options.secret,
-      OUTPOST_TEST_POSTGRES: POSTGRES_URL,
+      OUTPOST_TEST_POSTGRES: options.postgres ?? POSTGRES_URL,
       OUTPOST_TEST_SCHEMA: options.schema,
       OUTPOST_TEST_NODE: id,
       ...(options.port !== undefined && { OUTPOST_TEST_PORT: String(options.port) }),
