@@ -45,6 +45,9 @@ export const USAGE = `Usage: npm run bench -- [options]
   --out=DIR            output directory (default bench/results)
   --docs / --no-docs   rewrite the results in BENCHMARKS.md (default: full runs only)
   --render             measure nothing: redraw chart, tables and docs from latest.json
+  --cluster            the cluster run instead (bench/cluster.ts): relayed vs direct RPC,
+                       write turns, connects, restore and failover on 3 nodes and PostgreSQL
+                       (OUTPOST_POSTGRES); takes --quick, --out, --docs / --no-docs
   --help               this text
 `;
 

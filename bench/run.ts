@@ -46,6 +46,12 @@ import { ServerProcess } from "./servers/index.js";
 import { median } from "./stats.js";
 import { createBenchKeys } from "./tokens.js";
 
+// The cluster benchmark is a run of its own (bench/cluster.ts), with its own workloads.
+if (process.argv.includes("--cluster")) {
+  const { runClusterBench } = await import("./cluster.js");
+  process.exit(await runClusterBench(process.argv.slice(2).filter((a) => a !== "--cluster")));
+}
+
 let options: ReturnType<typeof parseArgs>;
 try {
   options = parseArgs(process.argv.slice(2));

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
-import { createAgentServer } from "outpost";
+import { type AgentServerOptions, createAgentServer } from "outpost";
 import { remoteKeySet, sessionCookie, tokenAuth, verifyToken } from "outpost/auth";
 import { DemoChat } from "./chat.js";
 import { readCookie, redirect, sendFile, sendJson } from "./http-utils.js";
@@ -17,6 +17,13 @@ export interface AgentServerSetup {
   dataDir: string;
   /** The Vite build, for the agent server's own page. */
   distDir: string;
+  /**
+   * Run as one node of a cluster (`npm run cluster`). Every node then needs the same
+   * `cookieSecret`, so a cookie one node issued is good on the others.
+   */
+  cluster?: AgentServerOptions["cluster"];
+  /** The cookie session's signing secret; default a fresh one per start. */
+  cookieSecret?: Uint8Array;
 }
 
 /**
@@ -30,7 +37,7 @@ export function createDemoAgentServer(setup: AgentServerSetup) {
   });
   // A fresh secret per start: restarting the demo signs out the cookie page, nothing more.
   const cookie = sessionCookie({
-    secret: randomBytes(32),
+    secret: setup.cookieSecret ?? randomBytes(32),
     // The demo runs on plain http://localhost; in production keep the default (Secure).
     secure: false,
   });
@@ -47,6 +54,8 @@ export function createDemoAgentServer(setup: AgentServerSetup) {
     dataDir: setup.dataDir,
     auth,
     logger: { level: process.env.OUTPOST_LOG_LEVEL ?? "info", pretty: true },
+    // In a cluster the nodes sit behind nginx, which appends the client's address.
+    ...(setup.cluster !== undefined && { cluster: setup.cluster, trustProxy: true }),
   });
 
   /** Plain HTTP: Outpost's own routes first, then the cookie page and its sign-in. */
