@@ -145,7 +145,7 @@ export class RemoteBridge {
   }
 
   /** The link to an admission's owner, before the client's handshake is completed. */
-  async link(admitted: RemoteAdmission): Promise<NodeLink> {
+  async link(admitted: Pick<RemoteAdmission, "owner">): Promise<NodeLink> {
     const node = await this.#node;
     return node.pool.get(admitted.owner.nodeId, admitted.owner.address);
   }
@@ -204,7 +204,10 @@ export class RemoteBridge {
   }
 
   /** Relay an admitted HTTP request to the owner; its answer comes back as a `Response`. */
-  async relay(admitted: RemoteAdmission, request: Request): Promise<Response> {
+  async relay(
+    admitted: Pick<RemoteAdmission, "agent" | "name" | "owner" | "session">,
+    request: Request,
+  ): Promise<Response> {
     const link = await this.link(admitted);
     const body =
       request.method === "GET" || request.method === "HEAD"
@@ -244,13 +247,8 @@ export class RemoteBridge {
         if (!answer.ok) throw new AgentCallError("remote_error", method, answer.error);
         return answer.result;
       },
-      fetch: async (request) => {
-        const admitted = { kind: "remote", agent, name, owner } as RemoteAdmission;
-        return this.relay(
-          { ...admitted, rest: "", policy: undefined, session: undefined, release: () => {} },
-          request,
-        );
-      },
+      // Trusted server code: no session travels with it, as on one node.
+      fetch: (request) => this.relay({ agent, name, owner, session: undefined }, request),
     };
   }
 
