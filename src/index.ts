@@ -19,11 +19,14 @@ export { AgentCallError, type CallErrorCode } from "./client/errors.js";
 export { CloseCode } from "./protocol/close-codes.js";
 export { agentNameToKebab } from "./protocol/frames.js";
 export {
+  type AgentRoute,
   type AgentServer,
   type AgentServerOptions,
   type AgentServerStats,
   createAgentServer,
   type LoggerSetting,
+  type RouteFunction,
+  type RouteRequest,
   type ServeHandle,
   type ServeOptions,
   serve,

@@ -5,7 +5,8 @@ import { InstanceLimitError, type InstanceRegistry } from "../agent/registry.js"
 import { AuthError, isAuthError } from "../auth/errors.js";
 import type { AuthPolicy, AuthSession, HeaderReader } from "../auth/policy.js";
 import { agentNameToKebab } from "../protocol/frames.js";
-import type { Router } from "./router.js";
+import type { CustomRoutes } from "./custom-routes.js";
+import type { Route, Router } from "./router.js";
 
 /** What the pipeline needs to know about an upgrade or a request: headers only, no body. */
 export interface AdmissionRequest {
@@ -16,6 +17,8 @@ export interface AdmissionRequest {
   websocket: boolean;
   /** True once the client has gone away; checked after every wait. */
   gone?: () => boolean;
+  /** Where it goes, when the adapter already asked the server's `route` function. */
+  route?: Route;
 }
 
 /** What every admission carries, wherever its instance runs. */
@@ -76,6 +79,7 @@ interface Pending {
  */
 export class Admission {
   readonly #router: Router;
+  readonly #custom: CustomRoutes | undefined;
   readonly #registry: InstanceRegistry;
   readonly #auth: () => Promise<AuthPolicy | undefined>;
   readonly #closing: () => boolean;
@@ -92,6 +96,8 @@ export class Admission {
 
   constructor(options: {
     router: Router;
+    /** The server's own `route` function, for addresses outside the prefix. */
+    custom?: CustomRoutes;
     registry: InstanceRegistry;
     auth: () => Promise<AuthPolicy | undefined>;
     closing: () => boolean;
@@ -102,6 +108,7 @@ export class Admission {
     place?: (agent: string, name: string) => Promise<Placement>;
   }) {
     this.#router = options.router;
+    this.#custom = options.custom;
     this.#registry = options.registry;
     this.#auth = options.auth;
     this.#closing = options.closing;
@@ -116,7 +123,10 @@ export class Admission {
    * Resolves `null` when the client went away meanwhile: there is nobody to answer.
    */
   async admit(request: AdmissionRequest): Promise<Admitted | null> {
-    const route = this.#router.match(request.url.pathname);
+    let route = request.route ?? this.#router.match(request.url.pathname);
+    if (route.kind === "not-found" && request.route === undefined && this.#custom !== undefined) {
+      route = (await this.#custom.resolve(request)) ?? route;
+    }
     const context = {
       agent: route.kind === "agent" ? route.agent : undefined,
       name: route.kind === "agent" ? route.name : undefined,
@@ -130,6 +140,7 @@ export class Admission {
       if (route.kind === "not-found") throw new AuthError("not_found");
       if (route.kind === "unknown-agent") throw this.#unknownAgent(route.agent);
       if (route.kind === "bad-name") throw new AuthError("bad_instance_name", route.reason);
+      if (route.kind === "route-failed") throw new AuthError("internal_error");
       if (this.#closing()) throw new AuthError("shutting_down");
 
       const policy = await this.#auth();

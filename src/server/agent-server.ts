@@ -11,6 +11,7 @@ import { resolveClusterOptions } from "../cluster/options.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { openAuthStateStore } from "../storage/auth-state.js";
 import { Admission, type Placement } from "./admission.js";
+import { CustomRoutes } from "./custom-routes.js";
 import { json } from "./http.js";
 import { HttpRoutes } from "./http-routes.js";
 import { createLogger } from "./logger.js";
@@ -119,6 +120,10 @@ class OutpostServer implements AgentServer {
     const agents = agentUrlNames(options.agents ?? {});
     if (agents.size === 0) throw new Error("serve(): `agents` must name at least one Agent class");
     const router = new Router(this.#options.prefix, agents.keys());
+    const custom =
+      options.route === undefined
+        ? undefined
+        : new CustomRoutes(options.route, agents, this.logger);
     this.#auth = Promise.resolve(options.auth).then(async (policy) => {
       // --- Durable auth state: revocations and spent tickets kept in the data directory,
       // loaded before anything is served (every request awaits #auth), closed on shutdown.
@@ -168,6 +173,7 @@ class OutpostServer implements AgentServer {
     const auth = () => this.#auth;
     this.#admission = new Admission({
       router,
+      ...(custom !== undefined && { custom }),
       registry: this.#registry,
       auth,
       closing: () => this.#closing !== undefined,
@@ -240,6 +246,7 @@ class OutpostServer implements AgentServer {
       trustProxy: this.#options.trustProxy,
       auth,
       ...(this.#remote !== undefined && { remote: this.#remote }),
+      ...(custom !== undefined && { custom }),
       health: () =>
         json(this.#closing ? 503 : 200, {
           status: this.#closing ? "shutting_down" : "ok",

@@ -4,9 +4,11 @@ import { AuthError } from "../auth/errors.js";
 import type { AuthPolicy } from "../auth/policy.js";
 import type { Admission, Admitted } from "./admission.js";
 import { clientAddress } from "./client-address.js";
+import type { CustomRoutes } from "./custom-routes.js";
 import { BodyTooLargeError, headerReader, json, toRequest, writeResponse } from "./http.js";
 import type { Refusals } from "./refusals.js";
 import type { RemoteBridge } from "./remote.js";
+import type { Route } from "./router.js";
 
 /** What the HTTP adapter needs from the server. */
 export interface HttpContext {
@@ -21,6 +23,8 @@ export interface HttpContext {
   health: () => Response;
   /** Cluster mode: relays requests for instances other nodes own. */
   remote?: RemoteBridge;
+  /** The server's own `route` function, asked about paths outside the prefix. */
+  custom?: CustomRoutes;
 }
 
 /**
@@ -54,7 +58,7 @@ export class HttpRoutes {
       res.writeHead(400).end();
       return true;
     }
-    if (!this.owns(url.pathname)) return false;
+    if (!this.owns(url.pathname) && this.#ctx.custom === undefined) return false;
     let response: Response | null;
     try {
       response = await this.#route(url, {
@@ -116,7 +120,17 @@ export class HttpRoutes {
       if (policy?.jwks === undefined) return null;
       return json(200, await policy.jwks(), { "cache-control": "public, max-age=300" });
     }
-    if (!url.pathname.startsWith(`/${this.#ctx.prefix}/`)) return null;
+    let route: Route | undefined;
+    if (!url.pathname.startsWith(`/${this.#ctx.prefix}/`)) {
+      // Not under the prefix: Outpost's only when the server's `route` function says so.
+      route = await this.#ctx.custom?.resolve({
+        url,
+        headers: incoming.headers,
+        remoteAddress: incoming.remoteAddress,
+        websocket: false,
+      });
+      if (route === undefined) return null;
+    }
     if (incoming.urlBytes > this.#ctx.maxUrlLength) {
       const refusal = new AuthError("url_too_long");
       this.#ctx.refusals.record(refusal, { remoteAddress: incoming.remoteAddress, url: "/" });
@@ -129,6 +143,7 @@ export class HttpRoutes {
         headers: incoming.headers,
         remoteAddress: incoming.remoteAddress,
         websocket: false,
+        ...(route !== undefined && { route }),
       });
     } catch (error) {
       return this.#ctx.refusals.response(error as AuthError);

@@ -4,6 +4,7 @@ import type { AgentClass } from "../agent/agent.js";
 import type { AuthPolicy } from "../auth/policy.js";
 import type { ClusterOptions } from "../cluster/options.js";
 import type { Durability } from "../storage/agent-database.js";
+import type { RouteFunction } from "./custom-routes.js";
 import type { LoggerSetting } from "./logger.js";
 
 /** Options shared by `serve()` and `createAgentServer()`. */
@@ -22,6 +23,19 @@ export interface AgentServerOptions<Env = unknown> {
   logger?: LoggerSetting;
   /** URL prefix of agents. Default `agents`. */
   prefix?: string;
+  /**
+   * Addresses of your own for agents, next to `/<prefix>/<agent>/<name>`: what a client
+   * with `basePath` connects to (Cloudflare's `getAgentByName(...).fetch(request)` in a
+   * Worker). Called for every WebSocket upgrade and HTTP request outside the prefix, before
+   * authentication; return `{ agent, name }` to send it to that instance, or nothing to
+   * leave it alone (HTTP falls through to your handlers, an upgrade gets 404). The
+   * credentials are then checked against the instance it names, as for any address.
+   *
+   * @example
+   * route: ({ url, headers }) =>
+   *   url.pathname === "/me" ? { agent: "UserAgent", name: userOf(headers) } : undefined
+   */
+  route?: RouteFunction;
   /** Largest frame accepted, in bytes; larger closes with 1009. Default 1 MiB. */
   maxPayload?: number;
   /** Largest HTTP request body to an agent, in bytes. Default 1 MiB. */
@@ -115,6 +129,9 @@ export function resolveOptions(options: AgentServerOptions): ResolvedOptions {
       throw new TypeError(`serve(): \`${key}\` must be a number of milliseconds >= 0`);
     }
     resolved[key] = value;
+  }
+  if (options.route !== undefined && typeof options.route !== "function") {
+    throw new TypeError("serve(): `route` must be a function: (request) => ({ agent, name })");
   }
   if (options.durability !== undefined) {
     if (options.durability !== "process" && options.durability !== "full") {

@@ -14,7 +14,9 @@ export type Route =
   | { kind: "not-found" }
   /** Under the prefix, with an instance name, but no agent by that URL name. */
   | { kind: "unknown-agent"; agent: string }
-  | { kind: "bad-name"; reason: string };
+  | { kind: "bad-name"; reason: string }
+  /** The server's own `route` function failed (threw, or named no agent it hosts). */
+  | { kind: "route-failed" };
 
 /**
  * Maps `/<prefix>/<kebab-agent>/<instance>[/rest]` to a known agent class. Unknown agents
@@ -62,16 +64,21 @@ export function decodeInstanceName(raw: string): string | { error: string } {
   } catch {
     return { error: "instance name is not valid URL encoding" };
   }
-  if (name.length === 0) return { error: "instance name is empty" };
-  if (name.length > MAX_INSTANCE_NAME_LENGTH) {
-    return { error: `instance name is longer than ${MAX_INSTANCE_NAME_LENGTH} characters` };
-  }
-  if (name === "." || name === "..") return { error: "instance name is not allowed" };
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point.
-  if (/[/\\\u0000-\u001f\u007f]/.test(name)) {
-    return { error: "instance name contains a forbidden character" };
-  }
+  const problem = instanceNameProblem(name);
+  if (problem !== undefined) return { error: problem };
   return name;
+}
+
+/** Why `name` (already decoded) cannot be an instance name, or `undefined` when it can. */
+export function instanceNameProblem(name: string): string | undefined {
+  if (name.length === 0) return "instance name is empty";
+  if (name.length > MAX_INSTANCE_NAME_LENGTH) {
+    return `instance name is longer than ${MAX_INSTANCE_NAME_LENGTH} characters`;
+  }
+  if (name === "." || name === "..") return "instance name is not allowed";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point.
+  if (/[/\\\u0000-\u001f\u007f]/.test(name)) return "instance name contains a forbidden character";
+  return undefined;
 }
 
 /** Kebab-case URL names for a `{ ClassName: Class }` record, checking for clashes. */

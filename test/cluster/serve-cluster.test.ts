@@ -117,6 +117,33 @@ describe("three nodes, one owner per instance", () => {
     expect(refusedHttp.status).toBe(401);
   });
 
+  it("an address the server's route maps (basePath) reaches the owner from any node, WebSocket and HTTP", async () => {
+    const t = await token("erin", "lobby");
+    // B owns lobby; A and C route `/lobby-of/lobby` to it and carry the client there.
+    const client = new AgentClient<unknown, { posts: number }>({
+      agent: "room",
+      basePath: "lobby-of/lobby",
+      host: `127.0.0.1:${c.port}`,
+      query: { token: t },
+      // biome-ignore lint/suspicious/noExplicitAny: the official client takes a WebSocket class.
+      WebSocket: WebSocket as any,
+    });
+    try {
+      await client.ready;
+      expect(client.name).toBe("lobby");
+      expect(await client.call("where")).toBe("node-b");
+      expect(await client.call("whoami")).toBe("erin");
+    } finally {
+      client.close();
+    }
+    const response = await fetch(`http://127.0.0.1:${a.port}/lobby-of/lobby/inbox?token=${t}`);
+    expect(await response.json()).toMatchObject({ node: "node-b", path: "/lobby-of/lobby/inbox" });
+    // The route picks the instance; the token still has to be for it.
+    const other = await token("erin", "elsewhere");
+    const closed = await refused(`ws://127.0.0.1:${a.port}/lobby-of/lobby?token=${other}`);
+    expect(closed.code).toBe(4003);
+  });
+
   it("the official agents client works through any node", async () => {
     const t = await token("dave", "lobby");
     const client = new AgentClient<unknown, { posts: number }>({
