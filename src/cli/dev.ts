@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { type AgentClass, isAgentClass } from "../agent/agent.js";
 import { agentNameToKebab } from "../protocol/frames.js";
+import type { RouteFunction } from "../server/custom-routes.js";
 import { serve } from "../server/serve.js";
 import {
   DEV_LOOPBACK_LIMIT_FACTOR,
@@ -19,7 +20,8 @@ Serves every Agent subclass the module exports. TypeScript modules load directly
 An exported \`auth\` (e.g. tokenAuth({ keys })) guards every connection; it is built at
 startup, and a secret or key file it cannot load stops the server with one line. Clients
 on this machine get ${DEV_LOOPBACK_LIMIT_FACTOR} times its failed-attempt limit. An exported \`env\` object becomes
-this.env (default: process.env).
+this.env (default: process.env). An exported \`route\` function maps addresses of your
+own to instances (what a client with basePath connects to), as serve({ route }) does.
 
 Options:
   --port <n>        port to listen on (default 8787; 0 picks a free one)
@@ -76,6 +78,13 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
       `warning: ${modulePath} calls ${name} but never imports it; every call throws. Use connection.auth (already verified), or import { ${name} } from "outpost/auth"\n`,
     );
   }
+  if (loaded.route !== undefined && typeof loaded.route !== "function") {
+    io.stderr(
+      `outpost dev: ${modulePath} exports \`route\`, but it is not a function: (request) => ({ agent, name })\n`,
+    );
+    return 1;
+  }
+  const route = loaded.route as RouteFunction | undefined;
   const auth = await prepareDevAuth(loaded.auth, source);
   if (!auth.ok) {
     io.stderr(`outpost dev: ${auth.error}\n`);
@@ -105,6 +114,7 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
       auth: auth.policy && relaxLoopbackLimit(auth.policy),
       logger: values.json ? { level: "info" } : { level: "info", pretty: true },
       ...(cluster !== undefined && { cluster }),
+      ...(route !== undefined && { route }),
     });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
@@ -120,6 +130,7 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
   for (const name of Object.keys(agents)) {
     io.stdout(`  ${name} → ${wsUrl}/agents/${agentNameToKebab(name)}/<name>\n`);
   }
+  if (route !== undefined) io.stdout(`  route → your own addresses (the exported route)\n`);
   if (auth.policy) {
     io.stdout("  auth: on\n");
     server.logger.info(

@@ -50,6 +50,11 @@ describe("outpost dev", () => {
       const client = await connect(`ws://127.0.0.1:${port}/agents/tally-board/main?token=${token}`);
       expect(await client.rpc("add", [5])).toBe(5);
       expect(existsSync(join(data.dir, "tally-board", "main.sqlite"))).toBe(true);
+      // The module's `route` export: its own address reaches the same instance.
+      expect(dev.output()).toContain("route → your own addresses");
+      const routed = await connect(`ws://127.0.0.1:${port}/board?token=${token}`);
+      expect(await routed.rpc("add", [1])).toBe(6);
+      await routed.close();
 
       dev.child.kill("SIGTERM");
       expect((await client.closed).code).toBe(1001);
@@ -109,6 +114,16 @@ describe("outpost dev", () => {
     const empty = run(["dev", "test/helpers/wait.ts", "--port", "0"]);
     expect(await empty.exited).toBe(1);
     expect(empty.output()).toContain("exports no Agent subclass");
+
+    const project = tempDir();
+    writeFileSync(
+      join(project.dir, "agents.mjs"),
+      `import { Agent } from ${JSON.stringify(join(ROOT, "dist", "index.js"))};\nexport class A extends Agent {}\nexport const route = "/me";\n`,
+    );
+    const badRoute = run(["dev", join(project.dir, "agents.mjs"), "--port", "0"]);
+    expect(await badRoute.exited).toBe(1);
+    expect(badRoute.output()).toContain("exports `route`, but it is not a function");
+    project.remove();
 
     const badPort = run(["dev", "x.ts", "--port", "http"]);
     expect(await badPort.exited).toBe(2);
