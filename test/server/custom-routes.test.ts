@@ -77,7 +77,7 @@ let server: TestServer;
 const logs = captureLogs();
 
 const tokenFor = (sub: string, name = sub) =>
-  issueToken(keys, { sub, agent: "user-agent", name, ttlSeconds: 300 });
+  issueToken(keys, { sub, agent: "user-agent", name, ttl: 300 });
 
 beforeAll(async () => {
   keys = await createKeySet({ secret: SECRET });
