@@ -169,6 +169,26 @@ describe("a route can choose an instance but never grant access to one", () => {
   });
 });
 
+describe("a connection at a routed address is held to its instance for its whole life", () => {
+  it("an in-band refresh is checked against the routed instance, and revoke() closes it 4009", async () => {
+    const socket = await connect(wsUrl(server, `/me?token=${await tokenFor("gina")}`));
+    const result = (m: unknown) =>
+      typeof m === "object" &&
+      !Buffer.isBuffer(m) &&
+      (m as { type?: string }).type === "outpost_auth_result";
+    // A fresh token for the same instance is taken…
+    socket.send({ type: "outpost_auth", token: await tokenFor("gina") });
+    expect(await socket.waitFor(result)).toMatchObject({ ok: true });
+    // …one for another instance is not, and the connection keeps its own.
+    socket.received.length = 0;
+    socket.send({ type: "outpost_auth", token: await tokenFor("gina", "elsewhere") });
+    expect(await socket.waitFor(result)).toMatchObject({ ok: false });
+    expect(await socket.rpc("whoami")).toBe("gina");
+    expect(await server.revoke({ sub: "gina" })).toBe(1);
+    expect((await socket.closed).code).toBe(CloseCode.Revoked);
+  });
+});
+
 describe("HTTP at a routed address", () => {
   it("reaches the routed instance's onRequest, sub-path included", async () => {
     const token = await tokenFor("dave");
