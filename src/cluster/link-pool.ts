@@ -11,6 +11,7 @@ import WebSocket from "ws";
 import { mintLinkCredential, verifyLinkCredential } from "./link-auth.js";
 import { LinkError } from "./link-errors.js";
 import { type LinkServer, NODE_PROOF_HEADER } from "./link-server.js";
+import { tlsClientOptions } from "./link-tls.js";
 import { NodeLink } from "./node-link.js";
 
 /** How a pool dials. */
@@ -156,8 +157,17 @@ export class LinkPool {
     const server = this.#server;
     const key = await server.key();
     const { token, jti } = await mintLinkCredential(key, server.nodeId, nodeId);
-    const url = address.includes("://") ? address : `ws://${address}`;
+    const tls = server.tls;
+    const url = address.includes("://")
+      ? address
+      : `${tls === undefined ? "ws" : "wss"}://${address}`;
+    // A node whose links need TLS never falls back to plain TCP for a peer that offers none.
+    if (tls !== undefined && !/^(wss|https):/.test(url)) {
+      this.#logPlaintextPeer(nodeId);
+      throw new LinkError("ERR_LINK_UNAVAILABLE");
+    }
     const ws = new WebSocket(url, {
+      ...(tls !== undefined && tlsClientOptions(tls)),
       headers: { authorization: `Bearer ${token}` },
       maxPayload: server.options.maxFrameBytes,
       perMessageDeflate: false,
@@ -187,7 +197,10 @@ export class LinkPool {
         reject(new Error(`peer answered HTTP ${res.statusCode}`));
       });
       ws.once("close", () => reject(new Error("peer closed the connection")));
-      ws.once("error", (error) => reject(error));
+      ws.once("error", (error: NodeJS.ErrnoException) => {
+        if (tls !== undefined && isTlsFailure(error)) this.#logOnce(nodeId, tlsRefusal(error));
+        reject(error);
+      });
     }).catch((error: unknown) => {
       ws.terminate();
       throw error;
@@ -215,12 +228,54 @@ export class LinkPool {
   }
 
   #logRefused(nodeId: string): void {
+    this.#logOnce(nodeId, {
+      event: "link_refused_by_peer",
+      message:
+        "peer node refused this node's link credential; do both use the same cluster secret?",
+    });
+  }
+
+  #logPlaintextPeer(nodeId: string): void {
+    this.#logOnce(nodeId, {
+      event: "link_tls_mismatch",
+      message:
+        "peer node advertises a plain ws:// link but this node's links need TLS: give every node cluster.tls",
+    });
+  }
+
+  /** One error line per peer for a refusal that retrying will not fix. */
+  #logOnce(nodeId: string, what: { event: string; message: string; code?: string }): void {
     const peer = this.#peers.get(nodeId);
     if (peer === undefined || peer.refusedLogged) return;
     peer.refusedLogged = true;
-    this.#server.logger.error(
-      { event: "link_refused_by_peer", peer: nodeId },
-      "peer node refused this node's link credential; do both use the same cluster secret?",
-    );
+    const { message, ...fields } = what;
+    this.#server.logger.error({ ...fields, peer: nodeId }, message);
   }
+}
+
+/** OpenSSL's verdicts on a peer's certificate, and TLS-level failures. */
+function isTlsFailure(error: NodeJS.ErrnoException): boolean {
+  const code = error.code ?? "";
+  return (
+    code.startsWith("ERR_TLS") ||
+    code.startsWith("ERR_SSL") ||
+    code.includes("CERT") ||
+    code === "UNABLE_TO_VERIFY_LEAF_SIGNATURE" ||
+    code === "EPROTO"
+  );
+}
+
+function tlsRefusal(error: NodeJS.ErrnoException): {
+  event: string;
+  message: string;
+  code?: string;
+} {
+  return {
+    event: "link_tls_failed",
+    ...(error.code !== undefined && { code: error.code }),
+    message:
+      error.code === "ERR_TLS_CERT_ALTNAME_INVALID"
+        ? "peer node's certificate does not name the address it advertises"
+        : "TLS handshake with the peer node failed: are both certificates signed by cluster.tls.ca?",
+  };
 }

@@ -6,6 +6,7 @@
  * HTTP request — gets HTTP 401 with an empty body and nothing is started for it.
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { type Logger, pino } from "pino";
@@ -26,6 +27,7 @@ import {
   type RequestHandler,
   type StreamHandler,
 } from "./link-options.js";
+import { type LinkTls, tlsServerOptions } from "./link-tls.js";
 import { NodeLink } from "./node-link.js";
 
 /** Response header in which the accepting node proves who it is to the dialer. */
@@ -41,6 +43,8 @@ export interface LinkServerOptions extends NodeLinkOptions {
   logger?: Logger;
   /** A connection that has not sent its whole handshake by then is dropped (default 5000 ms). */
   handshakeTimeoutMs?: number;
+  /** Mutual TLS on every link (see `link-tls.ts`); without it, links are plain TCP. */
+  tls?: LinkTls;
 }
 
 /**
@@ -59,6 +63,8 @@ export class LinkServer {
   readonly logger: Logger;
   /** Shared by every link of this node; see `onStream` / `onRequest`. */
   readonly handlers: LinkHandlers = {};
+  /** Mutual TLS of this node's links, accepted and dialed; `undefined`: plain TCP. */
+  readonly tls: LinkTls | undefined;
 
   #key: Promise<CryptoKey>;
   #spent = new SpentCredentials();
@@ -71,8 +77,9 @@ export class LinkServer {
   #handshakeTimeoutMs: number;
 
   constructor(options: LinkServerOptions) {
-    const { nodeId, secret, logger, handshakeTimeoutMs, ...linkOptions } = options;
+    const { nodeId, secret, logger, handshakeTimeoutMs, tls, ...linkOptions } = options;
     this.nodeId = nodeId;
+    this.tls = tls;
     this.#handshakeTimeoutMs = handshakeTimeoutMs ?? 5_000;
     this.options = { ...LINK_DEFAULTS, ...withoutUndefined(linkOptions) };
     this.logger = logger ?? pino({ level: "silent" });
@@ -103,9 +110,20 @@ export class LinkServer {
       requestTimeout: timeout,
       connectionsCheckingInterval: Math.max(100, Math.min(1_000, timeout / 2)),
     };
-    const http = createServer(limits, (_req, res) => {
+    const refuse = (_req: IncomingMessage, res: import("node:http").ServerResponse) => {
       // No route here serves anything; a plain request learns only that it is not allowed.
       res.writeHead(401, { connection: "close", "content-length": "0" }).end();
+    };
+    const http =
+      this.tls === undefined
+        ? createServer(limits, refuse)
+        : createTlsServer({ ...limits, ...tlsServerOptions(this.tls) }, refuse);
+    // A peer without a certificate of the cluster's CA never gets as far as a handshake.
+    http.on("tlsClientError", (error: NodeJS.ErrnoException, socket) => {
+      this.logger.warn(
+        { event: "link_tls_refused", code: error.code, remote: socket.remoteAddress },
+        "refused a node link: its TLS handshake failed",
+      );
     });
     http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#upgrade(req, socket, head),

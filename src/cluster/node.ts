@@ -71,6 +71,7 @@ export class ClusterNode {
       const links = new LinkServer({
         nodeId: options.nodeId,
         secret,
+        ...(options.tls !== undefined && { tls: options.tls }),
         logger: logger.child({ component: "node-link" }),
       });
       opened.push(links);

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { ClusterOptionError } from "./errors.js";
+import { type LinkTls, linkTls } from "./link-tls.js";
 
 /**
  * The `cluster` option of `serve()`: run this process as one node of a cluster whose shared
@@ -40,6 +41,13 @@ export interface ClusterOptions {
    * the database shares it.
    */
   secret?: string;
+  /**
+   * Mutual TLS on the links between nodes: `{ cert, key, ca }` as PEM text. Every node
+   * presents its certificate and accepts only peers whose certificate `ca` signed; each
+   * certificate must name the host its node advertises (advertise `wss://…`). Without it,
+   * links are plain TCP, authenticated but readable on the network between the nodes.
+   */
+  tls?: LinkTls;
 }
 
 /** `ClusterOptions` validated, with every default applied. */
@@ -54,6 +62,7 @@ export interface ResolvedClusterOptions {
   readonly fenceMarginMs: number;
   readonly authReloadMs: number;
   readonly secret: string | undefined;
+  readonly tls: LinkTls | undefined;
 }
 
 const DEFAULTS = {
@@ -90,6 +99,7 @@ export function resolveClusterOptions(input: unknown): ResolvedClusterOptions {
     "advertise",
     "nodeId",
     "secret",
+    "tls",
     ...Object.keys(DEFAULTS).filter((key) => key !== "schema"),
   ]);
   for (const key of Object.keys(options)) {
@@ -112,21 +122,32 @@ export function resolveClusterOptions(input: unknown): ResolvedClusterOptions {
       `must be at most half of cluster.leaseMs - cluster.fenceMarginMs (${(leaseMs - fenceMarginMs) / 2} ms)`,
     );
   }
+  const tls = linkTls(options.tls);
+  const advertise = options.advertise === undefined ? undefined : advertiseUrl(options.advertise);
+  // A wss:// address without `tls` is TLS that something in front of the link port ends.
+  if (advertise !== undefined && tls !== undefined && !/^(wss|https):/.test(advertise)) {
+    throw new ClusterOptionError(
+      "cluster.advertise",
+      "must be a wss:// address when cluster.tls is set",
+    );
+  }
   return {
     postgres: postgresUrl(options.postgres),
     schema: schemaName(options.schema),
-    advertise: options.advertise === undefined ? undefined : advertiseUrl(options.advertise),
+    advertise,
     nodeId: nodeId(options.nodeId),
     leaseMs,
     heartbeatMs,
     fenceMarginMs,
     authReloadMs: duration(options, "authReloadMs", DEFAULTS.authReloadMs, 100),
     secret: clusterSecret(options.secret),
+    tls,
   };
 }
 
 /**
  * The address this node advertises: `cluster.advertise`, or else `ws://<listen host>:<port>`
+ * (`wss://` with `cluster.tls`)
  * with a wildcard listen address replaced by 127.0.0.1.
  */
 export function advertiseAddress(
@@ -137,7 +158,8 @@ export function advertiseAddress(
   const wildcard =
     listen.hostname === "" || listen.hostname === "0.0.0.0" || listen.hostname === "::";
   const host = wildcard ? "127.0.0.1" : listen.hostname;
-  return `ws://${host.includes(":") ? `[${host}]` : host}:${listen.port}`;
+  const scheme = options.tls === undefined ? "ws" : "wss";
+  return `${scheme}://${host.includes(":") ? `[${host}]` : host}:${listen.port}`;
 }
 
 function postgresUrl(value: unknown): string {

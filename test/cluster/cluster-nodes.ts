@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface, type Interface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import type { LinkTls } from "../../src/cluster/link-tls.js";
 import { POSTGRES_URL } from "./postgres.js";
 
 const SCRIPT = fileURLToPath(new URL("./fixtures/cluster-node.ts", import.meta.url));
@@ -30,6 +31,8 @@ export async function startNode(
     port?: number;
     tickets?: boolean;
     postgres?: string;
+    /** `cluster.tls` of the node: its links are mutual TLS. */
+    tls?: LinkTls;
   },
 ): Promise<TestNode> {
   const child = spawn(process.execPath, ["--import", "tsx", SCRIPT, options.dataDir], {
@@ -42,6 +45,7 @@ export async function startNode(
       OUTPOST_TEST_NODE: id,
       ...(options.port !== undefined && { OUTPOST_TEST_PORT: String(options.port) }),
       ...(options.tickets === true && { OUTPOST_TEST_TICKETS: "1" }),
+      ...(options.tls !== undefined && { OUTPOST_TEST_TLS: JSON.stringify(options.tls) }),
     },
   });
   const exited = once(child, "exit");
