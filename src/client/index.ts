@@ -1,17 +1,4 @@
-export {
-  AgentClient,
-  type AgentClientOptions,
-  type AgentStub,
-  type CallOptions,
-  type CloseInfo,
-  type ConnectionStatus,
-  type QueryContext,
-  type QueryOption,
-  type QueryReason,
-  type RefreshOptions,
-  type StreamCallbacks,
-  type WebSocketConstructor,
-} from "./agent-client.js";
+export { AgentClient } from "./agent-client.js";
 export {
   AgentCallError,
   AgentConnectionError,
@@ -24,5 +11,12 @@ export type {
   AgentClientListener,
   AgentClientListenerOptions,
 } from "./events.js";
+export type { AgentClientOptions } from "./options.js";
+export type { CallOptions, StreamCallbacks } from "./pending-calls.js";
+export type { QueryContext, QueryOption, QueryReason } from "./query.js";
 export type { ReconnectOptions } from "./reconnect.js";
+export type { RefreshOptions } from "./refresh.js";
+export type { CloseInfo, ConnectionStatus } from "./status.js";
+export type { AgentStub } from "./stub.js";
+export type { WebSocketConstructor } from "./transport.js";
 export { type AgentAddress, agentUrl, type QueryParams } from "./url.js";

@@ -1,6 +1,7 @@
 import type { UseAgentResult } from "outpost/react";
-import { type FormEvent, type ReactNode, useEffect, useState } from "react";
+import { type ReactNode, useEffect, useState } from "react";
 import type { ChatMessage, RoomState } from "../server/room.js";
+import { Conversation } from "./Conversation.js";
 
 /** What `useAgent()` returns for the room. */
 export type RoomAgent = UseAgentResult<RoomState>;
@@ -78,7 +79,6 @@ export function RoomView(props: {
   const { agent, id, credentials } = props;
   const { events, opens } = useConnectionLog(agent);
   const { status, connectionError } = agent;
-  const [text, setText] = useState("");
   const [error, setError] = useState<string | null>(null);
   const messages: ChatMessage[] = agent.state?.messages.slice(-5) ?? [];
   // A failed post belongs to the connection it failed on: a new connection clears it.
@@ -86,12 +86,8 @@ export function RoomView(props: {
     if (status.state === "open") setError(null);
   }, [status.state]);
 
-  const send = (event: FormEvent) => {
-    event.preventDefault();
-    const line = text.trim();
-    if (line === "") return;
-    setText("");
-    agent.call("post", [line, id]).then(
+  const send = (text: string) => {
+    agent.call("post", [text.trim(), id]).then(
       () => setError(null),
       (reason: unknown) => setError(reason instanceof Error ? reason.message : String(reason)),
     );
@@ -114,32 +110,33 @@ export function RoomView(props: {
         </span>
       </header>
       <div className="intro">{props.intro}</div>
-      <ul className="messages" data-testid="messages">
-        {agent.state === undefined ? (
-          <li className="empty" data-testid="no-state">
-            {status.state === "open"
-              ? "Loading…"
-              : "Not connected: the room's messages show once the server accepts this connection."}
-          </li>
-        ) : (
-          messages.length === 0 && <li className="empty">No messages yet: say hello.</li>
-        )}
-        {messages.map((message) => (
-          <li key={message.id}>
-            <b>{message.user}</b> {message.text} <small>via {message.via}</small>
-          </li>
-        ))}
-      </ul>
-      <form onSubmit={send} className="send">
-        <input
-          data-testid="input"
-          value={text}
-          onChange={(event) => setText(event.target.value)}
-          placeholder="Message the room"
-          maxLength={280}
-        />
-        <button type="submit">Send</button>
-      </form>
+      <Conversation
+        testId="messages"
+        lines={messages.map((message) => ({
+          key: message.id,
+          who: message.user,
+          body: (
+            <>
+              {message.text} <small>via {message.via}</small>
+            </>
+          ),
+        }))}
+        empty={
+          agent.state === undefined
+            ? {
+                testId: "no-state",
+                text:
+                  status.state === "open"
+                    ? "Loading…"
+                    : "Not connected: the room's messages show once the server accepts this connection.",
+              }
+            : { text: "No messages yet: say hello." }
+        }
+        onSend={send}
+        placeholder="Message the room"
+        inputTestId="input"
+        maxLength={280}
+      />
       {error && <p className="error">{error}</p>}
       {connectionError && (
         <p className="refused" data-testid="connection-error">

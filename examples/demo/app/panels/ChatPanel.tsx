@@ -1,9 +1,10 @@
 import type { UIMessage } from "ai";
 import { useAgentChat } from "outpost/ai-chat/react";
 import { useAgent } from "outpost/react";
-import { type FormEvent, Suspense, useCallback, useState } from "react";
+import { Suspense, useCallback, useState } from "react";
 import type { DemoChatState } from "../../server/chat.js";
 import { AGENT_HOST } from "../api.js";
+import { Conversation } from "../Conversation.js";
 
 /** A token for the signed-in user's own chat: the identity provider names that instance. */
 async function getChatToken(): Promise<{ token: string; name: string }> {
@@ -32,14 +33,7 @@ function Chat({ user }: { user: string }) {
     query,
   });
   const { messages, sendMessage, status, stop, clearHistory } = useAgentChat({ agent });
-  const [text, setText] = useState("");
   const model = agent.state;
-  const send = (event: FormEvent) => {
-    event.preventDefault();
-    if (text.trim() === "") return;
-    void sendMessage({ text });
-    setText("");
-  };
   const busy = status === "submitted" || status === "streaming";
   return (
     <section className="panel" data-testid="panel-chat">
@@ -62,32 +56,33 @@ function Chat({ user }: { user: string }) {
           )}
         </p>
       </div>
-      <ul className="messages" data-testid="chat-messages">
-        {messages.length === 0 && <li className="empty">Ask something.</li>}
-        {messages.map((message) => (
-          <li key={message.id} data-role={message.role}>
-            <b>{message.role === "user" ? "you" : "assistant"}</b>{" "}
+      <Conversation
+        testId="chat-messages"
+        lines={messages.map((message) => ({
+          key: message.id,
+          role: message.role,
+          who: message.role === "user" ? "you" : "assistant",
+          body: (
             <span data-testid={`chat-${message.role}`}>{message.parts.map(partText).join("")}</span>
-          </li>
-        ))}
-      </ul>
-      <form onSubmit={send} className="send">
-        <input
-          data-testid="chat-input"
-          value={text}
-          onChange={(event) => setText(event.target.value)}
-          placeholder="Ask the model"
-        />
-        <button type="submit" data-testid="chat-send" disabled={busy}>
-          Send
-        </button>
-        <button type="button" data-testid="chat-stop" disabled={!busy} onClick={() => stop()}>
-          Stop
-        </button>
-        <button type="button" data-testid="chat-clear" onClick={() => clearHistory()}>
-          Clear
-        </button>
-      </form>
+          ),
+        }))}
+        empty={{ text: "Ask something." }}
+        onSend={(text) => void sendMessage({ text })}
+        placeholder="Ask the model"
+        inputTestId="chat-input"
+        sendTestId="chat-send"
+        busy={busy}
+        actions={
+          <>
+            <button type="button" data-testid="chat-stop" disabled={!busy} onClick={() => stop()}>
+              Stop
+            </button>
+            <button type="button" data-testid="chat-clear" onClick={() => clearHistory()}>
+              Clear
+            </button>
+          </>
+        }
+      />
     </section>
   );
 }
