@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import postgres, { type Sql } from "postgres";
 import { PostgresAuthStateStore } from "./auth-state.js";
+import { instanceKey } from "./instance-key.js";
 import { LinkPool } from "./link-pool.js";
 import { LinkServer } from "./link-server.js";
 import { Membership } from "./membership.js";
@@ -146,11 +147,6 @@ export class ClusterNode {
     const old = this.changes.replaceClient(this.#connect());
     old.end({ timeout: 0 }).catch(() => {});
   }
-}
-
-/** `"<kebab-agent>/<name>"`, the instance's key in `owners` and in the change log. */
-export function instanceKey(agent: string, name: string): string {
-  return `${agent}/${name}`;
 }
 
 /** Where the link endpoint listens: the advertised port on every interface, else loopback. */

@@ -5,8 +5,9 @@ import type { ServerConnection } from "../agent/connection.js";
 import { InstanceRegistry } from "../agent/registry.js";
 import type { AuthPolicy } from "../auth/policy.js";
 import type { AuthStateStore } from "../auth/state-store.js";
+import { instanceKey } from "../cluster/instance-key.js";
 import { clusterStorage } from "../cluster/instance-storage.js";
-import { ClusterNode } from "../cluster/node.js";
+import type { ClusterNode } from "../cluster/node.js";
 import { resolveClusterOptions } from "../cluster/options.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { openAuthStateStore } from "../storage/auth-state.js";
@@ -114,7 +115,10 @@ class OutpostServer implements AgentServer {
       options.cluster === undefined ? undefined : resolveClusterOptions(options.cluster);
     this.logger = createLogger(options.logger);
     if (clusterOptions !== undefined) {
-      this.#cluster = ClusterNode.start(clusterOptions, this.logger);
+      // Loaded only in cluster mode: the PostgreSQL client is most of a single node's startup.
+      this.#cluster = import("../cluster/node.js").then(({ ClusterNode }) =>
+        ClusterNode.start(clusterOptions, this.logger),
+      );
       this.#cluster.catch((error) => this.logger.error({ err: error }, "cluster setup failed"));
     }
     const agents = agentUrlNames(options.agents ?? {});
@@ -290,7 +294,7 @@ class OutpostServer implements AgentServer {
     );
     await this.#registry.drop(agent, name, CloseCode.TryAgainLater, "agent unavailable");
     const node = await this.#cluster;
-    await node?.ownership.release(`${agent}/${name}`).catch(() => {});
+    await node?.ownership.release(instanceKey(agent, name)).catch(() => {});
   }
 
   stats(): AgentServerStats {
