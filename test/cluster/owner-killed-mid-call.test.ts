@@ -22,14 +22,22 @@ afterEach(async () => {
 const isRunning = (data: unknown, text: string) =>
   typeof data === "string" && data.includes('"type":"running"') && data.includes(text);
 
+/**
+ * Nodes `<name>-edge` and `<name>-owner`, and room `name` on the owner: its first client,
+ * `watcher`, connects there, so the owner claims it.
+ */
+async function edgeAndOwner(name: string) {
+  const edge = await cluster.node(`${name}-edge`);
+  const owner = await cluster.node(`${name}-owner`);
+  const watcher = await cluster.open(owner, name);
+  expect(await watcher.rpc("where")).toBe(owner.id);
+  return { edge, owner, watcher };
+}
+
 describe("the owner is killed while a call runs", () => {
   it("an RPC in flight when the owner is killed rejects on the client, is never answered twice, and a retry after reconnect reaches the new owner", async () => {
-    const edge = await cluster.node("mid-call-edge");
-    const owner = await cluster.node("mid-call-owner");
     const name = "mid-call";
-    // The instance's first client connects to the owner, so the owner claims it.
-    const first = await cluster.open(owner, name);
-    expect(await first.rpc("where")).toBe(owner.id);
+    const { edge, owner } = await edgeAndOwner(name);
 
     const client = new AgentClient({
       agent: "room",
@@ -108,11 +116,8 @@ describe("the owner is killed while a call runs", () => {
   }, 90_000);
 
   it("an HTTP request in flight when the owner is killed is answered 503 with a retry hint and no stack, not left hanging; retried, it reaches the survivor", async () => {
-    const edge = await cluster.node("mid-request-edge");
-    const owner = await cluster.node("mid-request-owner");
     const name = "mid-request";
-    const watcher = await cluster.open(owner, name);
-    expect(await watcher.rpc("where")).toBe(owner.id);
+    const { edge, owner, watcher } = await edgeAndOwner(name);
 
     const token = await cluster.token("alice", name);
     const response = fetch(`http://127.0.0.1:${edge.port}/agents/room/${name}/slow?token=${token}`);
