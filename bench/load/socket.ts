@@ -125,3 +125,27 @@ export class BenchSocket {
     }
   }
 }
+
+/**
+ * Close every socket and resolve once all have closed; one still open 5 s after its close
+ * is terminated. How the workloads and the storm let their connections go.
+ */
+export async function closeSockets(sockets: BenchSocket[]): Promise<void> {
+  await Promise.all(
+    sockets.map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          if (s.ws.readyState === s.ws.CLOSED) return resolve();
+          const timer = setTimeout(() => {
+            s.terminate();
+            resolve();
+          }, 5_000);
+          s.ws.once("close", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          s.close();
+        }),
+    ),
+  );
+}

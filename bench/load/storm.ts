@@ -12,7 +12,7 @@ import {
 } from "../../src/client/reconnect.js";
 import { type Contender, stormRoom } from "../config.js";
 import type { StormOpenResult, StormResult, Target } from "./protocol.js";
-import { type AppFrame, BenchSocket, type SocketEvents } from "./socket.js";
+import { type AppFrame, BenchSocket, closeSockets, type SocketEvents } from "./socket.js";
 
 /** Wall-clock milliseconds with sub-millisecond precision, comparable across processes. */
 const epochNow = () => performance.timeOrigin + performance.now();
@@ -192,23 +192,7 @@ export class Storm {
     this.#armed = false;
     const sockets = this.#clients.map((c) => c.socket).filter((s) => s !== undefined);
     this.#clients = [];
-    await Promise.all(
-      sockets.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            if (s.ws.readyState === s.ws.CLOSED) return resolve();
-            const timer = setTimeout(() => {
-              s.terminate();
-              resolve();
-            }, 5_000);
-            s.ws.once("close", () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            s.close();
-          }),
-      ),
-    );
+    await closeSockets(sockets);
     this.#back = this.#stale = this.#dials = this.#refusals = this.#firstCloseAt = 0;
     this.#dropped = this.#lastDropAt = 0;
     this.#codes = {};

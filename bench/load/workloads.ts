@@ -13,7 +13,7 @@ import type {
   RpcResult,
   Target,
 } from "./protocol.js";
-import { type AppFrame, BenchSocket, type SocketEvents } from "./socket.js";
+import { type AppFrame, BenchSocket, closeSockets, type SocketEvents } from "./socket.js";
 
 const now = () => performance.now();
 /** Grace after a deadline for attempts in flight, before they are cut off. */
@@ -321,22 +321,6 @@ export class HeldConnections {
     const sockets = this.sockets;
     this.sockets = [];
     this.#handler = {};
-    await Promise.all(
-      sockets.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            if (s.ws.readyState === s.ws.CLOSED) return resolve();
-            const timer = setTimeout(() => {
-              s.terminate();
-              resolve();
-            }, 5_000);
-            s.ws.once("close", () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            s.close();
-          }),
-      ),
-    );
+    await closeSockets(sockets);
   }
 }

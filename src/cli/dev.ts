@@ -126,21 +126,19 @@ export async function devCommand(argv: string[], io: CommandIo): Promise<number>
     server.logger.error({ err: reason }, "unhandled promise rejection in agent code");
   });
   const wsUrl = server.url.replace(/^http/, "ws");
-  io.stdout(`Outpost dev server at ${server.url}\n`);
+  // One write, so the banner reaches a terminal or a log collector whole.
+  const banner = [`Outpost dev server at ${server.url}\n`];
   for (const name of Object.keys(agents)) {
-    io.stdout(`  ${name} → ${wsUrl}/agents/${agentNameToKebab(name)}/<name>\n`);
+    banner.push(`  ${name} → ${wsUrl}/agents/${agentNameToKebab(name)}/<name>\n`);
   }
-  if (route !== undefined) io.stdout(`  route → your own addresses (the exported route)\n`);
+  if (route !== undefined) banner.push("  route → your own addresses (the exported route)\n");
+  banner.push(auth.policy ? "  auth: on\n" : "  auth: off (export `auth` to require tokens)\n");
+  if (cluster !== undefined) banner.push(`  cluster: on (schema ${cluster.schema ?? "outpost"})\n`);
+  io.stdout(banner.join(""));
   if (auth.policy) {
-    io.stdout("  auth: on\n");
     server.logger.info(
       `failed-attempt limit relaxed for clients on this machine (${DEV_LOOPBACK_LIMIT_FACTOR}x, development only; serve() keeps it as configured)`,
     );
-  } else {
-    io.stdout("  auth: off (export `auth` to require tokens)\n");
-  }
-  if (cluster !== undefined) {
-    io.stdout(`  cluster: on (schema ${cluster.schema ?? "outpost"})\n`);
   }
   return new Promise<number>(() => {
     // Runs until a signal closes the server (serve() exits the process then).

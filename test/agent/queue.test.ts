@@ -1,31 +1,10 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { errors, openGate, Planner, type Run, runs } from "../fixtures/scheduling-agents.js";
 import { captureLogs } from "../helpers/log-capture.js";
-import { startServer, type TestServer, tempDir, wsUrl } from "../helpers/server.js";
+import { serverHarness } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
-import { connect, type RawClient } from "../helpers/ws-client.js";
 
-const servers: TestServer[] = [];
-const clients: RawClient[] = [];
-const dirs: Array<ReturnType<typeof tempDir>> = [];
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await Promise.all(servers.splice(0).map((s) => s.stop()));
-  for (const dir of dirs.splice(0)) dir.remove();
-});
-
-async function start(options: Parameters<typeof startServer>[1] = {}): Promise<TestServer> {
-  const server = await startServer({ Planner }, options);
-  servers.push(server);
-  return server;
-}
-
-async function open(server: TestServer, name: string): Promise<RawClient> {
-  const client = await connect(wsUrl(server, `/agents/planner/${name}`));
-  clients.push(client);
-  return client;
-}
+const { start, open, tempDir } = serverHarness({ Planner }, "planner");
 
 const queued = (name: string): Run[] => (runs.get(name) ?? []).filter((r) => r.kind === "queue");
 
@@ -130,7 +109,6 @@ describe("queue", () => {
 
   it("keeps waiting items across a graceful restart and runs them after it, without a client", async () => {
     const data = tempDir("outpost-queue-");
-    dirs.push(data);
     const first = await start({ dataDir: data.dir, shutdownTimeout: 200 });
     const client = await open(first, "persisted");
     await client.rpc("enqueue", ["work", { label: "blocker", gate: true }]);

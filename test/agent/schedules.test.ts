@@ -10,30 +10,15 @@ import {
   Tuned,
 } from "../fixtures/scheduling-agents.js";
 import { captureLogs } from "../helpers/log-capture.js";
-import { startServer, type TestServer, tempDir, wsUrl } from "../helpers/server.js";
+import { serverHarness, tempDir } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
-import { connect, type RawClient } from "../helpers/ws-client.js";
 
-const servers: TestServer[] = [];
-const clients: RawClient[] = [];
+const h = serverHarness({ Planner, Tuned, Heartbeat, Forgetful }, "planner");
+const { start, open } = h;
 
-afterEach(async () => {
+afterEach(() => {
   vi.restoreAllMocks();
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await Promise.all(servers.splice(0).map((s) => s.stop()));
 });
-
-async function start(options: Parameters<typeof startServer>[1] = {}): Promise<TestServer> {
-  const server = await startServer({ Planner, Tuned, Heartbeat, Forgetful }, options);
-  servers.push(server);
-  return server;
-}
-
-async function open(server: TestServer, name: string, agent = "planner"): Promise<RawClient> {
-  const client = await connect(wsUrl(server, `/agents/${agent}/${name}`));
-  clients.push(client);
-  return client;
-}
 
 const runsOf = (name: string, kind?: string): Run[] =>
   (runs.get(name) ?? []).filter((r) => kind === undefined || r.kind === kind);
@@ -127,9 +112,9 @@ describe("schedules made in onStart", () => {
         const list = await client.rpc<Array<{ type: string; payload: unknown }>>("listSync");
         expect(list.map((s) => s.type).sort()).toEqual(["cron", "interval"]);
         await client.close();
-        clients.splice(clients.indexOf(client), 1);
+        h.clients.splice(h.clients.indexOf(client), 1);
         await server.close();
-        servers.splice(servers.indexOf(server), 1);
+        h.servers.splice(h.servers.indexOf(server), 1);
       }
       expect(starts.get("beat")).toBe(3);
     } finally {

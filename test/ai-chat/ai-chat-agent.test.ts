@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { httpUrl, startServer, tempDir, wsUrl } from "../helpers/server.js";
+import { httpUrl, wsUrl } from "../helpers/server.js";
 import { connect, type Frame } from "../helpers/ws-client.js";
 import {
   chatHarness,
@@ -10,7 +10,6 @@ import {
   SLOW_WORDS,
   sendChat,
   streamedText,
-  TestChat,
   textOf,
   userMessage,
   waitDone,
@@ -21,7 +20,7 @@ const open = (name: string) => h.open(name);
 
 describe("AIChatAgent over raw frames", () => {
   it("streams the model's answer as several cf_agent_use_chat_response chunks with seq, then a done frame naming the request's messages", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("stream");
     sendChat(client, "req-1", [userMessage("u1", "hi")]);
     const done = await waitDone(client, "req-1");
@@ -43,7 +42,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("sends cf_agent_chat_messages to the other connections, not to the sender, and streams the answer to all", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const sender = await open("fanout");
     const other = await open("fanout");
     sendChat(sender, "req-f", [userMessage("u1", "hi")]);
@@ -57,7 +56,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("cancels a streaming answer on cf_agent_chat_request_cancel: done with outcome aborted, the partial answer kept", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("cancel");
     sendChat(client, "req-c", [userMessage("u1", "slow please")]);
     await client.waitForCount(
@@ -78,7 +77,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("reports a model error as the official error frame and a done frame with outcome error, never a stack", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("model-error");
     sendChat(client, "req-e", [userMessage("u1", "explode")]);
     const done = await waitDone(client, "req-e");
@@ -91,7 +90,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("reports an error thrown by onChatMessage as a done error frame with its first line only", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("thrown");
     sendChat(client, "req-t", [userMessage("u1", "throw")]);
     const done = await waitDone(client, "req-t");
@@ -100,7 +99,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("streams a plain-text Response as text chunks", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("plain");
     sendChat(client, "req-p", [userMessage("u1", "plain")]);
     await waitDone(client, "req-p");
@@ -108,7 +107,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("clears the chat on cf_agent_chat_clear: storage emptied, the other connections told", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("clear");
     const other = await open("clear");
     sendChat(client, "req-1", [userMessage("u1", "hi")]);
@@ -123,32 +122,24 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("keeps the conversation across a server restart: get-messages and the connect transcript both have it", async () => {
-    const data = tempDir();
-    try {
-      h.server = await startServer({ TestChat }, { dataDir: data.dir });
-      const client = await open("restart");
-      sendChat(client, "req-1", [userMessage("u1", "hi")]);
-      await waitDone(client, "req-1");
-      await client.close();
-      h.clients.length = 0;
-      await h.server!.stop();
-      h.server = await startServer({ TestChat }, { dataDir: data.dir });
-      const history = (await (
-        await fetch(httpUrl(h.server, "/agents/test-chat/restart/get-messages"))
-      ).json()) as never[];
-      expect(history.length).toBe(2);
-      expect(textOf(history[1])).toBe("Hello from the mock");
-      const again = await open("restart");
-      const transcript = again.frames("cf_agent_chat_messages")[0]!;
-      expect(transcript.connect).toBe(true);
-      expect(transcript.messages).toEqual(history);
-    } finally {
-      data.remove();
-    }
+    await h.start();
+    const client = await open("restart");
+    sendChat(client, "req-1", [userMessage("u1", "hi")]);
+    await waitDone(client, "req-1");
+    await h.restart();
+    const history = (await (
+      await fetch(httpUrl(h.server, "/agents/test-chat/restart/get-messages"))
+    ).json()) as never[];
+    expect(history.length).toBe(2);
+    expect(textOf(history[1])).toBe("Hello from the mock");
+    const again = await open("restart");
+    const transcript = again.frames("cf_agent_chat_messages")[0]!;
+    expect(transcript.connect).toBe(true);
+    expect(transcript.messages).toEqual(history);
   });
 
   it("calls onChatResponse once the answer is persisted", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("on-response");
     sendChat(client, "req-1", [userMessage("u1", "hi")]);
     await waitDone(client, "req-1");
@@ -158,7 +149,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("answers a turn started by saveMessages on every connection and resolves with its outcome", async () => {
-    h.server = await startServer({ SavingChat });
+    await h.start({ SavingChat });
     const client = await connect(wsUrl(h.server, "/agents/saving-chat/save"));
     h.clients.push(client);
     const result = await client.rpc<{ requestId: string; status: string }>("ask", ["hi"]);
@@ -169,7 +160,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("keeps only maxPersistedMessages messages in storage", async () => {
-    h.server = await startServer({ SavingChat });
+    await h.start({ SavingChat });
     const client = await connect(wsUrl(h.server, "/agents/saving-chat/trim"));
     h.clients.push(client);
     for (const text of ["one", "two", "three"]) {
@@ -184,7 +175,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("stores the messages a client sends in cf_agent_chat_messages and tells the others", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("sync");
     const other = await open("sync");
     const messages = [userMessage("u1", "edited"), userMessage("u2", "again")];
@@ -201,7 +192,7 @@ describe("AIChatAgent over raw frames", () => {
   });
 
   it("answers a chat request whose body is not JSON with an error frame, and keeps the connection", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("bad-body");
     client.send({
       type: "cf_agent_use_chat_request",

@@ -14,8 +14,8 @@ import {
   type ChatOnFinish,
   type OnChatMessageOptions,
 } from "../../src/ai-chat/index.js";
-import { callable } from "../../src/index.js";
-import { type TestServer, wsUrl } from "../helpers/server.js";
+import { type AgentClass, callable, type ServeOptions } from "../../src/index.js";
+import { startServer, type TestServer, tempDir, wsUrl } from "../helpers/server.js";
 import { connect, type Frame, type RawClient } from "../helpers/ws-client.js";
 
 type StreamResult = Awaited<ReturnType<MockLanguageModelV3["doStream"]>>;
@@ -223,19 +223,48 @@ export function streamedText(frames: Frame[]): string {
 
 /** The server and raw clients of one test file's current test; all closed after each test. */
 export interface ChatHarness {
-  server: TestServer | undefined;
+  /** The test's server, once `start` has run. */
+  readonly server: TestServer;
   clients: RawClient[];
+  /** Start the test's server of `agents` (TestChat unless given) on the test's data directory. */
+  start(agents?: Record<string, AgentClass>, options?: Partial<ServeOptions>): Promise<TestServer>;
+  /**
+   * Close the test's clients, stop its server and start it again on the same data
+   * directory, with the same agents and `options`: what a restart keeps.
+   */
+  restart(options?: Partial<ServeOptions>): Promise<TestServer>;
   /** A raw client of `/agents/<agent>/<name>`, once its transcript has arrived. */
   open(name: string, agent?: string): Promise<RawClient>;
 }
 
 /** Set up a `ChatHarness` for the calling test file. */
 export function chatHarness(): ChatHarness {
+  let data: { dir: string; remove(): void } | undefined;
+  let server: TestServer | undefined;
+  let started: Record<string, AgentClass> = {};
+  const closeClients = async () => {
+    for (const client of harness.clients.splice(0)) await client.close();
+  };
   const harness: ChatHarness = {
-    server: undefined,
+    get server() {
+      if (server === undefined) throw new Error("the test has not started its server");
+      return server;
+    },
     clients: [],
+    async start(agents = { TestChat }, options = {}) {
+      data ??= tempDir();
+      started = agents;
+      server = await startServer(agents, { ...options, dataDir: data.dir });
+      return server;
+    },
+    async restart(options = {}) {
+      await closeClients();
+      await server?.stop();
+      server = undefined;
+      return harness.start(started, options);
+    },
     async open(name, agent = "test-chat") {
-      const client = await connect(wsUrl(harness.server!, `/agents/${agent}/${name}`));
+      const client = await connect(wsUrl(harness.server, `/agents/${agent}/${name}`));
       harness.clients.push(client);
       // The transcript follows the identity frame; it marks the chat handshake as done.
       await client.waitFor((m) => (m as Frame).type === "cf_agent_chat_messages", "the transcript");
@@ -243,9 +272,11 @@ export function chatHarness(): ChatHarness {
     },
   };
   afterEach(async () => {
-    for (const client of harness.clients.splice(0)) await client.close();
-    await harness.server?.stop();
-    harness.server = undefined;
+    await closeClients();
+    await server?.stop();
+    server = undefined;
+    data?.remove();
+    data = undefined;
   });
   return harness;
 }

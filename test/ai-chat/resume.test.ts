@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { httpUrl, startServer } from "../helpers/server.js";
+import { httpUrl } from "../helpers/server.js";
 import type { Frame } from "../helpers/ws-client.js";
 import {
   chatHarness,
@@ -21,7 +21,7 @@ const isChunkOf = (id: string) => (m: unknown) =>
 
 describe("AIChatAgent resumable streams", () => {
   it("offers a reconnecting client the running answer and replays it from seq 0, then streams the rest live: every chunk once", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const first = await open("resume");
     sendChat(first, "req-r", [userMessage("u1", "slow please")]);
     await first.waitForCount(isChunkOf("req-r"), 5, "a few chunks");
@@ -52,7 +52,7 @@ describe("AIChatAgent resumable streams", () => {
   });
 
   it("answers cf_agent_stream_resume_request with the running answer, echoing the probe id, and with resume_none when idle", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("probe");
     client.send({ type: "cf_agent_stream_resume_request", probeId: "p-idle" });
     const none = await client.waitFor<Frame>(
@@ -75,7 +75,7 @@ describe("AIChatAgent resumable streams", () => {
   });
 
   it("replays a finished answer with a done frame when the acknowledgement comes after the end", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const first = await open("late-ack");
     sendChat(first, "req-l", [userMessage("u1", "hi")]);
     const second = await open("late-ack");
@@ -94,27 +94,19 @@ describe("AIChatAgent resumable streams", () => {
   });
 
   it("keeps what an answer had streamed when the server stops mid-answer: the next start stores it as the assistant message", async () => {
-    const data = (await import("../helpers/server.js")).tempDir();
-    try {
-      h.server = await startServer({ TestChat }, { dataDir: data.dir, shutdownTimeout: 200 });
-      const client = await open("crash");
-      sendChat(client, "req-x", [userMessage("u1", "slow")]);
-      await client.waitForCount(isChunkOf("req-x"), 6, "a few chunks");
-      const seen = streamedText(responseFrames(client, "req-x"));
-      // Close the connection first so shutdown does not wait for the answer to end.
-      await client.close();
-      h.clients.length = 0;
-      await h.server!.stop();
-      h.server = await startServer({ TestChat }, { dataDir: data.dir });
-      const history = (await (
-        await fetch(httpUrl(h.server, "/agents/test-chat/crash/get-messages"))
-      ).json()) as never[];
-      expect(history.length).toBe(2);
-      const kept = textOf(history[1]);
-      expect(kept.startsWith(seen)).toBe(true);
-      expect(kept.length).toBeLessThan(SLOW_WORDS.join("").length);
-    } finally {
-      data.remove();
-    }
+    await h.start({ TestChat }, { shutdownTimeout: 200 });
+    const client = await open("crash");
+    sendChat(client, "req-x", [userMessage("u1", "slow")]);
+    await client.waitForCount(isChunkOf("req-x"), 6, "a few chunks");
+    const seen = streamedText(responseFrames(client, "req-x"));
+    // restart() closes the connection first, so shutdown does not wait for the answer to end.
+    await h.restart();
+    const history = (await (
+      await fetch(httpUrl(h.server, "/agents/test-chat/crash/get-messages"))
+    ).json()) as never[];
+    expect(history.length).toBe(2);
+    const kept = textOf(history[1]);
+    expect(kept.startsWith(seen)).toBe(true);
+    expect(kept.length).toBeLessThan(SLOW_WORDS.join("").length);
   });
 });

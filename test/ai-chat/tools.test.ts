@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { httpUrl, startServer, tempDir } from "../helpers/server.js";
+import { httpUrl } from "../helpers/server.js";
 import type { Frame, RawClient } from "../helpers/ws-client.js";
 import {
   bodies,
@@ -7,7 +7,6 @@ import {
   responseFrames,
   sendChat,
   streamedText,
-  TestChat,
   TOOL_TAIL,
   userMessage,
   waitDone,
@@ -39,7 +38,7 @@ async function acceptContinuation(client: RawClient): Promise<string> {
 
 describe("AIChatAgent tools", () => {
   it("applies a client tool's result from cf_agent_tool_result, tells every connection, and continues the same assistant message", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("client-tool");
     sendChat(client, "req-1", [userMessage("u1", "where am i?")]);
     await waitDone(client, "req-1");
@@ -79,7 +78,7 @@ describe("AIChatAgent tools", () => {
   });
 
   it("runs a tool that needs approval only once cf_agent_tool_approval approves it", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("approve");
     sendChat(client, "req-1", [userMessage("u1", "delete my report")]);
     await waitDone(client, "req-1");
@@ -117,7 +116,7 @@ describe("AIChatAgent tools", () => {
   });
 
   it("never runs a tool whose approval was denied: its part becomes output-denied", async () => {
-    h.server = await startServer({ TestChat });
+    await h.start();
     const client = await open("deny");
     sendChat(client, "req-1", [userMessage("u1", "delete my report")]);
     await waitDone(client, "req-1");
@@ -138,28 +137,20 @@ describe("AIChatAgent tools", () => {
   });
 
   it("gives a continuation after a server restart the body of the request that called the tool", async () => {
-    const data = tempDir();
-    try {
-      h.server = await startServer({ TestChat }, { dataDir: data.dir });
-      const first = await open("body-restart");
-      sendChat(first, "req-1", [userMessage("u1", "where am i?")], { persona: "pirate" });
-      await waitDone(first, "req-1");
-      await first.close();
-      h.clients.length = 0;
-      await h.server.stop();
-      h.server = await startServer({ TestChat }, { dataDir: data.dir });
-      const client = await open("body-restart");
-      client.send({
-        type: "cf_agent_tool_result",
-        toolCallId: "call-getLocation",
-        toolName: "getLocation",
-        output: { city: "Faro" },
-        autoContinue: true,
-      });
-      await waitDone(client, await acceptContinuation(client));
-      expect(bodies.get("body-restart")).toEqual([{ persona: "pirate" }, { persona: "pirate" }]);
-    } finally {
-      data.remove();
-    }
+    await h.start();
+    const first = await open("body-restart");
+    sendChat(first, "req-1", [userMessage("u1", "where am i?")], { persona: "pirate" });
+    await waitDone(first, "req-1");
+    await h.restart();
+    const client = await open("body-restart");
+    client.send({
+      type: "cf_agent_tool_result",
+      toolCallId: "call-getLocation",
+      toolName: "getLocation",
+      output: { city: "Faro" },
+      autoContinue: true,
+    });
+    await waitDone(client, await acceptContinuation(client));
+    expect(bodies.get("body-restart")).toEqual([{ persona: "pirate" }, { persona: "pirate" }]);
   });
 });

@@ -1,9 +1,11 @@
 import type Database from "better-sqlite3";
 import postgres, { type Sql } from "postgres";
+import { afterEach, beforeEach } from "vitest";
 import { restoreDatabase } from "../../src/cluster/restore.js";
 import { ChangeShipper, type ChangeShipperOptions } from "../../src/cluster/shipper.js";
 import { ChangeStore } from "../../src/cluster/wal-store.js";
 import { AgentDatabase } from "../../src/storage/agent-database.js";
+import { tempDir } from "../helpers/server.js";
 import { createTestSchema, POSTGRES_URL } from "./postgres.js";
 
 export { POSTGRES_URL };
@@ -40,6 +42,57 @@ export async function createStorageSchema(): Promise<StorageSchema> {
     },
     drop,
   };
+}
+
+/** `StorageSchema` for each test of a file, with what the test leaves behind to clean up. */
+export interface StorageTest extends Omit<StorageSchema, "drop"> {
+  /** A fresh directory, removed after the test. */
+  freshDir(): string;
+  /** Run `cleanup` after the test, before the schema is dropped (last added, first run). */
+  defer(cleanup: () => unknown): void;
+}
+
+/**
+ * Give each test of the calling file a `StorageSchema` of its own (made before it, dropped
+ * after it) and fresh directories named `dirPrefix…`. Read the schema's members only inside
+ * a test or a hook.
+ */
+export function storagePerTest(dirPrefix: string): StorageTest {
+  let current: StorageSchema | undefined;
+  const cleanups: Array<() => unknown> = [];
+  const now = () => {
+    if (current === undefined) throw new Error("the storage schema exists only during a test");
+    return current;
+  };
+  beforeEach(async () => {
+    current = await createStorageSchema();
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    await current?.drop();
+    current = undefined;
+  });
+  const storage: StorageTest = {
+    get sql() {
+      return now().sql;
+    },
+    get schema() {
+      return now().schema;
+    },
+    get store() {
+      return now().store;
+    },
+    claim: (instance, node) => now().claim(instance, node),
+    freshDir() {
+      const dir = tempDir(dirPrefix);
+      cleanups.push(() => dir.remove());
+      return dir.dir;
+    },
+    defer(cleanup) {
+      cleanups.push(cleanup);
+    },
+  };
+  return storage;
 }
 
 /** An owner's database and shipper, opened as a node activating an instance would. */

@@ -7,21 +7,13 @@
  * table through `Ownership.write`), and `rawWrite`, the same insert through `fencedWrite`
  * with an epoch given by the test, so that only Postgres's check stands in its way.
  */
-import { createInterface } from "node:readline";
-import postgres from "postgres";
+import type postgres from "postgres";
 import { fencedWrite } from "../../src/cluster/fencing.js";
-import { Membership, type MembershipOptions } from "../../src/cluster/membership.js";
-import { Ownership } from "../../src/cluster/ownership.js";
+import type { MembershipOptions } from "../../src/cluster/membership.js";
+import { startChildNode } from "./node-process.js";
 
-const options = JSON.parse(process.argv[2] ?? "") as MembershipOptions;
-const print = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
-
-const membership = await Membership.start(options);
-const sql = postgres(options.postgres, { max: 4, onnotice: () => {} });
-const ownership = new Ownership(options, membership);
-membership.on("serving", () => print({ event: "serving" }));
-membership.on("fenced", ({ reason }) => print({ event: "fenced", reason }));
-ownership.on("lost", (lost) => print({ event: "lost", ...lost }));
+const node = await startChildNode<MembershipOptions>();
+const { options, membership, ownership, sql } = node;
 
 interface Command {
   id: number;
@@ -61,12 +53,4 @@ async function run(command: Command): Promise<object> {
   }
 }
 
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const command = JSON.parse(line) as Command;
-  run(command).then(
-    (result) => print({ reply: command.id, ok: true, result }),
-    (error: { code?: string; message?: string }) =>
-      print({ reply: command.id, ok: false, code: error.code, message: error.message }),
-  );
-});
-print({ event: "ready", nodeId: membership.nodeId });
+node.serve(run);

@@ -1,7 +1,15 @@
+/**
+ * Both ends of a node process's line protocol: `spawnNode` in the test, `startChildNode`
+ * in the child (node-child.ts, wake-node-child.ts). The child reads one JSON command per
+ * line on stdin (`{ id, cmd, … }`) and prints one JSON line per reply (`{ reply: id, ok,
+ * result }` or `{ reply: id, ok: false, code, message }`) and per event (`{ event, … }`).
+ */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import type { MembershipOptions } from "../../src/cluster/membership.js";
+import postgres from "postgres";
+import { Membership, type MembershipOptions } from "../../src/cluster/membership.js";
+import { Ownership } from "../../src/cluster/ownership.js";
 import { waitFor } from "../helpers/wait.js";
 
 const SCRIPT = fileURLToPath(new URL("./node-child.ts", import.meta.url));
@@ -69,4 +77,54 @@ export async function spawnNode(
   };
   await node.waitEvent((line) => line.event === "ready", "the node process to register", 20_000);
   return node;
+}
+
+/** A cluster node inside its child process: what every child script starts with. */
+export interface ChildNode<O extends MembershipOptions> {
+  /** The options the test passed as the first argument. */
+  readonly options: O;
+  readonly membership: Membership;
+  readonly ownership: Ownership;
+  /** A PostgreSQL client of the child's own, for the test's tables. */
+  readonly sql: postgres.Sql;
+  /** Print one JSON line on stdout. */
+  print(line: object): void;
+  /**
+   * Answer each command on stdin with what `run` resolves with (or its error's code and
+   * message), then print `ready`: the test's `spawnNode` waits for it.
+   */
+  serve<C extends { id: number }>(run: (command: C) => Promise<object>): void;
+}
+
+/**
+ * In a child process: start membership and ownership with the options of `argv[2]`, and
+ * print their `serving`, `fenced` and `lost` events.
+ */
+export async function startChildNode<O extends MembershipOptions>(): Promise<ChildNode<O>> {
+  const options = JSON.parse(process.argv[2] ?? "") as O;
+  const print = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
+  const membership = await Membership.start(options);
+  const sql = postgres(options.postgres, { max: 4, onnotice: () => {} });
+  const ownership = new Ownership(options, membership);
+  membership.on("serving", () => print({ event: "serving" }));
+  membership.on("fenced", ({ reason }) => print({ event: "fenced", reason }));
+  ownership.on("lost", (lost) => print({ event: "lost", ...lost }));
+  return {
+    options,
+    membership,
+    ownership,
+    sql,
+    print,
+    serve(run) {
+      createInterface({ input: process.stdin }).on("line", (line) => {
+        const command = JSON.parse(line) as Parameters<typeof run>[0];
+        run(command).then(
+          (result) => print({ reply: command.id, ok: true, result }),
+          (error: { code?: string; message?: string }) =>
+            print({ reply: command.id, ok: false, code: error.code, message: error.message }),
+        );
+      });
+      print({ event: "ready", nodeId: membership.nodeId });
+    },
+  };
 }

@@ -2,30 +2,14 @@ import { copyFileSync, existsSync, renameSync, statSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import fc from "fast-check";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { restoreDatabase } from "../../src/cluster/restore.js";
 import { ChangeStore } from "../../src/cluster/wal-store.js";
 import { AgentDatabase } from "../../src/storage/agent-database.js";
-import { tempDir } from "../helpers/server.js";
-import { createStorageSchema, dumpDatabase, openOwner, type StorageSchema } from "./fixtures.js";
+import { dumpDatabase, openOwner, storagePerTest } from "./fixtures.js";
 
-let pg: StorageSchema;
-const dirs: ReturnType<typeof tempDir>[] = [];
-
-beforeEach(async () => {
-  pg = await createStorageSchema();
-});
-
-afterEach(async () => {
-  for (const dir of dirs.splice(0)) dir.remove();
-  await pg.drop();
-});
-
-function freshDir(): string {
-  const dir = tempDir("outpost-restore-");
-  dirs.push(dir);
-  return dir.dir;
-}
+const pg = storagePerTest("outpost-restore-");
+const { freshDir } = pg;
 
 /** One statement (or a few in a transaction) a turn may run. */
 type Op =

@@ -1,13 +1,9 @@
-import { randomBytes } from "node:crypto";
 import { AgentClient } from "agents/client";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { createKeySet, issueToken, type KeySet } from "../../src/auth/index.js";
-import { tempDir } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
-import { connect, type RawClient, refused } from "../helpers/ws-client.js";
-import { startNode, type TestNode } from "./cluster-nodes.js";
-import { createTestSchema, type TestSchema } from "./postgres.js";
+import { type RawClient, refused } from "../helpers/ws-client.js";
+import { type TestNode, testCluster } from "./cluster-nodes.js";
 
 /**
  * `serve({ cluster })` end to end: three node processes on one PostgreSQL schema. Any node
@@ -16,49 +12,8 @@ import { createTestSchema, type TestSchema } from "./postgres.js";
  * write its clients were told about.
  */
 
-/** The app's token secret (the nodes' link secret is the cluster's own, kept in PostgreSQL). */
-const SECRET = randomBytes(32).toString("base64url");
-let keys: KeySet;
-let schema: TestSchema;
-const dirs: Array<{ remove(): void }> = [];
-const nodes: TestNode[] = [];
-const clients: RawClient[] = [];
-
-async function node(id: string, options: { tickets?: boolean } = {}): Promise<TestNode> {
-  const dir = tempDir(`outpost-${id}-`);
-  dirs.push(dir);
-  const started = await startNode(id, {
-    dataDir: dir.dir,
-    schema: schema.schema,
-    secret: SECRET,
-    ...options,
-  });
-  nodes.push(started);
-  return started;
-}
-
-function token(sub: string, name: string, extra: Partial<Parameters<typeof issueToken>[1]> = {}) {
-  return issueToken(keys, { sub, agent: "room", name, ...extra });
-}
-
-async function open(at: TestNode, name: string, sub = "alice"): Promise<RawClient> {
-  const t = await token(sub, name);
-  const client = await connect(`ws://127.0.0.1:${at.port}/agents/room/${name}?token=${t}`);
-  clients.push(client);
-  return client;
-}
-
-beforeAll(async () => {
-  keys = await createKeySet({ secret: SECRET });
-  schema = await createTestSchema();
-});
-
-afterAll(async () => {
-  for (const client of clients) client.ws.terminate();
-  await Promise.all(nodes.map((n) => n.kill("SIGKILL")));
-  await schema?.drop();
-  for (const dir of dirs) dir.remove();
-});
+const cluster = testCluster();
+const { node, token, open } = cluster;
 
 describe("three nodes, one owner per instance", () => {
   let a: TestNode;
@@ -257,7 +212,7 @@ describe("the owner dies", () => {
 
   it("a recurring schedule goes on after its owner is killed, woken on another node with no client, never twice for one due time", async () => {
     // Every node's waker starts due instances whose owner is gone: only these two may run.
-    await Promise.all(nodes.map((n) => n.kill("SIGKILL")));
+    await Promise.all(cluster.nodes.map((n) => n.kill("SIGKILL")));
     const owner = await node("tick-owner");
     const other = await node("tick-other");
     const first = await open(owner, "ticker");

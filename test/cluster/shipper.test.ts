@@ -2,41 +2,19 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FencedError, NotDurableError } from "../../src/cluster/errors.js";
 import { restoreDatabase } from "../../src/cluster/restore.js";
 import { ChangeStore } from "../../src/cluster/wal-store.js";
-import { tempDir } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
-import {
-  connectPostgres,
-  createStorageSchema,
-  openOwner,
-  POSTGRES_URL,
-  type StorageSchema,
-} from "./fixtures.js";
+import { connectPostgres, openOwner, POSTGRES_URL, storagePerTest } from "./fixtures.js";
 import { POSTGRES_TARGET, viaPort } from "./postgres.js";
 import { startTcpProxy } from "./tcp-proxy.js";
 
 const STORM = fileURLToPath(new URL("./fixtures/storm-writer.ts", import.meta.url));
 
-let pg: StorageSchema;
-const cleanups: (() => unknown)[] = [];
-
-beforeEach(async () => {
-  pg = await createStorageSchema();
-});
-
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  await pg.drop();
-});
-
-function freshDir(): string {
-  const dir = tempDir("outpost-ship-");
-  cleanups.push(() => dir.remove());
-  return dir.dir;
-}
+const pg = storagePerTest("outpost-ship-");
+const { freshDir } = pg;
 
 /** Rows of `table` in `instance`'s database restored into a fresh directory. */
 async function restoredRows<Row>(instance: string, query: string): Promise<Row[]> {
@@ -57,7 +35,7 @@ async function openTurns(instance: string, store: ChangeStore, epoch: number, ti
     retryMs: 50,
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
   });
-  cleanups.push(() => owner.close());
+  pg.defer(() => owner.close());
   const { db, shipper } = owner;
   db.connection.exec("CREATE TABLE IF NOT EXISTS turns (n INTEGER PRIMARY KEY)");
   const insert = db.connection.prepare("INSERT INTO turns (n) VALUES (?)");
@@ -67,9 +45,9 @@ async function openTurns(instance: string, store: ChangeStore, epoch: number, ti
 /** An owner of `instance` whose PostgreSQL connection goes through a proxy the test owns. */
 async function openBehindProxy(instance: string) {
   const proxy = await startTcpProxy(POSTGRES_TARGET);
-  cleanups.push(() => proxy.close());
+  pg.defer(() => proxy.close());
   const viaProxy = connectPostgres(viaPort(POSTGRES_URL, proxy.port), { max: 1 });
-  cleanups.push(() => viaProxy.end({ timeout: 1 }));
+  pg.defer(() => viaProxy.end({ timeout: 1 }));
   const store = new ChangeStore(viaProxy, { schema: pg.schema });
   const owner = await openTurns(instance, store, await pg.claim(instance, "node-a"), 1_500);
   return { proxy, owner };
@@ -123,7 +101,7 @@ describe("fencing", () => {
       commitClaim = resolve;
     });
     const claimer = connectPostgres(POSTGRES_URL, { max: 1 });
-    cleanups.push(() => claimer.end({ timeout: 5 }));
+    pg.defer(() => claimer.end({ timeout: 5 }));
     let claimed!: () => void;
     const claimStarted = new Promise<void>((resolve) => {
       claimed = resolve;
@@ -172,7 +150,7 @@ describe("durability", () => {
     const exited = new Promise<NodeJS.Signals | null>((resolve) =>
       child.once("exit", (_code, signal) => resolve(signal)),
     );
-    cleanups.push(async () => {
+    pg.defer(async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       await exited;
     });
@@ -300,7 +278,7 @@ describe("continuing", () => {
     const owner = await openOwner(pg.store, instance, join(freshDir(), "owner.db"), epoch, {
       snapshotBytes: 64 * 1024,
     });
-    cleanups.push(() => owner.close());
+    pg.defer(() => owner.close());
     const sqlite = owner.db.connection;
     sqlite.exec("CREATE TABLE churn (k INTEGER PRIMARY KEY, pad BLOB)");
     const write = sqlite.prepare(

@@ -16,34 +16,25 @@
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { pino } from "pino";
-import postgres from "postgres";
 import type { BackgroundHost } from "../../src/agent/background.js";
 import { resolveRetry } from "../../src/agent/retry.js";
 import { type Schedule, Schedules } from "../../src/agent/schedules.js";
 import { fencedWrite } from "../../src/cluster/fencing.js";
-import { Membership, type MembershipOptions } from "../../src/cluster/membership.js";
-import { Ownership } from "../../src/cluster/ownership.js";
+import type { MembershipOptions } from "../../src/cluster/membership.js";
 import { Waker } from "../../src/cluster/waker.js";
 import { WakeupWriter, writeWakeup } from "../../src/cluster/wakeups.js";
 import { AgentDatabase } from "../../src/storage/agent-database.js";
 import type { StoredSchedule } from "../../src/storage/schedule-table.js";
+import { startChildNode } from "./node-process.js";
 
 type Options = MembershipOptions & { dataDir: string; scanMs: number; hangMs: number };
-const options = JSON.parse(process.argv[2] ?? "") as Options;
+const node = await startChildNode<Options>();
+const { options, membership, ownership, sql, print } = node;
 const { schema } = options;
-const print = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
-
-const membership = await Membership.start(options);
-const sql = postgres(options.postgres, { max: 4, onnotice: () => {} });
-const ownership = new Ownership(options, membership);
 const writer = new WakeupWriter(ownership, schema);
 const logger = pino({ level: "silent" });
-membership.on("serving", () => print({ event: "serving" }));
-membership.on("fenced", ({ reason }) => print({ event: "fenced", reason }));
 ownership.on("lost", (lost) => {
-  print({ event: "lost", ...lost });
   // As the server does: an instance this node no longer owns stops at once.
   instances.get(lost.instance)?.close();
   instances.delete(lost.instance);
@@ -200,12 +191,4 @@ async function run(command: Command): Promise<object> {
   }
 }
 
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const command = JSON.parse(line) as Command;
-  run(command).then(
-    (result) => print({ reply: command.id, ok: true, result }),
-    (error: { code?: string; message?: string }) =>
-      print({ reply: command.id, ok: false, code: error.code, message: error.message }),
-  );
-});
-print({ event: "ready", nodeId: membership.nodeId });
+node.serve(run);

@@ -1,27 +1,11 @@
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FencedError } from "../../src/cluster/errors.js";
 import { restoreDatabase } from "../../src/cluster/restore.js";
-import { tempDir } from "../helpers/server.js";
-import { createStorageSchema, openOwner, type StorageSchema } from "./fixtures.js";
+import { openOwner, storagePerTest } from "./fixtures.js";
 
-let pg: StorageSchema;
-const dirs: ReturnType<typeof tempDir>[] = [];
-
-beforeEach(async () => {
-  pg = await createStorageSchema();
-});
-
-afterEach(async () => {
-  for (const dir of dirs.splice(0)) dir.remove();
-  await pg.drop();
-});
-
-function freshPath(): string {
-  const dir = tempDir("outpost-store-");
-  dirs.push(dir);
-  return join(dir.dir, "db.sqlite");
-}
+const pg = storagePerTest("outpost-store-");
+const freshPath = () => join(pg.freshDir(), "db.sqlite");
 
 describe("ChangeStore", () => {
   it("forgets a destroyed instance's log only for its owner's epoch, after which a restore starts empty", async () => {

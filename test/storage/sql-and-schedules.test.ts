@@ -1,34 +1,13 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { CounterState } from "../fixtures/agents.js";
 import { Counter } from "../fixtures/agents.js";
-import { startServer, type TestServer, tempDir, wsUrl } from "../helpers/server.js";
+import { serverHarness } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
-import { connect, type RawClient } from "../helpers/ws-client.js";
 
-const servers: TestServer[] = [];
-const clients: RawClient[] = [];
-const dirs: Array<ReturnType<typeof tempDir>> = [];
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await Promise.all(servers.splice(0).map((s) => s.stop()));
-  for (const dir of dirs.splice(0)) dir.remove();
-});
-
-async function start(options: Parameters<typeof startServer>[1] = {}): Promise<TestServer> {
-  const server = await startServer({ Counter }, options);
-  servers.push(server);
-  return server;
-}
-
-async function open(server: TestServer, name: string): Promise<RawClient> {
-  const client = await connect(wsUrl(server, `/agents/counter/${name}`));
-  clients.push(client);
-  return client;
-}
+const { start, open, tempDir } = serverHarness({ Counter }, "counter");
 
 /** The state stored in an instance's database file, read without the server. */
 function storedState(dataDir: string, name: string): CounterState | undefined {
@@ -125,7 +104,6 @@ describe("schedules", () => {
 
   it("runs a schedule after a restart, without any client connecting", async () => {
     const data = tempDir("outpost-sched-");
-    dirs.push(data);
     const first = await start({ dataDir: data.dir });
     const client = await open(first, "restart");
     await client.rpc("scheduleIn", [1, "after-restart"]);

@@ -87,17 +87,32 @@ async function history(name: string): Promise<UIMessage[]> {
   return (await (await fetch(url)).json()) as UIMessage[];
 }
 
+/** Send "hi" and wait until the whole answer is rendered. */
+async function sayHi(name: string): Promise<void> {
+  await act(async () => {
+    await seen.get(name)!.chat.sendMessage({ text: "hi" });
+  });
+  await waitFor(() => expect(assistantText()).toEqual(["Hello from the mock"]), {
+    timeout: 10_000,
+  });
+}
+
+/** Ask for the slow answer and wait until part of it is rendered. */
+async function startSlowAnswer(name: string): Promise<void> {
+  act(() => {
+    void seen.get(name)!.chat.sendMessage({ text: "slow please" });
+  });
+  await waitFor(() => expect(assistantText()[0]?.length ?? 0).toBeGreaterThan(6), {
+    timeout: 10_000,
+  });
+}
+
 describe("useAgentChat (the official hook) on outpost/react's useAgent", () => {
   it("sends a message and renders the streamed answer", async () => {
     const name = room();
     await mount(name);
     await screen.findByTestId("messages", {}, { timeout: 10_000 });
-    await act(async () => {
-      await seen.get(name)!.chat.sendMessage({ text: "hi" });
-    });
-    await waitFor(() => expect(assistantText()).toEqual(["Hello from the mock"]), {
-      timeout: 10_000,
-    });
+    await sayHi(name);
     expect((await history(name)).map((m) => m.role)).toEqual(["user", "assistant"]);
   });
 
@@ -105,12 +120,7 @@ describe("useAgentChat (the official hook) on outpost/react's useAgent", () => {
     const name = room();
     const first = await mount(name);
     await screen.findByTestId("messages", {}, { timeout: 10_000 });
-    await act(async () => {
-      await seen.get(name)!.chat.sendMessage({ text: "hi" });
-    });
-    await waitFor(() => expect(assistantText()).toEqual(["Hello from the mock"]), {
-      timeout: 10_000,
-    });
+    await sayHi(name);
     first.unmount();
     seen.get(name)!.agent.client.close();
     await mount(name);
@@ -123,12 +133,7 @@ describe("useAgentChat (the official hook) on outpost/react's useAgent", () => {
     const name = room();
     await mount(name);
     await screen.findByTestId("messages", {}, { timeout: 10_000 });
-    act(() => {
-      void seen.get(name)!.chat.sendMessage({ text: "slow please" });
-    });
-    await waitFor(() => expect(assistantText()[0]?.length ?? 0).toBeGreaterThan(6), {
-      timeout: 10_000,
-    });
+    await startSlowAnswer(name);
     act(() => seen.get(name)!.agent.client.reconnect());
     await waitFor(() => expect(assistantText()).toEqual([SLOW_WORDS.join("")]), {
       timeout: 15_000,
@@ -139,12 +144,7 @@ describe("useAgentChat (the official hook) on outpost/react's useAgent", () => {
     const name = room();
     await mount(name);
     await screen.findByTestId("messages", {}, { timeout: 10_000 });
-    act(() => {
-      void seen.get(name)!.chat.sendMessage({ text: "slow please" });
-    });
-    await waitFor(() => expect(assistantText()[0]?.length ?? 0).toBeGreaterThan(6), {
-      timeout: 10_000,
-    });
+    await startSlowAnswer(name);
     await act(async () => {
       await seen.get(name)!.chat.stop();
     });
@@ -162,12 +162,7 @@ describe("useAgentChat (the official hook) on outpost/react's useAgent", () => {
     const name = room();
     await mount(name);
     await screen.findByTestId("messages", {}, { timeout: 10_000 });
-    await act(async () => {
-      await seen.get(name)!.chat.sendMessage({ text: "hi" });
-    });
-    await waitFor(() => expect(assistantText()).toEqual(["Hello from the mock"]), {
-      timeout: 10_000,
-    });
+    await sayHi(name);
     act(() => seen.get(name)!.chat.clearHistory());
     await waitFor(() => expect(seen.get(name)!.chat.messages).toEqual([]));
     await waitFor(async () => expect(await history(name)).toEqual([]), { timeout: 10_000 });
