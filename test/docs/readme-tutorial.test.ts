@@ -1,16 +1,15 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { delimiter, join } from "node:path";
-import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { installEnv, type PackedOutpost, packOutpost, runBlock } from "../helpers/packed.js";
 import { tempDir } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
 import { type TutorialStep, tutorialSteps } from "./tutorial-steps.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const README_PORT = "8787";
-const exec = promisify(execFile);
 
 /** A free port on 127.0.0.1, found by binding port 0 (the README's 8787 may be in use). */
 async function freePort(): Promise<number> {
@@ -19,38 +18,6 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise((resolve) => server.close(resolve));
   return port;
-}
-
-/**
- * The environment of a fresh terminal: none of the variables `npm test` sets, and no
- * `node_modules/.bin` of this project on PATH, so `npx outpost` can only find the install.
- */
-function freshShellEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (/^(npm_|INIT_CWD$|JWT_SECRET$|TOKEN$|VITEST|NODE_OPTIONS$)/i.test(key)) continue;
-    env[key] = value;
-  }
-  env.PATH = (process.env.PATH ?? "")
-    .split(delimiter)
-    .filter((entry) => !entry.includes("node_modules"))
-    .join(delimiter);
-  return { ...env, ...extra };
-}
-
-/** One shell block; resolves with its output, rejects with it when the block fails. */
-async function runBlock(code: string, cwd: string, env: NodeJS.ProcessEnv): Promise<string> {
-  try {
-    const { stdout, stderr } = await exec("bash", ["-euo", "pipefail", "-c", code], {
-      cwd,
-      env,
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return stdout + stderr;
-  } catch (error) {
-    const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-    throw new Error(`tutorial block failed:\n${code}\n--- output ---\n${stdout}${stderr}`);
-  }
 }
 
 /** A long-running block in its own process group, so `kill -9` reaches npx and the server. */
@@ -87,38 +54,12 @@ async function killNine(child: ChildProcess): Promise<void> {
 
 describe("the README's tutorial, run as written in a fresh folder", () => {
   const steps = tutorialSteps(readFileSync(join(ROOT, "README.md"), "utf8"));
-  let packDir: ReturnType<typeof tempDir>;
-  let tarball: string;
-  let prebuilds: string;
+  let packed: PackedOutpost;
 
+  // One tarball for every variant; dist/ is already built by `npm test`.
   beforeAll(async () => {
-    packDir = tempDir("outpost-pack-");
-    // One tarball for every variant; dist/ is already built by `npm test`.
-    const { stdout } = await exec(
-      "npm",
-      ["pack", "--ignore-scripts", "--silent", "--pack-destination", packDir.dir],
-      { cwd: ROOT },
-    );
-    tarball = join(packDir.dir, stdout.trim().split("\n").pop()!);
-
-    // better-sqlite3 would compile SQLite again in each fresh folder (about 50 s here). The
-    // addon this project already built is offered as a local prebuild of the same version
-    // and ABI instead; the install is otherwise the README's.
-    prebuilds = join(packDir.dir, "prebuilds");
-    mkdirSync(prebuilds);
-    const sqliteDir = join(ROOT, "node_modules", "better-sqlite3");
-    const { version } = JSON.parse(readFileSync(join(sqliteDir, "package.json"), "utf8"));
-    const name = `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
-    await exec("tar", [
-      "czf",
-      join(prebuilds, name),
-      "-C",
-      sqliteDir,
-      "build/Release/better_sqlite3.node",
-    ]);
+    packed = await packOutpost();
   }, 120_000);
-
-  afterAll(() => packDir?.remove());
 
   it("has the steps a reader follows: install, agent, secret, serve, client", () => {
     expect(steps.map((step) => (step.kind === "file" ? `file ${step.name}` : step.kind))).toEqual([
@@ -141,14 +82,7 @@ describe("the README's tutorial, run as written in a fresh folder", () => {
         const servers: ChildProcess[] = [];
         try {
           const port = String(await freePort());
-          const env = freshShellEnv({
-            OUTPOST_TGZ: tarball,
-            npm_config_prefer_offline: "true",
-            npm_config_audit: "false",
-            npm_config_fund: "false",
-            npm_config_update_notifier: "false",
-            npm_config_better_sqlite3_local_prebuilds: prebuilds,
-          });
+          const env = installEnv(packed);
           const inFolder = (step: TutorialStep) => step.code.replaceAll(README_PORT, port);
           const serve = async () => {
             const server = startBlock(inFolder(serveStep), folder.dir, env);
