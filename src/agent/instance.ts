@@ -272,25 +272,58 @@ export class AgentInstance implements AgentRuntime {
     connection.enqueue(() => runWithAgent(current, () => this.#connect(connection, ctx)));
   }
 
-  async #connect(connection: ServerConnection, ctx: ConnectionContext): Promise<void> {
+  /**
+   * Tags, the read-only check and `onConnect`, then identity and state. Not `async`: with
+   * the default tags and a synchronous `onConnect`, the frames go out in the same turn and
+   * no promise is made (each costs, with `getCurrentAgent`'s AsyncLocalStorage active).
+   */
+  #connect(connection: ServerConnection, ctx: ConnectionContext): Promise<void> | undefined {
+    if (this.agent.getConnectionTags !== Agent.prototype.getConnectionTags) {
+      return this.#connectTagged(connection, ctx);
+    }
+    let result: void | Promise<void>;
     try {
-      // Not overridden: no await, no array, for the common connect.
-      if (this.agent.getConnectionTags !== Agent.prototype.getConnectionTags) {
-        const tags = connectionTags(
-          connection.id,
-          await this.agent.getConnectionTags(connection, ctx),
-        );
-        if (!this.#connections.has(connection.id)) return; // closed while tags were computed
-        connection.setTags(tags);
-        this.#tags.add(connection, tags);
-      }
+      if (this.agent.shouldConnectionBeReadonly(connection, ctx) === true) connection.restrict();
+      result = this.agent.onConnect(connection, ctx);
+    } catch (error) {
+      this.#connectFailed(connection, error);
+      return;
+    }
+    if (isThenable(result)) {
+      return Promise.resolve(result).then(
+        () => this.#connected(connection),
+        (error) => this.#connectFailed(connection, error),
+      );
+    }
+    this.#connected(connection);
+  }
+
+  /** `#connect` for an agent that overrides `getConnectionTags`. */
+  async #connectTagged(connection: ServerConnection, ctx: ConnectionContext): Promise<void> {
+    try {
+      const tags = connectionTags(
+        connection.id,
+        await this.agent.getConnectionTags(connection, ctx),
+      );
+      if (!this.#connections.has(connection.id)) return; // closed while tags were computed
+      connection.setTags(tags);
+      this.#tags.add(connection, tags);
       if (this.agent.shouldConnectionBeReadonly(connection, ctx) === true) connection.restrict();
       await this.agent.onConnect(connection, ctx);
     } catch (error) {
-      this.reportError(connection, error);
-      connection.close(CloseCode.InternalError, "internal error");
+      this.#connectFailed(connection, error);
       return;
     }
+    this.#connected(connection);
+  }
+
+  #connectFailed(connection: ServerConnection, error: unknown): void {
+    this.reportError(connection, error);
+    connection.close(CloseCode.InternalError, "internal error");
+  }
+
+  /** `onConnect` has finished: identity, state and the MCP list, in one write. */
+  #connected(connection: ServerConnection): void {
     if (connection.closedWith === CloseCode.Unauthorized && connection.auth !== undefined) {
       this.#warnVerifiedRefused();
     }
@@ -340,18 +373,34 @@ export class AgentInstance implements AgentRuntime {
     connection.clearExpiry();
     this.#connections.delete(connection.id);
     this.#tags.remove(connection);
-    connection.enqueue(async () => {
+    // Not `async`: a synchronous onClose (the default) makes no promise.
+    connection.enqueue(() => {
       // A destroyed instance is gone: its hooks do not run against deleted data.
       if (this.#closed) return;
+      let result: void | Promise<void>;
       try {
-        await runWithAgent({ agent: this.agent, connection }, () =>
+        result = runWithAgent({ agent: this.agent, connection }, () =>
           this.agent.onClose(connection, code, reason, code !== 1006),
         );
       } catch (error) {
         this.reportError(connection, error);
+        result = undefined;
       }
-      if (this.idle) this.#host.onIdle(this);
+      if (isThenable(result)) {
+        return Promise.resolve(result).then(
+          () => this.#afterClose(),
+          (error) => {
+            this.reportError(connection, error);
+            this.#afterClose();
+          },
+        );
+      }
+      this.#afterClose();
     }, true);
+  }
+
+  #afterClose(): void {
+    if (this.idle) this.#host.onIdle(this);
   }
 
   #handleFrame(connection: ServerConnection, data: Buffer, isBinary: boolean): unknown {
