@@ -264,15 +264,15 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
   }
 
   /**
-   * Send frames that belong together (identity and state) in one TCP write: the socket is
-   * corked around them, so the client gets one packet instead of one per frame.
+   * Send messages that belong together (identity and state) in one TCP write: the socket is
+   * corked around them, so the client gets one packet instead of one per message.
    */
-  sendFrames(frames: readonly ServerFrame[]): void {
+  sendAll(messages: readonly string[]): void {
     // ws keeps its net.Socket private; corking it only batches the writes ws makes anyway.
     const raw = (this.#socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
     raw?.cork();
     try {
-      for (const frame of frames) this.sendFrame(frame);
+      for (const message of messages) this.send(message);
     } finally {
       raw?.uncork();
     }

@@ -57,6 +57,8 @@ export interface InstanceStorage {
 }
 
 const STATE_KEY = "state";
+/** The same bytes for every connect. */
+const EMPTY_MCP_SERVERS_TEXT = JSON.stringify(EMPTY_MCP_SERVERS);
 
 /**
  * One live agent instance: the user's `Agent` object, its database, its connections, its
@@ -78,6 +80,9 @@ export class AgentInstance implements AgentRuntime {
   readonly #tags = new TagIndex();
   #state: unknown;
   #stateLoaded = false;
+  /** The last state frame sent, with the state it was made from (see `#stateText`). */
+  #stateFrame: { state: unknown; text: string } | undefined;
+  readonly #identityTexts: [string?, string?] = [];
   /** Requests, schedule runs and connections being set up. */
   #inFlight = 0;
   /** Live `keepAlive()` leases: while any is held the instance is not evicted. */
@@ -329,20 +334,38 @@ export class AgentInstance implements AgentRuntime {
     }
     if (!connection.isOpen) return;
     const state = this.readState() ?? this.agent.initialState;
-    const identity: ServerFrame = {
+    // The empty MCP list follows, as the SDK sends it, so the official useAgent's
+    // onMcpUpdate fires; all of them in one corked write.
+    connection.sendAll(
+      state === undefined
+        ? [this.#identityText(false), EMPTY_MCP_SERVERS_TEXT]
+        : [this.#identityText(true), this.#stateText(state), EMPTY_MCP_SERVERS_TEXT],
+    );
+    connection.markAccepted();
+  }
+
+  /** The identity frame, serialized once per instance for each value of `stateFollows`. */
+  #identityText(stateFollows: boolean): string {
+    const index = stateFollows ? 1 : 0;
+    this.#identityTexts[index] ??= JSON.stringify({
       type: FrameType.Identity,
       agent: this.agentName,
       name: this.name,
-      ...(state !== undefined && { stateFollows: true }),
-    };
-    // The empty MCP list follows, as the SDK sends it, so the official useAgent's
-    // onMcpUpdate fires; all of them in one corked write.
-    connection.sendFrames(
-      state === undefined
-        ? [identity, EMPTY_MCP_SERVERS]
-        : [identity, { type: FrameType.State, state }, EMPTY_MCP_SERVERS],
-    );
-    connection.markAccepted();
+      ...(stateFollows && { stateFollows: true }),
+    } satisfies ServerFrame);
+    return this.#identityTexts[index];
+  }
+
+  /**
+   * The state frame for `state`, serialized once for as long as the state is the same
+   * object: every connect in between sends the same text.
+   */
+  #stateText(state: unknown): string {
+    if (this.#stateFrame === undefined || this.#stateFrame.state !== state) {
+      const text = JSON.stringify({ type: FrameType.State, state } satisfies ServerFrame);
+      this.#stateFrame = { state, text };
+    }
+    return this.#stateFrame.text;
   }
 
   /**
@@ -552,6 +575,7 @@ export class AgentInstance implements AgentRuntime {
     this.#state = JSON.parse(json);
     this.#stateLoaded = true;
     const frame = `{"type":"${FrameType.State}","state":${json}}`;
+    this.#stateFrame = { state: this.#state, text: frame };
     for (const connection of this.#connections.values()) {
       if (connection.accepted && connection !== source) connection.send(frame);
     }

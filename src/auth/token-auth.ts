@@ -145,6 +145,15 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
     ...(cookie !== undefined && { cookie }),
   };
 
+  /** The token a request carries, for the fingerprint of a refusal that never reads it. */
+  function presentedToken(request: AuthRequest): string | undefined {
+    try {
+      return findToken(request, findOptions)?.token;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Refuse before any crypto when this address has failed too often. */
   function checkRateLimit(request: AuthRequest, token: () => string | undefined): void {
     // No address (a fetch-style host that did not pass one): no bucket, rather than one
@@ -275,13 +284,7 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
 
     authenticate(request) {
       try {
-        checkRateLimit(request, () => {
-          try {
-            return findToken(request, findOptions)?.token;
-          } catch {
-            return undefined;
-          }
-        });
+        if (limiter !== undefined) checkRateLimit(request, () => presentedToken(request));
       } catch (error) {
         return Promise.reject(error);
       }
