@@ -88,7 +88,8 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
   readonly #socket: ConnectionSocket;
   readonly #gate: OutputGate | undefined;
   readonly #limits: ConnectionLimits;
-  readonly #queue: Task[] = [];
+  /** Tasks waiting behind a running one; made when the first has to wait. */
+  #queue: Task[] | undefined;
   #busy = false;
   #uri: string | (() => string);
   /** Unset until `getConnectionTags` returns some: most connections have none to keep. */
@@ -297,6 +298,7 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
    */
   enqueue(task: Task, force = false): void {
     if (this.#busy) {
+      this.#queue ??= [];
       if (!force && this.#queue.length >= this.#limits.maxQueuedFrames) {
         this.close(CloseCode.TryAgainLater, "too many frames in flight");
         return;
@@ -318,24 +320,28 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
       }
       if (isPromiseLike(result)) {
         this.#busy = true;
-        result.then(this.#next, (error: unknown) => {
-          this.#onTaskError(this as ServerConnection, error);
-          this.#next();
-        });
+        // Closures made only for a task that waits: an idle connection holds none.
+        result.then(
+          () => this.#next(),
+          (error: unknown) => {
+            this.#onTaskError(this as ServerConnection, error);
+            this.#next();
+          },
+        );
         return;
       }
-      task = this.#queue.shift();
+      task = this.#queue?.shift();
     }
   }
 
-  readonly #next = (): void => {
+  #next(): void {
     this.#busy = false;
-    this.#drain(this.#queue.shift());
-  };
+    this.#drain(this.#queue?.shift());
+  }
 
   /** A handler of this connection is running or waiting. */
   get busy(): boolean {
-    return this.#busy || this.#queue.length > 0;
+    return this.#busy || (this.#queue !== undefined && this.#queue.length > 0);
   }
 
   /**

@@ -202,7 +202,12 @@ function checkClaims(
       throw new AuthError("scope_mismatch", "token scope does not allow this");
     }
   }
-  const claims = { ...payload, sub: payload.sub, agent, name, scope } as AuthClaims;
+  // jose's payload is ours alone: completed in place rather than copied, since a live
+  // connection keeps its claims for its whole life (`connection.auth`).
+  payload.agent = agent;
+  payload.name = name;
+  payload.scope = scope;
+  const claims = payload as AuthClaims;
   if (options.replay === undefined) return claims;
   if (typeof payload.jti !== "string" || payload.jti === "") {
     throw new AuthError("token_malformed", "single-use token needs a jti");
