@@ -32,14 +32,23 @@ export interface AuthFacts {
 export class ConnectionAuth {
   #session: AuthSession;
   readonly #policy: AuthPolicy;
-  readonly #facts: AuthFacts;
   readonly #report: RefusalReporter;
+  // The facts as fields of their own: one object fewer for every live connection.
+  readonly #agent: string;
+  readonly #name: string;
+  readonly #path: string;
+  readonly #origin: string | null;
+  readonly #remoteAddress: string | undefined;
 
   constructor(policy: AuthPolicy, session: AuthSession, facts: AuthFacts, report: RefusalReporter) {
     this.#policy = policy;
     this.#session = session;
-    this.#facts = facts;
     this.#report = report;
+    this.#agent = facts.agent;
+    this.#name = facts.name;
+    this.#path = facts.path;
+    this.#origin = facts.origin;
+    this.#remoteAddress = facts.remoteAddress;
   }
 
   get session(): AuthSession {
@@ -90,23 +99,23 @@ export class ConnectionAuth {
 
   #request(): AuthRequest {
     const headers = new Headers();
-    if (this.#facts.origin !== null) headers.set("origin", this.#facts.origin);
+    if (this.#origin !== null) headers.set("origin", this.#origin);
     return {
-      agent: this.#facts.agent,
-      name: this.#facts.name,
-      url: new URL(this.#facts.path, "http://localhost"),
+      agent: this.#agent,
+      name: this.#name,
+      url: new URL(this.#path, "http://localhost"),
       headers,
-      remoteAddress: this.#facts.remoteAddress ?? "unknown",
+      remoteAddress: this.#remoteAddress ?? "unknown",
       websocket: true,
     };
   }
 
   #context(uri: string): RefusalContext {
     return {
-      agent: this.#facts.agent,
-      name: this.#facts.name,
-      remoteAddress: this.#facts.remoteAddress,
-      origin: this.#facts.origin,
+      agent: this.#agent,
+      name: this.#name,
+      remoteAddress: this.#remoteAddress,
+      origin: this.#origin,
       url: uri,
     };
   }

@@ -88,7 +88,8 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
   readonly #socket: ConnectionSocket;
   readonly #gate: OutputGate | undefined;
   readonly #limits: ConnectionLimits;
-  readonly #queue: Task[] = [];
+  /** Tasks waiting behind a running one; made when the first has to wait. */
+  #queue: Task[] | undefined;
   #busy = false;
   #uri: string | (() => string);
   /** Unset until `getConnectionTags` returns some: most connections have none to keep. */
@@ -264,15 +265,15 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
   }
 
   /**
-   * Send frames that belong together (identity and state) in one TCP write: the socket is
-   * corked around them, so the client gets one packet instead of one per frame.
+   * Send messages that belong together (identity and state) in one TCP write: the socket is
+   * corked around them, so the client gets one packet instead of one per message.
    */
-  sendFrames(frames: readonly ServerFrame[]): void {
+  sendAll(messages: readonly string[]): void {
     // ws keeps its net.Socket private; corking it only batches the writes ws makes anyway.
     const raw = (this.#socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
     raw?.cork();
     try {
-      for (const frame of frames) this.sendFrame(frame);
+      for (const message of messages) this.send(message);
     } finally {
       raw?.uncork();
     }
@@ -297,6 +298,7 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
    */
   enqueue(task: Task, force = false): void {
     if (this.#busy) {
+      this.#queue ??= [];
       if (!force && this.#queue.length >= this.#limits.maxQueuedFrames) {
         this.close(CloseCode.TryAgainLater, "too many frames in flight");
         return;
@@ -318,24 +320,28 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
       }
       if (isPromiseLike(result)) {
         this.#busy = true;
-        result.then(this.#next, (error: unknown) => {
-          this.#onTaskError(this as ServerConnection, error);
-          this.#next();
-        });
+        // Closures made only for a task that waits: an idle connection holds none.
+        result.then(
+          () => this.#next(),
+          (error: unknown) => {
+            this.#onTaskError(this as ServerConnection, error);
+            this.#next();
+          },
+        );
         return;
       }
-      task = this.#queue.shift();
+      task = this.#queue?.shift();
     }
   }
 
-  readonly #next = (): void => {
+  #next(): void {
     this.#busy = false;
-    this.#drain(this.#queue.shift());
-  };
+    this.#drain(this.#queue?.shift());
+  }
 
   /** A handler of this connection is running or waiting. */
   get busy(): boolean {
-    return this.#busy || this.#queue.length > 0;
+    return this.#busy || (this.#queue !== undefined && this.#queue.length > 0);
   }
 
   /**

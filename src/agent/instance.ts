@@ -57,6 +57,8 @@ export interface InstanceStorage {
 }
 
 const STATE_KEY = "state";
+/** The same bytes for every connect. */
+const EMPTY_MCP_SERVERS_TEXT = JSON.stringify(EMPTY_MCP_SERVERS);
 
 /**
  * One live agent instance: the user's `Agent` object, its database, its connections, its
@@ -78,6 +80,9 @@ export class AgentInstance implements AgentRuntime {
   readonly #tags = new TagIndex();
   #state: unknown;
   #stateLoaded = false;
+  /** The last state frame sent, with the state it was made from (see `#stateText`). */
+  #stateFrame: { state: unknown; text: string } | undefined;
+  readonly #identityTexts: [string?, string?] = [];
   /** Requests, schedule runs and connections being set up. */
   #inFlight = 0;
   /** Live `keepAlive()` leases: while any is held the instance is not evicted. */
@@ -272,44 +277,95 @@ export class AgentInstance implements AgentRuntime {
     connection.enqueue(() => runWithAgent(current, () => this.#connect(connection, ctx)));
   }
 
-  async #connect(connection: ServerConnection, ctx: ConnectionContext): Promise<void> {
+  /**
+   * Tags, the read-only check and `onConnect`, then identity and state. Not `async`: with
+   * the default tags and a synchronous `onConnect`, the frames go out in the same turn and
+   * no promise is made (each costs, with `getCurrentAgent`'s AsyncLocalStorage active).
+   */
+  #connect(connection: ServerConnection, ctx: ConnectionContext): Promise<void> | undefined {
+    if (this.agent.getConnectionTags !== Agent.prototype.getConnectionTags) {
+      return this.#connectTagged(connection, ctx);
+    }
+    let result: void | Promise<void>;
     try {
-      // Not overridden: no await, no array, for the common connect.
-      if (this.agent.getConnectionTags !== Agent.prototype.getConnectionTags) {
-        const tags = connectionTags(
-          connection.id,
-          await this.agent.getConnectionTags(connection, ctx),
-        );
-        if (!this.#connections.has(connection.id)) return; // closed while tags were computed
-        connection.setTags(tags);
-        this.#tags.add(connection, tags);
-      }
+      if (this.agent.shouldConnectionBeReadonly(connection, ctx) === true) connection.restrict();
+      result = this.agent.onConnect(connection, ctx);
+    } catch (error) {
+      this.#connectFailed(connection, error);
+      return;
+    }
+    if (isThenable(result)) {
+      return Promise.resolve(result).then(
+        () => this.#connected(connection),
+        (error) => this.#connectFailed(connection, error),
+      );
+    }
+    this.#connected(connection);
+  }
+
+  /** `#connect` for an agent that overrides `getConnectionTags`. */
+  async #connectTagged(connection: ServerConnection, ctx: ConnectionContext): Promise<void> {
+    try {
+      const tags = connectionTags(
+        connection.id,
+        await this.agent.getConnectionTags(connection, ctx),
+      );
+      if (!this.#connections.has(connection.id)) return; // closed while tags were computed
+      connection.setTags(tags);
+      this.#tags.add(connection, tags);
       if (this.agent.shouldConnectionBeReadonly(connection, ctx) === true) connection.restrict();
       await this.agent.onConnect(connection, ctx);
     } catch (error) {
-      this.reportError(connection, error);
-      connection.close(CloseCode.InternalError, "internal error");
+      this.#connectFailed(connection, error);
       return;
     }
+    this.#connected(connection);
+  }
+
+  #connectFailed(connection: ServerConnection, error: unknown): void {
+    this.reportError(connection, error);
+    connection.close(CloseCode.InternalError, "internal error");
+  }
+
+  /** `onConnect` has finished: identity, state and the MCP list, in one write. */
+  #connected(connection: ServerConnection): void {
     if (connection.closedWith === CloseCode.Unauthorized && connection.auth !== undefined) {
       this.#warnVerifiedRefused();
     }
     if (!connection.isOpen) return;
     const state = this.readState() ?? this.agent.initialState;
-    const identity: ServerFrame = {
+    // The empty MCP list follows, as the SDK sends it, so the official useAgent's
+    // onMcpUpdate fires; all of them in one corked write.
+    connection.sendAll(
+      state === undefined
+        ? [this.#identityText(false), EMPTY_MCP_SERVERS_TEXT]
+        : [this.#identityText(true), this.#stateText(state), EMPTY_MCP_SERVERS_TEXT],
+    );
+    connection.markAccepted();
+  }
+
+  /** The identity frame, serialized once per instance for each value of `stateFollows`. */
+  #identityText(stateFollows: boolean): string {
+    const index = stateFollows ? 1 : 0;
+    this.#identityTexts[index] ??= JSON.stringify({
       type: FrameType.Identity,
       agent: this.agentName,
       name: this.name,
-      ...(state !== undefined && { stateFollows: true }),
-    };
-    // The empty MCP list follows, as the SDK sends it, so the official useAgent's
-    // onMcpUpdate fires; all of them in one corked write.
-    connection.sendFrames(
-      state === undefined
-        ? [identity, EMPTY_MCP_SERVERS]
-        : [identity, { type: FrameType.State, state }, EMPTY_MCP_SERVERS],
-    );
-    connection.markAccepted();
+      ...(stateFollows && { stateFollows: true }),
+    } satisfies ServerFrame);
+    return this.#identityTexts[index];
+  }
+
+  /**
+   * The state frame for `state`, serialized once for as long as the state is the same
+   * object: every connect in between sends the same text.
+   */
+  #stateText(state: unknown): string {
+    if (this.#stateFrame === undefined || this.#stateFrame.state !== state) {
+      const text = JSON.stringify({ type: FrameType.State, state } satisfies ServerFrame);
+      this.#stateFrame = { state, text };
+    }
+    return this.#stateFrame.text;
   }
 
   /**
@@ -340,18 +396,34 @@ export class AgentInstance implements AgentRuntime {
     connection.clearExpiry();
     this.#connections.delete(connection.id);
     this.#tags.remove(connection);
-    connection.enqueue(async () => {
+    // Not `async`: a synchronous onClose (the default) makes no promise.
+    connection.enqueue(() => {
       // A destroyed instance is gone: its hooks do not run against deleted data.
       if (this.#closed) return;
+      let result: void | Promise<void>;
       try {
-        await runWithAgent({ agent: this.agent, connection }, () =>
+        result = runWithAgent({ agent: this.agent, connection }, () =>
           this.agent.onClose(connection, code, reason, code !== 1006),
         );
       } catch (error) {
         this.reportError(connection, error);
+        result = undefined;
       }
-      if (this.idle) this.#host.onIdle(this);
+      if (isThenable(result)) {
+        return Promise.resolve(result).then(
+          () => this.#afterClose(),
+          (error) => {
+            this.reportError(connection, error);
+            this.#afterClose();
+          },
+        );
+      }
+      this.#afterClose();
     }, true);
+  }
+
+  #afterClose(): void {
+    if (this.idle) this.#host.onIdle(this);
   }
 
   #handleFrame(connection: ServerConnection, data: Buffer, isBinary: boolean): unknown {
@@ -503,6 +575,7 @@ export class AgentInstance implements AgentRuntime {
     this.#state = JSON.parse(json);
     this.#stateLoaded = true;
     const frame = `{"type":"${FrameType.State}","state":${json}}`;
+    this.#stateFrame = { state: this.#state, text: frame };
     for (const connection of this.#connections.values()) {
       if (connection.accepted && connection !== source) connection.send(frame);
     }

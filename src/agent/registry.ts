@@ -94,15 +94,24 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
     return this.#live.size;
   }
 
+  /**
+   * The live instance, taken as `get` takes it (no longer idle-evicted), without waiting a
+   * turn; `undefined` when it is not running (then `get` starts it).
+   */
+  take(agent: string, name: string): AgentInstance | undefined {
+    if (this.#closed) return undefined;
+    const key = `${agent}/${name}`;
+    const live = this.#live.get(key);
+    if (live !== undefined) this.#cancelIdle(key);
+    return live;
+  }
+
   /** Get or start the instance; resolves after its `onStart` has finished. */
   get(agent: string, name: string): Promise<AgentInstance> {
     if (this.#closed) return Promise.reject(new Error("server is shutting down"));
+    const live = this.take(agent, name);
+    if (live !== undefined) return Promise.resolve(live);
     const key = `${agent}/${name}`;
-    const live = this.#live.get(key);
-    if (live !== undefined) {
-      this.#cancelIdle(key);
-      return Promise.resolve(live);
-    }
     let starting = this.#starting.get(key);
     if (starting === undefined) {
       if (!this.#makeRoom()) {

@@ -1,4 +1,10 @@
-import { createHash } from "node:crypto";
+import * as crypto from "node:crypto";
+
+/** One-shot `crypto.hash` (Node ≥ 20.12) skips the Hash object; older Nodes use `createHash`. */
+const sha256: (text: string) => string =
+  typeof (crypto as { hash?: unknown }).hash === "function"
+    ? (text) => crypto.hash("sha256", text, "base64url")
+    : (text) => crypto.createHash("sha256").update(text).digest("base64url");
 
 /**
  * A short, non-reversible name for a credential, safe to log: the first 12 base64url
@@ -9,5 +15,5 @@ import { createHash } from "node:crypto";
  * logger.warn({ fingerprint: fingerprint(token) }, "token refused");
  */
 export function fingerprint(token: string): string {
-  return createHash("sha256").update(token).digest("base64url").slice(0, 12);
+  return sha256(token).slice(0, 12);
 }

@@ -49,8 +49,12 @@ export interface ResolvedKey {
 export interface VerificationKeys {
   /** Algorithms some key of this set verifies. */
   readonly algorithms: readonly string[];
-  /** The key for a token's protected header. Throws `AuthError` (`unknown_key`, `algorithm_not_allowed`). */
-  resolveKey(header: JWSHeaderParameters): Promise<ResolvedKey>;
+  /**
+   * The key for a token's protected header. Throws (or rejects with) `AuthError`
+   * (`unknown_key`, `algorithm_not_allowed`). A set that holds its keys answers at once, a
+   * remote one with a promise: the verifier waits only when it must.
+   */
+  resolveKey(header: JWSHeaderParameters): ResolvedKey | Promise<ResolvedKey>;
 }
 
 /** The key `issueToken` signs with. */
@@ -177,7 +181,7 @@ class LocalKeySet implements KeySet {
     return { kid: entry.kid, algorithm: entry.algorithm, key: entry.signKey };
   }
 
-  async resolveKey(header: JWSHeaderParameters): Promise<ResolvedKey> {
+  resolveKey(header: JWSHeaderParameters): ResolvedKey {
     const { alg, kid } = header;
     if (typeof alg !== "string" || !this.#algorithms.includes(alg)) {
       throw new AuthError("algorithm_not_allowed");

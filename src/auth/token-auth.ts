@@ -4,7 +4,7 @@ import { AuthError, REASONS, toRefusal } from "./errors.js";
 import { fingerprint } from "./fingerprint.js";
 import type { KeySet, VerificationKeys } from "./keys.js";
 import { isOriginAllowed, normalizeOrigins } from "./origin.js";
-import type { AuthAction, AuthPolicy, AuthRequest, AuthSession } from "./policy.js";
+import type { AuthAction, AuthClaims, AuthPolicy, AuthRequest, AuthSession } from "./policy.js";
 import { FailureLimiter, type RateLimitOptions } from "./rate-limit.js";
 import { MemoryReplayStore, type ReplayStore } from "./replay.js";
 import { Revocations } from "./revocations.js";
@@ -145,6 +145,15 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
     ...(cookie !== undefined && { cookie }),
   };
 
+  /** The token a request carries, for the fingerprint of a refusal that never reads it. */
+  function presentedToken(request: AuthRequest): string | undefined {
+    try {
+      return findToken(request, findOptions)?.token;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Refuse before any crypto when this address has failed too often. */
   function checkRateLimit(request: AuthRequest, token: () => string | undefined): void {
     // No address (a fetch-style host that did not pass one): no bucket, rather than one
@@ -181,19 +190,23 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
     throw refusal;
   }
 
-  async function verify(
+  /**
+   * The token's claims, then the checks that need the policy (revocation, the action's
+   * scope), as a session. Refusals reject through `refuse`, counted.
+   */
+  function verify(
     verifier: VerificationKeys,
     request: AuthRequest,
     found: FoundToken,
   ): Promise<AuthSession> {
     const fromCookie = found.transport === "cookie" && cookie !== undefined;
     const claims = fromCookie
-      ? await cookie.verify(found.token, {
+      ? cookie.verify(found.token, {
           agent: request.agent,
           name: request.name,
           clockTolerance,
         })
-      : await verifyToken(verifier, found.token, {
+      : verifyToken(verifier, found.token, {
           agent: request.agent,
           name: request.name,
           audience,
@@ -204,6 +217,20 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
           // A cookie is sent again on every reconnect, so only explicit tokens are single-use.
           ...(spender !== undefined && { replay: spender }),
         });
+    // One `then` for both outcomes: each promise on the connect path costs.
+    return claims.then(
+      (verified) => {
+        try {
+          return sessionOf(verified, request, found);
+        } catch (error) {
+          refuse(request, error, found.token);
+        }
+      },
+      (error) => refuse(request, error, found.token),
+    );
+  }
+
+  function sessionOf(claims: AuthClaims, request: AuthRequest, found: FoundToken): AuthSession {
     if (revocations.isRevoked(claims)) throw new AuthError("token_revoked");
     const action: AuthAction = request.websocket ? "connect" : "http";
     if (!claims.scope.includes(action)) {
@@ -217,29 +244,53 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
     };
   }
 
+  /** Find the token and verify it; every refusal rejects (never throws). */
+  function authenticateWith(
+    verifier: VerificationKeys,
+    request: AuthRequest,
+  ): Promise<AuthSession> {
+    let found: FoundToken | undefined;
+    try {
+      found = findToken(request, findOptions);
+      checkOrigin(request, found?.transport === "cookie");
+      if (found === undefined) throw new AuthError("token_missing");
+    } catch (error) {
+      return failed(request, error, found?.token);
+    }
+    return verify(verifier, request, found);
+  }
+
+  /** `refuse`, as a rejection. */
+  function failed(request: AuthRequest, error: unknown, token: string | undefined): Promise<never> {
+    try {
+      refuse(request, error, token);
+    } catch (refusal) {
+      return Promise.reject(refusal);
+    }
+  }
+
+  /** The key set once it has loaded: from then on a request does not wait a turn for it. */
+  let loaded: VerificationKeys | undefined;
+  keys.then(
+    (verifier) => {
+      loaded = verifier;
+    },
+    () => {},
+  );
+
   const policy: AuthPolicy = {
     rejectWithHttp: rejectWith === "http",
     credentialParams: transports.has("query") ? [param] : [],
 
-    async authenticate(request) {
-      checkRateLimit(request, () => {
-        try {
-          return findToken(request, findOptions)?.token;
-        } catch {
-          return undefined;
-        }
-      });
-      // A key set that failed to load is the server's fault: it surfaces as an internal error.
-      const verifier = await keys;
-      let found: FoundToken | undefined;
+    authenticate(request) {
       try {
-        found = findToken(request, findOptions);
-        checkOrigin(request, found?.transport === "cookie");
-        if (found === undefined) throw new AuthError("token_missing");
-        return await verify(verifier, request, found);
+        if (limiter !== undefined) checkRateLimit(request, () => presentedToken(request));
       } catch (error) {
-        refuse(request, error, found?.token);
+        return Promise.reject(error);
       }
+      if (loaded !== undefined) return authenticateWith(loaded, request);
+      // A key set that failed to load is the server's fault: it surfaces as an internal error.
+      return keys.then((verifier) => authenticateWith(verifier, request));
     },
 
     async refresh(current, token, request) {
@@ -248,15 +299,18 @@ export function tokenAuth(options: TokenAuthOptions): AuthPolicy {
       try {
         checkOrigin(request, false);
         if (typeof token !== "string" || token === "") throw new AuthError("token_missing");
-        const next = await verify(verifier, request, { token, transport: "query" });
-        if (next.claims.sub !== current.claims.sub) throw new AuthError("subject_mismatch");
-        return {
-          ...next,
-          ...(current.protocol !== undefined && { protocol: current.protocol }),
-        };
       } catch (error) {
         refuse(request, error, typeof token === "string" ? token : undefined);
       }
+      // `verify` refuses (and counts) what it finds itself.
+      const next = await verify(verifier, request, { token, transport: "query" });
+      if (next.claims.sub !== current.claims.sub) {
+        refuse(request, new AuthError("subject_mismatch"), token);
+      }
+      return {
+        ...next,
+        ...(current.protocol !== undefined && { protocol: current.protocol }),
+      };
     },
 
     authorize(session: AuthSession, action: AuthAction) {

@@ -1,6 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { decodeProtectedHeader, type JWTPayload, jwtVerify, SignJWT } from "jose";
-import { AuthError, fromJoseError, toRefusal } from "./errors.js";
+import {
+  decodeProtectedHeader,
+  type JWTPayload,
+  type JWTVerifyOptions,
+  type JWTVerifyResult,
+  jwtVerify,
+  SignJWT,
+} from "jose";
+import { AuthError, toRefusal } from "./errors.js";
 import { importSecret, type KeySet, type VerificationKeys } from "./keys.js";
 import type { AuthClaims } from "./policy.js";
 import type { ReplayStore } from "./replay.js";
@@ -126,30 +133,50 @@ export interface VerifyTokenOptions {
  * claims.sub; // "user-1"
  * claims.scope; // ["connect", "rpc", "state:write"]
  */
-export async function verifyToken(
+export function verifyToken(
   keys: VerificationKeys,
   token: string,
   options: VerifyTokenOptions,
 ): Promise<AuthClaims> {
+  // One promise on top of jose's: every await on the connect path costs a promise (and,
+  // with getCurrentAgent's AsyncLocalStorage active, a hook call for each).
+  let verified: Promise<JWTVerifyResult>;
   try {
-    return await verify(keys, token, options);
+    verified = verifySignature(keys, token, {
+      audience: options.audience ?? DEFAULT_AUDIENCE,
+      issuer: options.issuer ?? DEFAULT_ISSUER,
+      clockTolerance: options.clockTolerance ?? 5,
+    });
   } catch (error) {
-    throw toRefusal(error, token);
+    return Promise.reject(toRefusal(error, token));
   }
+  return verified.then(
+    ({ payload }) => {
+      let claims: AuthClaims | Promise<AuthClaims>;
+      try {
+        claims = checkClaims(payload, options);
+      } catch (error) {
+        throw toRefusal(error, token);
+      }
+      // A promise only when a single-use ticket is spent.
+      if (!(claims instanceof Promise)) return claims;
+      return claims.then(undefined, (error) => {
+        throw toRefusal(error, token);
+      });
+    },
+    (error) => {
+      throw toRefusal(error, token);
+    },
+  );
 }
 
-async function verify(
-  keys: VerificationKeys,
-  token: string,
+/** What `verifyToken` checks once jose has checked the signature and standard claims. */
+function checkClaims(
+  payload: JWTPayload,
   options: VerifyTokenOptions,
-): Promise<AuthClaims> {
+): AuthClaims | Promise<AuthClaims> {
   const tolerance = options.clockTolerance ?? 5;
   const maxLifetime = options.maxLifetime ?? 3600;
-  const { payload } = await verifySignature(keys, token, {
-    audience: options.audience ?? DEFAULT_AUDIENCE,
-    issuer: options.issuer ?? DEFAULT_ISSUER,
-    clockTolerance: tolerance,
-  });
   const now = Math.floor(Date.now() / 1000);
   if (typeof payload.sub !== "string" || payload.sub === "") {
     throw new AuthError("token_malformed");
@@ -175,13 +202,20 @@ async function verify(
       throw new AuthError("scope_mismatch", "token scope does not allow this");
     }
   }
-  if (options.replay !== undefined) {
-    if (typeof payload.jti !== "string" || payload.jti === "") {
-      throw new AuthError("token_malformed", "single-use token needs a jti");
-    }
-    if (!(await options.replay.spend(payload.jti, exp))) throw new AuthError("token_replayed");
+  // jose's payload is ours alone: completed in place rather than copied, since a live
+  // connection keeps its claims for its whole life (`connection.auth`).
+  payload.agent = agent;
+  payload.name = name;
+  payload.scope = scope;
+  const claims = payload as AuthClaims;
+  if (options.replay === undefined) return claims;
+  if (typeof payload.jti !== "string" || payload.jti === "") {
+    throw new AuthError("token_malformed", "single-use token needs a jti");
   }
-  return { ...payload, sub: payload.sub, agent, name, scope } as AuthClaims;
+  return Promise.resolve(options.replay.spend(payload.jti, exp)).then((spent) => {
+    if (!spent) throw new AuthError("token_replayed");
+    return claims;
+  });
 }
 
 function targetClaim(claim: unknown, allowUnscoped = false): string {
@@ -193,12 +227,16 @@ function targetClaim(claim: unknown, allowUnscoped = false): string {
   throw new AuthError("token_malformed");
 }
 
-/** The checks every token goes through, up to and including the standard claims. */
-async function verifySignature(
+/**
+ * The checks every token goes through, up to and including the standard claims. Throws
+ * the refusals it finds before any crypto; jose's own errors reject unmapped (callers map
+ * them with `toRefusal`).
+ */
+function verifySignature(
   keys: VerificationKeys,
   token: string,
   claims: { audience?: string | string[]; issuer?: string | string[]; clockTolerance: number },
-) {
+): Promise<JWTVerifyResult> {
   if (typeof token !== "string" || token === "") throw new AuthError("token_missing");
   // Before any parsing or crypto: a huge token costs nothing to refuse.
   if (token.length > MAX_TOKEN_LENGTH) throw new AuthError("token_malformed", "token too long");
@@ -209,18 +247,24 @@ async function verifySignature(
   } catch {
     throw new AuthError("token_malformed");
   }
-  const resolved = await keys.resolveKey(header);
-  try {
-    return await jwtVerify(token, resolved.key, {
-      algorithms: [resolved.algorithm],
-      ...(claims.audience !== undefined && { audience: claims.audience }),
-      ...(claims.issuer !== undefined && { issuer: claims.issuer }),
-      clockTolerance: claims.clockTolerance,
-      requiredClaims: ["exp"],
-    });
-  } catch (error) {
-    throw fromJoseError(error);
+  const options: JWTVerifyOptions = {
+    ...(claims.audience !== undefined && { audience: claims.audience }),
+    ...(claims.issuer !== undefined && { issuer: claims.issuer }),
+    clockTolerance: claims.clockTolerance,
+    requiredClaims: ["exp"],
+  };
+  const resolved = keys.resolveKey(header);
+  // A local key set answers at once; only a remote one needs a turn to find the key.
+  if (isPromiseLike(resolved)) {
+    return Promise.resolve(resolved).then((key) =>
+      jwtVerify(token, key.key, { ...options, algorithms: [key.algorithm] }),
+    );
   }
+  return jwtVerify(token, resolved.key, { ...options, algorithms: [resolved.algorithm] });
+}
+
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as Partial<PromiseLike<T>>).then === "function";
 }
 
 /** Secrets imported for `verifyJWT`, so that each is turned into a `CryptoKey` once. */
@@ -234,7 +278,7 @@ function secretVerifier(secret: string | Uint8Array): Promise<VerificationKeys> 
   const made = importSecret(secret).then(
     (key): VerificationKeys => ({
       algorithms: ["HS256"],
-      async resolveKey(header) {
+      resolveKey(header) {
         // The shared-secret pattern has no kid; HS256 is the only algorithm it can mean.
         if (header.alg !== "HS256") throw new AuthError("algorithm_not_allowed");
         return { kid: undefined, algorithm: "HS256", key };
@@ -268,12 +312,17 @@ function secretVerifier(secret: string | Uint8Array): Promise<VerificationKeys> 
  * }
  */
 export async function verifyJWT(token: string, secret: string | Uint8Array): Promise<JWTPayload> {
+  let keys: VerificationKeys;
   try {
-    const keys = await secretVerifier(secret);
+    keys = await secretVerifier(secret);
+  } catch (error) {
+    if (error instanceof TypeError) throw error;
+    throw toRefusal(error, token);
+  }
+  try {
     const { payload } = await verifySignature(keys, token, { clockTolerance: 5 });
     return payload;
   } catch (error) {
-    if (error instanceof TypeError) throw error;
     throw toRefusal(error, token);
   }
 }

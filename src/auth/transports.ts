@@ -47,10 +47,11 @@ export function findToken(request: AuthRequest, options: FindTokenOptions): Foun
       if (token !== "") found.push({ token, transport: "query" });
     }
   }
-  if (transports.has("protocol")) {
-    const offered = (request.headers.get("sec-websocket-protocol") ?? "")
-      .split(",")
-      .map((p) => p.trim());
+  const protocols = transports.has("protocol")
+    ? request.headers.get("sec-websocket-protocol")
+    : null;
+  if (protocols !== null) {
+    const offered = protocols.split(",").map((p) => p.trim());
     const protocol = offered.includes(OUTPOST_PROTOCOL) ? OUTPOST_PROTOCOL : undefined;
     for (const p of offered) {
       if (p.startsWith(BEARER_PROTOCOL_PREFIX) && p.length > BEARER_PROTOCOL_PREFIX.length) {

@@ -60,6 +60,8 @@ const INSTANCE_RETRY_MS = 5_000;
 /** When an instance's owner cannot be reached, about when it will have moved. */
 const OWNER_RETRY_MS = 2_000;
 
+const NOT_READY: unique symbol = Symbol("not ready");
+
 interface Pending {
   session: AuthSession;
   revoked: boolean;
@@ -93,6 +95,8 @@ export class Admission {
   readonly #pending = new Set<Pending>();
   /** Unknown agent names already logged, so a misconfigured client logs its miss once. */
   readonly #missesLogged = new Set<string>();
+  /** The auth policy once `auth()` has resolved. */
+  #policy: AuthPolicy | undefined | typeof NOT_READY = NOT_READY;
 
   constructor(options: {
     router: Router;
@@ -127,13 +131,6 @@ export class Admission {
     if (route.kind === "not-found" && request.route === undefined && this.#custom !== undefined) {
       route = (await this.#custom.resolve(request)) ?? route;
     }
-    const context = {
-      agent: route.kind === "agent" ? route.agent : undefined,
-      name: route.kind === "agent" ? route.name : undefined,
-      remoteAddress: request.remoteAddress,
-      origin: request.headers.get("origin"),
-      url: request.url,
-    };
     let pending: Pending | undefined;
     let releaseSlot: (() => void) | undefined;
     try {
@@ -143,7 +140,9 @@ export class Admission {
       if (route.kind === "route-failed") throw new AuthError("internal_error");
       if (this.#closing()) throw new AuthError("shutting_down");
 
-      const policy = await this.#auth();
+      // Resolved once; from then on no request waits a turn for it.
+      if (this.#policy === NOT_READY) this.#policy = await this.#auth();
+      const policy = this.#policy;
       let session: AuthSession | undefined;
       if (policy !== undefined) {
         session = await policy.authenticate({
@@ -190,14 +189,10 @@ export class Admission {
 
       if (request.websocket) releaseSlot = this.#reserve(route.agent, route.name);
 
-      let instance: AgentInstance;
-      try {
-        instance = await this.#registry.get(route.agent, route.name);
-      } catch (error) {
-        throw error instanceof InstanceLimitError
-          ? new AuthError("too_many_instances", undefined, { retryAfterMs: INSTANCE_RETRY_MS })
-          : new AuthError("agent_failed_to_start");
-      }
+      // A running instance is taken at once; only a start is waited for.
+      const instance =
+        this.#registry.take(route.agent, route.name) ??
+        (await this.#start(route.agent, route.name));
       let held = true;
       const slot = releaseSlot;
       releaseSlot = undefined;
@@ -236,10 +231,27 @@ export class Admission {
     } catch (error) {
       releaseSlot?.();
       const refusal = isAuthError(error) ? error : internal(error, this.#logger);
-      this.#report(refusal, context);
+      this.#report(refusal, {
+        agent: route.kind === "agent" ? route.agent : undefined,
+        name: route.kind === "agent" ? route.name : undefined,
+        remoteAddress: request.remoteAddress,
+        origin: request.headers.get("origin"),
+        url: request.url,
+      });
       throw refusal;
     } finally {
       if (pending !== undefined) this.#pending.delete(pending);
+    }
+  }
+
+  /** Get or start the instance, as a refusal when it cannot run. */
+  async #start(agent: string, name: string): Promise<AgentInstance> {
+    try {
+      return await this.#registry.get(agent, name);
+    } catch (error) {
+      throw error instanceof InstanceLimitError
+        ? new AuthError("too_many_instances", undefined, { retryAfterMs: INSTANCE_RETRY_MS })
+        : new AuthError("agent_failed_to_start");
     }
   }
 

@@ -6,7 +6,7 @@ import { type WebSocket, WebSocketServer } from "ws";
 import { type ConnectionLimits, ServerConnection } from "../agent/connection.js";
 import { type AuthFacts, ConnectionAuth } from "../agent/connection-auth.js";
 import type { AgentInstance } from "../agent/instance.js";
-import { AuthError } from "../auth/errors.js";
+import { AuthError, isAuthError } from "../auth/errors.js";
 import type { NodeLink } from "../cluster/node-link.js";
 import type { Admission, Admitted, LocalAdmission, RemoteAdmission } from "./admission.js";
 import { clientAddress } from "./client-address.js";
@@ -68,10 +68,8 @@ export class UpgradeHandler {
 
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", destroyOnError);
-    this.#upgrade(req, socket, head).catch((error) => {
-      this.#ctx.logger.error({ err: error }, "upgrade failed");
-      if (!socket.destroyed) socket.destroy();
-    });
+    // #upgrade handles its own failures: no promise is chained on it.
+    void this.#upgrade(req, socket, head);
   }
 
   close(): void {
@@ -79,11 +77,59 @@ export class UpgradeHandler {
   }
 
   async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const { admission, refusals } = this.#ctx;
-    const remoteAddress = clientAddress(req, this.#ctx.trustProxy);
-    const refuse = (refusal: AuthError) =>
-      refusals.upgrade(refusal, this.#wss, req, socket, head, this.#ctx.rejectWithHttp());
+    try {
+      let transport: Transport;
+      let admitted: Admitted | null;
+      let link: NodeLink | undefined;
+      try {
+        transport = this.#checkTransport(req);
+        admitted = await this.#ctx.admission.admit({
+          url: transport.url,
+          headers: headerReader(req.headers),
+          remoteAddress: transport.remoteAddress,
+          websocket: true,
+          gone: () => socket.destroyed,
+        });
+        if (admitted?.kind === "remote") link = await this.#link(admitted, transport);
+      } catch (error) {
+        // Every refusal on the road is an AuthError, already counted and logged.
+        if (!isAuthError(error)) throw error;
+        this.#refuse(error, req, socket, head);
+        return;
+      }
+      if (admitted === null) return;
+      if (admitted.session?.protocol !== undefined) {
+        this.#protocolOf.set(req, admitted.session.protocol);
+      }
+      if (admitted.kind === "remote") {
+        this.#carry(req, socket, head, admitted, transport, link!);
+        return;
+      }
+      // `ws` completes a handshake synchronously (no `verifyClient`): when `handleUpgrade`
+      // returns, the socket is attached and counted by its instance, or `ws` refused it.
+      // Either way the slot admission reserved goes back now.
+      const local = admitted;
+      try {
+        this.#wss.handleUpgrade(req, socket, head, (ws) => {
+          // ws handles the socket's errors from here on.
+          socket.off("error", destroyOnError);
+          this.#attach(ws, req, local, transport);
+        });
+      } finally {
+        local.release();
+      }
+    } catch (error) {
+      this.#ctx.logger.error({ err: error }, "upgrade failed");
+      if (!socket.destroyed) socket.destroy();
+    }
+  }
 
+  /**
+   * What is checked before the admission road, because it is about the transport: URL size
+   * and syntax, and a handshake `ws` will accept. Throws the refusal, counted and logged.
+   */
+  #checkTransport(req: IncomingMessage): Transport {
+    const remoteAddress = clientAddress(req, this.#ctx.trustProxy);
     const rawUrl = req.url ?? "/";
     let url: URL | undefined;
     let early: AuthError | undefined;
@@ -100,75 +146,54 @@ export class UpgradeHandler {
     early ??= checkHandshake(req);
     if (early !== undefined || url === undefined) {
       const refusal = early ?? new AuthError("bad_handshake");
-      refusals.record(refusal, { remoteAddress, url: rawUrl.slice(0, 2048) });
-      return refuse(refusal);
+      this.#ctx.refusals.record(refusal, { remoteAddress, url: rawUrl.slice(0, 2048) });
+      throw refusal;
     }
-
-    let admitted: Admitted | null;
-    try {
-      admitted = await admission.admit({
-        url,
-        headers: headerReader(req.headers),
-        remoteAddress,
-        websocket: true,
-        gone: () => socket.destroyed,
-      });
-    } catch (error) {
-      return refuse(error as AuthError);
-    }
-    if (admitted === null) return;
-    if (admitted.session?.protocol !== undefined) {
-      this.#protocolOf.set(req, admitted.session.protocol);
-    }
-    if (admitted.kind === "remote") return this.#carry(req, socket, head, url, admitted, refuse);
-    const { release } = admitted;
-    // The slot is ours until the socket is attached or goes away, whichever comes first.
-    socket.once("close", release);
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      socket.off("close", release);
-      // ws handles the socket's errors from here on.
-      socket.off("error", destroyOnError);
-      this.#attach(ws, req, url, remoteAddress, admitted);
-      release();
-    });
+    return { url, remoteAddress };
   }
 
-  /** Cluster mode: the instance lives on another node; open the link, then pipe to it. */
-  async #carry(
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    url: URL,
-    admitted: RemoteAdmission,
-    refuse: (refusal: AuthError) => void,
-  ): Promise<void> {
-    const remote = this.#ctx.remote!;
-    let link: NodeLink;
+  /** Answer a refused upgrade with the refusal's wire form and nothing else. */
+  #refuse(refusal: AuthError, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.#ctx.refusals.upgrade(refusal, this.#wss, req, socket, head, this.#ctx.rejectWithHttp());
+  }
+
+  /** Cluster mode: the instance lives on another node; open the link to it. */
+  async #link(admitted: RemoteAdmission, transport: Transport): Promise<NodeLink> {
     try {
-      link = await remote.link(admitted);
+      return await this.#ctx.remote!.link(admitted);
     } catch {
       const refusal = new AuthError("owner_unavailable", undefined, { retryAfterMs: 1_000 });
       this.#ctx.refusals.record(refusal, {
         agent: admitted.agent,
         name: admitted.name,
-        remoteAddress: clientAddress(req, this.#ctx.trustProxy),
-        url,
+        remoteAddress: transport.remoteAddress,
+        url: transport.url,
       });
-      return refuse(refusal);
+      throw refusal;
     }
+  }
+
+  /** Cluster mode: accept the socket and pipe it over the link to the instance's owner. */
+  #carry(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    admitted: RemoteAdmission,
+    transport: Transport,
+    link: NodeLink,
+  ): void {
     if (socket.destroyed) return;
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       socket.off("error", destroyOnError);
-      remote.carry(ws, req, url, admitted, link);
+      this.#ctx.remote!.carry(ws, req, transport.url, admitted, link);
     });
   }
 
   #attach(
     ws: WebSocket,
     req: IncomingMessage,
-    url: URL,
-    remoteAddress: string | undefined,
     admitted: LocalAdmission,
+    { url, remoteAddress }: Transport,
   ): void {
     const { instance, policy, session } = admitted;
     const facts: AuthFacts = {
@@ -184,7 +209,7 @@ export class UpgradeHandler {
         ? new ConnectionAuth(policy, session, facts, this.#ctx.refusals.record)
         : undefined;
     const connection = new ServerConnection({
-      id: randomUUID(),
+      id: connectionId(),
       socket: ws,
       uri: redactedUri(url, facts.path, this.#ctx.credentialParams()),
       remoteAddress: remoteAddress ?? "unknown",
@@ -203,6 +228,21 @@ export class UpgradeHandler {
     ws.on("close", onClose);
     instance.attach(connection, requestFactory(url, req.headers));
   }
+}
+
+/** What the transport checks learned, carried with the admission. */
+interface Transport {
+  url: URL;
+  remoteAddress: string | undefined;
+}
+
+/**
+ * A new connection's id, as one flat string. `randomUUID()` returns its 36 characters as a
+ * tree of ~14 concatenated pieces (~490 bytes for as long as the connection lives, measured);
+ * a copy through a buffer is one 36-byte string (~66 bytes).
+ */
+function connectionId(): string {
+  return Buffer.from(randomUUID(), "latin1").toString("latin1");
 }
 
 /** Until the handshake completes, a socket error only ends that socket. */

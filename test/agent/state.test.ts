@@ -35,6 +35,27 @@ describe("state", () => {
     ]);
   });
 
+  it("a connection opened after each state change gets that state on connect, from a server write or a client's", async () => {
+    const first = await open("/agents/counter/connect-after-change");
+    expect(first.frames("cf_agent_state")[0]).toEqual({
+      type: "cf_agent_state",
+      state: { count: 0 },
+    });
+    expect(await first.rpc("increment")).toBe(1);
+    const second = await open("/agents/counter/connect-after-change");
+    expect(second.frames("cf_agent_state")[0]).toEqual({
+      type: "cf_agent_state",
+      state: { count: 1 },
+    });
+    second.send({ type: "cf_agent_state", state: { count: 7, label: "c" } });
+    await first.waitFor((m) => JSON.stringify(m).includes('"label":"c"'));
+    const third = await open("/agents/counter/connect-after-change");
+    expect(third.frames("cf_agent_state")[0]).toEqual({
+      type: "cf_agent_state",
+      state: { count: 7, label: "c" },
+    });
+  });
+
   it("broadcasts a client's state write to the other connections only, and keeps it", async () => {
     const writer = await open("/agents/counter/client-write");
     const other = await open("/agents/counter/client-write");

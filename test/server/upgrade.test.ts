@@ -78,4 +78,53 @@ describe("upgrade", () => {
     // The connections were alive while the snapshot was taken.
     expect(sockets.every((ws) => ws.readyState === WebSocket.OPEN)).toBe(true);
   });
+
+  it("an idle connection keeps its id as one flat string, not a tree of concatenated pieces", {
+    timeout: 120_000,
+  }, async () => {
+    const keys = await createBenchKeys();
+    const server = await ServerProcess.start("outpost", { keys, algorithm: "EdDSA" });
+    cleanups.push(() => server.stop());
+    const signer = await createSigner(keys, "EdDSA");
+    const sockets: WebSocket[] = [];
+    cleanups.push(() => {
+      for (const ws of sockets) ws.terminate();
+    });
+    const dir = mkdtempSync(join(tmpdir(), "outpost-upgrade-heap-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const concatenated = async (file: string) =>
+      countNodes(
+        readFileSync(await server.snapshot(join(dir, file)), "utf8"),
+        "concatenated string",
+      );
+    // The instance is running and warm before the first count.
+    for (let i = 0; i < 5; i++)
+      sockets.push(await openWithState(server.port, await signer.sign(`warm-${i}`)));
+    const before = await concatenated("before.heapsnapshot");
+    const count = 100;
+    const tokens = await Promise.all(
+      Array.from({ length: count }, (_, i) => signer.sign(`user-${i}`)),
+    );
+    for (const token of tokens) sockets.push(await openWithState(server.port, token));
+    const after = await concatenated("after.heapsnapshot");
+    expect(sockets.every((ws) => ws.readyState === WebSocket.OPEN)).toBe(true);
+    // A UUID as randomUUID() returns it is ~14 concatenated strings (~490 bytes).
+    expect((after - before) / count).toBeLessThan(1);
+  });
 });
+
+/** How many nodes of `type` a heap snapshot holds. */
+function countNodes(text: string, type: string): number {
+  const snapshot = JSON.parse(text) as {
+    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
+    nodes: number[];
+  };
+  const { node_fields: fields, node_types: types } = snapshot.snapshot.meta;
+  const typeAt = fields.indexOf("type");
+  const wanted = types[0].indexOf(type);
+  let count = 0;
+  for (let i = typeAt; i < snapshot.nodes.length; i += fields.length) {
+    if (snapshot.nodes[i] === wanted) count++;
+  }
+  return count;
+}
