@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { AgentClient as OfficialClient } from "agents/client";
 import { decodeJwt } from "jose";
@@ -90,6 +90,24 @@ beforeAll(async () => {
 afterAll(async () => {
   await server.stop();
 });
+
+/** An Outpost server that does not listen (for an app's own host), closed and removed by `done`. */
+function hostedOutpost(server?: Server) {
+  const dir = tempDir();
+  const outpost = createAgentServer({
+    agents: { UserAgent },
+    dataDir: dir.dir,
+    logger: false,
+    auth: tokenAuth({ keys, rateLimit: false }),
+    route,
+    ...(server !== undefined && { server }),
+  });
+  const done = async () => {
+    await outpost.close();
+    dir.remove();
+  };
+  return { outpost, done };
+}
 
 describe("a client with basePath reaches the instance the server's route picks", () => {
   it("outpost/client: identity names the routed instance; RPC, state and path after basePath reach it", async () => {
@@ -203,14 +221,7 @@ describe("HTTP at a routed address", () => {
   });
 
   it("fetch-style hosts: routeAgentRequest answers routed paths and returns null for the rest", async () => {
-    const dir = tempDir();
-    const outpost = createAgentServer({
-      agents: { UserAgent },
-      dataDir: dir.dir,
-      logger: false,
-      auth: tokenAuth({ keys, rateLimit: false }),
-      route,
-    });
+    const { outpost, done } = hostedOutpost();
     try {
       await outpost.ready();
       const token = await tokenFor("erin");
@@ -221,22 +232,13 @@ describe("HTTP at a routed address", () => {
       expect(await routed?.json()).toEqual({ name: "erin", path: "/me" });
       expect(await outpost.routeAgentRequest(new Request("http://app.test/about"))).toBeNull();
     } finally {
-      await outpost.close();
-      dir.remove();
+      await done();
     }
   });
 
   it("node:http hosts: handleRequest takes routed paths and gives the rest back to the app", async () => {
-    const dir = tempDir();
     const http = createServer();
-    const outpost = createAgentServer({
-      agents: { UserAgent },
-      dataDir: dir.dir,
-      logger: false,
-      auth: tokenAuth({ keys, rateLimit: false }),
-      route,
-      server: http,
-    });
+    const { outpost, done } = hostedOutpost(http);
     http.on("request", (req, res) => {
       void outpost.handleRequest(req, res).then((done) => {
         if (!done) res.writeHead(418).end("the app's own");
@@ -256,9 +258,8 @@ describe("HTTP at a routed address", () => {
       expect(await socket.rpc("whoami")).toBe("frank");
       await socket.close();
     } finally {
-      await outpost.close();
+      await done();
       await new Promise((resolve) => http.close(resolve));
-      dir.remove();
     }
   });
 });

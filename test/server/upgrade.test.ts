@@ -54,19 +54,9 @@ describe("upgrade", () => {
   it("an idle authenticated connection keeps no copy of its token (nor of its upgrade URL) in the server's heap", {
     timeout: 120_000,
   }, async () => {
-    const keys = await createBenchKeys();
-    // The bench's Outpost server: serve() with tokenAuth, in a process of its own, so the
-    // heap searched is the server's alone and not this process, which holds the tokens.
-    const server = await ServerProcess.start("outpost", { keys, algorithm: "EdDSA" });
-    cleanups.push(() => server.stop());
-    const signer = await createSigner(keys, "EdDSA");
+    const { server, signer, sockets, dir } = await heapSubject();
     const tokens = await Promise.all([1, 2, 3].map((i) => signer.sign(`user-${i}`)));
-    const sockets = await Promise.all(tokens.map((t) => openWithState(server.port, t)));
-    cleanups.push(() => {
-      for (const ws of sockets) ws.terminate();
-    });
-    const dir = mkdtempSync(join(tmpdir(), "outpost-upgrade-heap-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    sockets.push(...(await Promise.all(tokens.map((t) => openWithState(server.port, t)))));
     const snapshot = JSON.parse(
       readFileSync(await server.snapshot(join(dir, "idle.heapsnapshot")), "utf8"),
     ) as { strings: string[]; snapshot: { node_count: number } };
@@ -82,16 +72,7 @@ describe("upgrade", () => {
   it("an idle connection keeps its id as one flat string, not a tree of concatenated pieces", {
     timeout: 120_000,
   }, async () => {
-    const keys = await createBenchKeys();
-    const server = await ServerProcess.start("outpost", { keys, algorithm: "EdDSA" });
-    cleanups.push(() => server.stop());
-    const signer = await createSigner(keys, "EdDSA");
-    const sockets: WebSocket[] = [];
-    cleanups.push(() => {
-      for (const ws of sockets) ws.terminate();
-    });
-    const dir = mkdtempSync(join(tmpdir(), "outpost-upgrade-heap-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const { server, signer, sockets, dir } = await heapSubject();
     const concatenated = async (file: string) =>
       countNodes(
         readFileSync(await server.snapshot(join(dir, file)), "utf8"),
@@ -112,6 +93,25 @@ describe("upgrade", () => {
     expect((after - before) / count).toBeLessThan(1);
   });
 });
+
+/**
+ * The bench's Outpost server (serve() with tokenAuth) in a process of its own, so a heap
+ * snapshot holds the server's objects alone and not this process's, which holds the tokens;
+ * with a signer, the sockets a test opens, and a directory for snapshots, all cleaned up.
+ */
+async function heapSubject() {
+  const keys = await createBenchKeys();
+  const server = await ServerProcess.start("outpost", { keys, algorithm: "EdDSA" });
+  cleanups.push(() => server.stop());
+  const signer = await createSigner(keys, "EdDSA");
+  const sockets: WebSocket[] = [];
+  cleanups.push(() => {
+    for (const ws of sockets) ws.terminate();
+  });
+  const dir = mkdtempSync(join(tmpdir(), "outpost-upgrade-heap-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return { server, signer, sockets, dir };
+}
 
 /** How many nodes of `type` a heap snapshot holds. */
 function countNodes(text: string, type: string): number {
