@@ -1,10 +1,9 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { BackgroundHost } from "../../src/agent/background.js";
 import { TaskQueue } from "../../src/agent/queue.js";
-import { resolveRetry } from "../../src/agent/retry.js";
 import { BEFORE_RUN_RETRY_MS, type BeforeRun, Schedules } from "../../src/agent/schedules.js";
 import { AgentDatabase } from "../../src/storage/agent-database.js";
+import { bareHost } from "../helpers/background-host.js";
 import { captureLogs } from "../helpers/log-capture.js";
 import { tempDir } from "../helpers/server.js";
 import { waitFor } from "../helpers/wait.js";
@@ -36,15 +35,7 @@ function harness(beforeRun: BeforeRun): Harness {
     },
   };
   const { logger, lines } = captureLogs();
-  const host: BackgroundHost = {
-    agent,
-    log: logger,
-    retryDefaults: resolveRetry({ maxAttempts: 1 }),
-    track: (work) => work(),
-    invoke: async (method, args) => method.apply(agent, args),
-    failed: () => {},
-    changed: () => {},
-  };
+  const host = bareHost(agent, logger);
   const tables = { read: () => db.schedules, write: () => db.schedules };
   const schedules = new Schedules(host, tables, beforeRun);
   const queue = new TaskQueue(host, { read: () => db.queue, write: () => db.queue }, beforeRun);

@@ -17,8 +17,6 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { pino } from "pino";
-import type { BackgroundHost } from "../../src/agent/background.js";
-import { resolveRetry } from "../../src/agent/retry.js";
 import { type Schedule, Schedules } from "../../src/agent/schedules.js";
 import { fencedWrite } from "../../src/cluster/fencing.js";
 import type { MembershipOptions } from "../../src/cluster/membership.js";
@@ -26,6 +24,7 @@ import { Waker } from "../../src/cluster/waker.js";
 import { WakeupWriter, writeWakeup } from "../../src/cluster/wakeups.js";
 import { AgentDatabase } from "../../src/storage/agent-database.js";
 import type { StoredSchedule } from "../../src/storage/schedule-table.js";
+import { bareHost } from "../helpers/background-host.js";
 import { startChildNode } from "./node-process.js";
 
 type Options = MembershipOptions & { dataDir: string; scanMs: number; hangMs: number };
@@ -82,19 +81,11 @@ async function activate(instance: string): Promise<Runtime> {
     },
   };
   let schedules: Schedules | undefined;
-  const host: BackgroundHost = {
-    agent,
-    log: logger,
-    retryDefaults: resolveRetry({ maxAttempts: 1 }),
-    track: (work) => work(),
-    invoke: async (method, args) => method.apply(agent, args),
-    failed: () => {},
-    // What the server does in onNextWakeup: the index follows the instance's earliest item.
-    changed: () => {
-      if (schedules === undefined) return;
-      writer.set(instance, schedules.nextWakeup()).catch(() => {});
-    },
-  };
+  // What the server does in onNextWakeup: the index follows the instance's earliest item.
+  const host = bareHost(agent, logger, () => {
+    if (schedules === undefined) return;
+    writer.set(instance, schedules.nextWakeup()).catch(() => {});
+  });
   schedules = new Schedules(host, { read: () => db.schedules, write: () => db.schedules }, flush);
   const runtime: Runtime = {
     schedules,
