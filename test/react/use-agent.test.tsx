@@ -11,6 +11,8 @@ let outpost: Outpost;
 let instance = 0;
 const room = () => `hook-room-${++instance}`;
 const connections = () => outpost.server.stats().connections;
+/** The hook's last result, for the test to call through. */
+const seen = new Map<string, UseAgentResult<LabState>>();
 
 // jsdom's own WebSocket (undici's) fires events of another realm under Vitest; a browser's
 // does not, so stand in with `ws`, as a Node app would.
@@ -22,14 +24,13 @@ beforeAll(async () => {
 afterEach(() => {
   cleanup();
   dropCachedQuery();
+  // An unmounted hook's last result still reads readyState 1: a later test must not see it.
+  seen.clear();
 });
 afterAll(async () => {
   globalThis.WebSocket = jsdomWebSocket;
   await outpost.dispose();
 });
-
-/** The hook's last result, for the test to call through. */
-const seen = new Map<string, UseAgentResult<LabState>>();
 
 function Count(props: {
   id?: string;
