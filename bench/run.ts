@@ -220,6 +220,15 @@ async function runConnects(
 async function runRefused(servers: Map<Contender, ServerProcess>, round: number) {
   for (const contender of order(round)) {
     const server = servers.get(contender)!;
+    // The servers were warmed with accepted connects; the refusal path gets its own warm-up
+    // (as RPC does), so the window measures a flood, not the JIT's first second of one.
+    await load.run<RefusedResult>({
+      cmd: "refused",
+      contender,
+      port: server.port,
+      ...settings.refused,
+      durationMs: settings.warmupMs,
+    });
     load.onProgress = (p) => status(`refused          ${label(contender)} ${p}`, false);
     const m = await measure(server, `refused ${contender}`, () =>
       load.run<RefusedResult>({
