@@ -1,33 +1,27 @@
 import type { Logger } from "pino";
 import type { AuthClaims } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
-import {
-  EMPTY_MCP_SERVERS,
-  FrameType,
-  parseClientFrame,
-  type RpcRequestFrame,
-  type ServerFrame,
-} from "../protocol/frames.js";
+import { FrameType } from "../protocol/frames.js";
 import type { AgentDatabase, SqlValue } from "../storage/agent-database.js";
 import {
-  Agent,
+  type Agent,
   type AgentClass,
   type AgentRuntime,
-  type ConnectionContext,
   callOnError,
   stateChangeHook,
   warnDeprecatedHooks,
 } from "./agent.js";
 import type { BackgroundHost } from "./background.js";
-import { findCallable } from "./callable.js";
 import type { Connection, OutputGate, ServerConnection } from "./connection.js";
-import { connectionTags, TagIndex } from "./connection-tags.js";
 import { getCurrentAgent, runWithAgent } from "./context.js";
+import { receiveFrame } from "./frame-dispatch.js";
+import { InstanceConnections } from "./instance-connections.js";
 import { TaskQueue } from "./queue.js";
 import { setRequestAuth } from "./request-auth.js";
 import { type RetryOptions, resolveRetry } from "./retry.js";
 import { Schedules } from "./schedules.js";
-import { StreamingResponse } from "./streaming-response.js";
+
+export { publicMessage } from "./shared.js";
 
 /** What an instance needs from the server hosting it. */
 export interface InstanceHost {
@@ -57,13 +51,11 @@ export interface InstanceStorage {
 }
 
 const STATE_KEY = "state";
-/** The same bytes for every connect. */
-const EMPTY_MCP_SERVERS_TEXT = JSON.stringify(EMPTY_MCP_SERVERS);
 
 /**
- * One live agent instance: the user's `Agent` object, its database, its connections, its
- * schedules and its queue (both in their own modules). Created and evicted by the server's
- * registry.
+ * One live agent instance: the user's `Agent` object, its database and state, its
+ * connections, its schedules and its queue (the last three in their own modules, as is the
+ * dispatch of client frames). Created and evicted by the server's registry.
  */
 export class AgentInstance implements AgentRuntime {
   readonly agentName: string;
@@ -76,13 +68,9 @@ export class AgentInstance implements AgentRuntime {
   readonly gate: (OutputGate & { barrier(): Promise<void> }) | undefined;
   readonly #host: InstanceHost;
   readonly #log: Logger;
-  readonly #connections = new Map<string, ServerConnection>();
-  readonly #tags = new TagIndex();
+  readonly #connections: InstanceConnections;
   #state: unknown;
   #stateLoaded = false;
-  /** The last state frame sent, with the state it was made from (see `#stateText`). */
-  #stateFrame: { state: unknown; text: string } | undefined;
-  readonly #identityTexts: [string?, string?] = [];
   /** Requests, schedule runs and connections being set up. */
   #inFlight = 0;
   /** Live `keepAlive()` leases: while any is held the instance is not evicted. */
@@ -91,7 +79,6 @@ export class AgentInstance implements AgentRuntime {
   readonly queue: TaskQueue;
   readonly retryDefaults: Required<RetryOptions>;
   #closed = false;
-  #warnedVerifiedRefused = false;
 
   constructor(options: {
     agentName: string;
@@ -107,6 +94,7 @@ export class AgentInstance implements AgentRuntime {
     this.gate = options.database.gate;
     this.#host = options.host;
     this.#log = options.host.logger.child({ agent: options.agentName, instance: options.name });
+    this.#connections = new InstanceConnections(this, this.#log);
     this.agent = new options.agentClass({ runtime: this }, options.host.env);
     warnDeprecatedHooks(this.agent, (message) => this.#log.warn(message));
     // The SDK's `static options = { retry }` sets the defaults of every retry policy.
@@ -184,7 +172,26 @@ export class AgentInstance implements AgentRuntime {
       throw new Error("Connection is readonly");
     }
     this.agent.validateStateChange(state, "server");
-    this.#commitState(state, "server");
+    this.commitState(state, "server");
+  }
+
+  /** @internal A state change already validated: write it, send it to the others, report it. */
+  commitState(state: unknown, source: ServerConnection | "server"): void {
+    const json = JSON.stringify(state);
+    if (json === undefined) throw new TypeError("state must be JSON-serializable");
+    this.#db.writeJson(STATE_KEY, json);
+    this.#state = JSON.parse(json);
+    this.#stateLoaded = true;
+    const frame = `{"type":"${FrameType.State}","state":${json}}`;
+    this.#connections.stateChanged(this.#state, frame, source);
+    const hook = stateChangeHook(this.agent);
+    if (hook === undefined) return;
+    try {
+      const result = hook.call(this.agent, this.#state, source);
+      if (result instanceof Promise) result.catch((error) => this.reportError(undefined, error));
+    } catch (error) {
+      this.reportError(undefined, error);
+    }
   }
 
   sql<Row>(strings: TemplateStringsArray, values: readonly SqlValue[]): Row[] {
@@ -198,7 +205,7 @@ export class AgentInstance implements AgentRuntime {
       if (disposed) return;
       disposed = true;
       this.#keepAlive--;
-      if (this.idle) this.#host.onIdle(this);
+      this.checkIdle();
     };
   }
 
@@ -213,24 +220,15 @@ export class AgentInstance implements AgentRuntime {
   }
 
   broadcast(message: string | ArrayBuffer | ArrayBufferView, without?: readonly string[]): void {
-    for (const connection of this.#connections.values()) {
-      if (!connection.accepted) continue;
-      if (without?.includes(connection.id)) continue;
-      connection.send(message);
-    }
+    this.#connections.broadcast(message, without);
   }
 
   connections(tag?: string): Iterable<Connection> {
-    if (tag === undefined) return [...this.#connections.values()].filter((c) => c.accepted);
-    // Every connection carries its id as a tag, as in the SDK.
-    const own = this.#connections.get(tag);
-    const tagged = [...this.#tags.get(tag)].filter((c) => c.accepted);
-    return own?.accepted ? [own, ...tagged.filter((c) => c !== own)] : tagged;
+    return this.#connections.accepted(tag);
   }
 
   connection(id: string): Connection | undefined {
-    const connection = this.#connections.get(id);
-    return connection?.accepted ? connection : undefined;
+    return this.#connections.acceptedById(id);
   }
 
   /** `reportError` for a connection's frame handlers, one function for all of them. */
@@ -254,339 +252,21 @@ export class AgentInstance implements AgentRuntime {
     }
   }
 
-  // --- connections ---
+  // --- connections (`instance-connections.ts`) and their frames (`frame-dispatch.ts`) ---
 
   /** Take over an authenticated socket: onConnect, then identity and state. */
   attach(connection: ServerConnection, makeRequest: () => Request): void {
-    this.#connections.set(connection.id, connection);
-    // Built on first read, here and for getCurrentAgent(): most agents never look at it.
-    let request: Request | undefined;
-    const ctx: ConnectionContext = {
-      get request() {
-        request ??= makeRequest();
-        return request;
-      },
-    };
-    const current = {
-      agent: this.agent,
-      connection,
-      get request() {
-        return ctx.request;
-      },
-    };
-    connection.enqueue(() => runWithAgent(current, () => this.#connect(connection, ctx)));
-  }
-
-  /**
-   * Tags, the read-only check and `onConnect`, then identity and state. Not `async`: with
-   * the default tags and a synchronous `onConnect`, the frames go out in the same turn and
-   * no promise is made (each costs, with `getCurrentAgent`'s AsyncLocalStorage active).
-   */
-  #connect(connection: ServerConnection, ctx: ConnectionContext): Promise<void> | undefined {
-    if (this.agent.getConnectionTags !== Agent.prototype.getConnectionTags) {
-      return this.#connectTagged(connection, ctx);
-    }
-    let result: void | Promise<void>;
-    try {
-      if (this.agent.shouldConnectionBeReadonly(connection, ctx) === true) connection.restrict();
-      result = this.agent.onConnect(connection, ctx);
-    } catch (error) {
-      this.#connectFailed(connection, error);
-      return;
-    }
-    if (isThenable(result)) {
-      return Promise.resolve(result).then(
-        () => this.#connected(connection),
-        (error) => this.#connectFailed(connection, error),
-      );
-    }
-    this.#connected(connection);
-  }
-
-  /** `#connect` for an agent that overrides `getConnectionTags`. */
-  async #connectTagged(connection: ServerConnection, ctx: ConnectionContext): Promise<void> {
-    try {
-      const tags = connectionTags(
-        connection.id,
-        await this.agent.getConnectionTags(connection, ctx),
-      );
-      if (!this.#connections.has(connection.id)) return; // closed while tags were computed
-      connection.setTags(tags);
-      this.#tags.add(connection, tags);
-      if (this.agent.shouldConnectionBeReadonly(connection, ctx) === true) connection.restrict();
-      await this.agent.onConnect(connection, ctx);
-    } catch (error) {
-      this.#connectFailed(connection, error);
-      return;
-    }
-    this.#connected(connection);
-  }
-
-  #connectFailed(connection: ServerConnection, error: unknown): void {
-    this.reportError(connection, error);
-    connection.close(CloseCode.InternalError, "internal error");
-  }
-
-  /** `onConnect` has finished: identity, state and the MCP list, in one write. */
-  #connected(connection: ServerConnection): void {
-    if (connection.closedWith === CloseCode.Unauthorized && connection.auth !== undefined) {
-      this.#warnVerifiedRefused();
-    }
-    if (!connection.isOpen) return;
-    const state = this.readState() ?? this.agent.initialState;
-    // The empty MCP list follows, as the SDK sends it, so the official useAgent's
-    // onMcpUpdate fires; all of them in one corked write.
-    connection.sendAll(
-      state === undefined
-        ? [this.#identityText(false), EMPTY_MCP_SERVERS_TEXT]
-        : [this.#identityText(true), this.#stateText(state), EMPTY_MCP_SERVERS_TEXT],
-    );
-    connection.markAccepted();
-  }
-
-  /** The identity frame, serialized once per instance for each value of `stateFollows`. */
-  #identityText(stateFollows: boolean): string {
-    const index = stateFollows ? 1 : 0;
-    this.#identityTexts[index] ??= JSON.stringify({
-      type: FrameType.Identity,
-      agent: this.agentName,
-      name: this.name,
-      ...(stateFollows && { stateFollows: true }),
-    } satisfies ServerFrame);
-    return this.#identityTexts[index];
-  }
-
-  /**
-   * The state frame for `state`, serialized once for as long as the state is the same
-   * object: every connect in between sends the same text.
-   */
-  #stateText(state: unknown): string {
-    if (this.#stateFrame === undefined || this.#stateFrame.state !== state) {
-      const text = JSON.stringify({ type: FrameType.State, state } satisfies ServerFrame);
-      this.#stateFrame = { state, text };
-    }
-    return this.#stateFrame.text;
-  }
-
-  /**
-   * onConnect closed 4001 a connection whose token the policy had just verified. The page's
-   * pattern checks the token again inside a try/catch, which turns any error there (such as
-   * the ReferenceError of a `verifyJWT` never imported) into "Unauthorized" for everyone and
-   * logs nothing; this line is the only trace. Once per instance: the cause is in the code.
-   */
-  #warnVerifiedRefused(): void {
-    if (this.#warnedVerifiedRefused) return;
-    this.#warnedVerifiedRefused = true;
-    this.#log.warn(
-      "onConnect closed 4001 a connection whose token was already verified; if onConnect checks the token itself in a try/catch, an error there (e.g. verifyJWT used but not imported) becomes this 4001 for every client. connection.auth holds the verified claims (logged once)",
-    );
+    this.#connections.attach(connection, makeRequest);
   }
 
   /** A frame arrived; it is handled after every earlier frame of the same connection. */
   receive(connection: ServerConnection, data: Buffer, isBinary: boolean): void {
-    connection.enqueue(() =>
-      runWithAgent({ agent: this.agent, connection }, () =>
-        this.#handleFrame(connection, data, isBinary),
-      ),
-    );
+    receiveFrame(this, connection, data, isBinary);
   }
 
   /** The socket closed: forget it now, tell the agent in frame order. */
   detach(connection: ServerConnection, code: number, reason: string): void {
-    connection.clearExpiry();
-    this.#connections.delete(connection.id);
-    this.#tags.remove(connection);
-    // Not `async`: a synchronous onClose (the default) makes no promise.
-    connection.enqueue(() => {
-      // A destroyed instance is gone: its hooks do not run against deleted data.
-      if (this.#closed) return;
-      let result: void | Promise<void>;
-      try {
-        result = runWithAgent({ agent: this.agent, connection }, () =>
-          this.agent.onClose(connection, code, reason, code !== 1006),
-        );
-      } catch (error) {
-        this.reportError(connection, error);
-        result = undefined;
-      }
-      if (isThenable(result)) {
-        return Promise.resolve(result).then(
-          () => this.#afterClose(),
-          (error) => {
-            this.reportError(connection, error);
-            this.#afterClose();
-          },
-        );
-      }
-      this.#afterClose();
-    }, true);
-  }
-
-  #afterClose(): void {
-    if (this.idle) this.#host.onIdle(this);
-  }
-
-  #handleFrame(connection: ServerConnection, data: Buffer, isBinary: boolean): unknown {
-    if (!connection.isOpen) return undefined;
-    if (isBinary) return this.#userMessage(connection, data);
-    const text = data.toString("utf8");
-    const parsed = parseClientFrame(text);
-    switch (parsed.kind) {
-      case "rpc":
-        return this.#rpc(connection, parsed.frame);
-      case "state":
-        return this.#clientState(connection, parsed.frame.state);
-      case "auth":
-        return connection.refreshAuth(parsed.frame.token);
-      case "invalid":
-        if (parsed.id !== undefined) {
-          connection.sendFrame({
-            type: FrameType.Rpc,
-            id: parsed.id,
-            success: false,
-            error: parsed.error,
-          });
-        } else {
-          connection.close(CloseCode.PolicyViolation, parsed.error);
-        }
-        return undefined;
-      default:
-        return this.#userMessage(connection, text);
-    }
-  }
-
-  async #userMessage(connection: ServerConnection, message: string | Buffer): Promise<void> {
-    const refusal = connection.authorize("message");
-    if (refusal !== undefined) {
-      connection.sendFrame({ type: FrameType.Refused, action: "message", error: refusal });
-      return;
-    }
-    try {
-      await this.agent.onMessage(connection, message);
-    } catch (error) {
-      this.reportError(connection, error);
-    }
-  }
-
-  /**
-   * Answer one call. Not `async`: a synchronous callable is answered without allocating a
-   * promise; only a callable that returns one makes the connection wait for it.
-   */
-  #rpc(connection: ServerConnection, frame: RpcRequestFrame): Promise<void> | undefined {
-    const { id, method, args } = frame;
-    const refusal = connection.authorize("rpc");
-    if (refusal !== undefined) {
-      connection.sendFrame({ type: FrameType.Rpc, id, success: false, error: refusal });
-      return;
-    }
-    const found = findCallable(this.agent, method);
-    if (found === undefined) {
-      connection.sendFrame({
-        type: FrameType.Rpc,
-        id,
-        success: false,
-        error: `Method ${method} is not callable`,
-      });
-      return;
-    }
-    if (found.metadata.streaming) {
-      // A stream may run for a long time: it starts in frame order, then runs alongside
-      // later frames instead of holding them. It counts as activity, so shutdown waits for
-      // it and the instance is not evicted (its database closed) under it.
-      const stream = new StreamingResponse(connection, id);
-      void this.track(async () => {
-        try {
-          const result = await found.method.apply(this.agent, [stream, ...args]);
-          if (!stream.isClosed) stream.end(result);
-        } catch (error) {
-          this.reportError(connection, error);
-          if (!stream.isClosed) stream.error(publicMessage(error));
-        }
-      });
-      return;
-    }
-    let result: unknown;
-    try {
-      result = found.method.apply(this.agent, args);
-    } catch (error) {
-      this.#rpcFailed(connection, id, error);
-      return;
-    }
-    if (isThenable(result)) {
-      return Promise.resolve(result).then(
-        (value) => this.#rpcAnswer(connection, id, method, value),
-        (error) => this.#rpcFailed(connection, id, error),
-      );
-    }
-    this.#rpcAnswer(connection, id, method, result);
-  }
-
-  #rpcFailed(connection: ServerConnection, id: string, error: unknown): void {
-    this.reportError(connection, error);
-    connection.sendFrame({ type: FrameType.Rpc, id, success: false, error: publicMessage(error) });
-  }
-
-  #rpcAnswer(connection: ServerConnection, id: string, method: string, result: unknown): void {
-    let text: string;
-    try {
-      text = JSON.stringify({ type: FrameType.Rpc, id, success: true, result, done: true });
-    } catch {
-      text = JSON.stringify({
-        type: FrameType.Rpc,
-        id,
-        success: false,
-        error: `Result of ${method} is not serializable`,
-      });
-    }
-    connection.send(text);
-  }
-
-  async #clientState(connection: ServerConnection, state: unknown): Promise<void> {
-    if (connection.readonly) {
-      connection.sendFrame({ type: FrameType.StateError, error: "Connection is readonly" });
-      return;
-    }
-    const refusal = connection.authorize("state:write");
-    if (refusal !== undefined) {
-      connection.sendFrame({ type: FrameType.StateError, error: refusal });
-      return;
-    }
-    try {
-      this.agent.validateStateChange(state, connection);
-    } catch (error) {
-      connection.sendFrame({
-        type: FrameType.StateError,
-        error: `State update rejected: ${publicMessage(error)}`,
-      });
-      return;
-    }
-    try {
-      this.#commitState(state, connection);
-    } catch (error) {
-      this.reportError(connection, error);
-      connection.sendFrame({ type: FrameType.StateError, error: "State could not be saved" });
-    }
-  }
-
-  #commitState(state: unknown, source: ServerConnection | "server"): void {
-    const json = JSON.stringify(state);
-    if (json === undefined) throw new TypeError("state must be JSON-serializable");
-    this.#db.writeJson(STATE_KEY, json);
-    this.#state = JSON.parse(json);
-    this.#stateLoaded = true;
-    const frame = `{"type":"${FrameType.State}","state":${json}}`;
-    this.#stateFrame = { state: this.#state, text: frame };
-    for (const connection of this.#connections.values()) {
-      if (connection.accepted && connection !== source) connection.send(frame);
-    }
-    const hook = stateChangeHook(this.agent);
-    if (hook === undefined) return;
-    try {
-      const result = hook.call(this.agent, this.#state, source);
-      if (result instanceof Promise) result.catch((error) => this.reportError(undefined, error));
-    } catch (error) {
-      this.reportError(undefined, error);
-    }
+    this.#connections.detach(connection, code, reason);
   }
 
   // --- requests and schedules ---
@@ -598,8 +278,13 @@ export class AgentInstance implements AgentRuntime {
       return await work();
     } finally {
       this.#inFlight--;
-      if (this.idle) this.#host.onIdle(this);
+      this.checkIdle();
     }
+  }
+
+  /** @internal Something ended (a connection, a request, a lease): tell the host if idle. */
+  checkIdle(): void {
+    if (this.idle) this.#host.onIdle(this);
   }
 
   /** Plain HTTP to the agent's URL, from a caller with verified `claims` (with `auth`). */
@@ -656,20 +341,4 @@ export class AgentInstance implements AgentRuntime {
   get closed(): boolean {
     return this.#closed;
   }
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    value !== null &&
-    (typeof value === "object" || typeof value === "function") &&
-    typeof (value as PromiseLike<unknown>).then === "function"
-  );
-}
-
-/** The message a client may see for an error thrown by agent code: never a stack. */
-export function publicMessage(error: unknown): string {
-  if (error instanceof Error && typeof error.message === "string" && error.message.length > 0) {
-    return error.message.split("\n", 1)[0]!.slice(0, 500);
-  }
-  return "Internal error";
 }
