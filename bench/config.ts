@@ -7,6 +7,9 @@ import type { JWK } from "jose";
 
 /** The three servers compared, in table order. */
 export const CONTENDERS = ["outpost", "bare", "socketio"] as const;
+
+/** Set to "1" for the server processes when Outpost's servers are to run the built dist/. */
+export const BUILT_ENV = "OUTPOST_BENCH_BUILT";
 export type Contender = (typeof CONTENDERS)[number];
 
 /** Human names for tables and the chart. */

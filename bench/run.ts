@@ -18,6 +18,7 @@ import { clusterStorm } from "./cluster-storm.js";
 import {
   type Algorithm,
   type BenchKeys,
+  BUILT_ENV,
   CONTENDER_LABELS,
   type Contender,
   type ServerStats,
@@ -533,7 +534,22 @@ function machine(): Record<string, unknown> {
 }
 
 /** Run every selected workload, all rounds; the results as written to latest.json. */
+/**
+ * Build the package: Outpost's servers run its dist/, as an app does, so what is measured
+ * is the code users run and never a stale build.
+ */
+function buildPackage(): void {
+  status("building the package (Outpost's servers run dist/)", false);
+  const tsc = join(ROOT, "node_modules", "typescript", "bin", "tsc");
+  execFileSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], {
+    cwd: ROOT,
+    stdio: "inherit",
+  });
+  process.env[BUILT_ENV] = "1";
+}
+
 async function measureAll(): Promise<Results> {
+  buildPackage();
   keys = await createBenchKeys();
   load = LoadGenerator.start();
   process.once("SIGINT", () => {

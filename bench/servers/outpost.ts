@@ -7,10 +7,20 @@
  * (the other contenders have no such limit). One extra run keeps the limit on, to show
  * what a flood of bad tokens from one address costs with Outpost's defaults.
  */
-import { tokenAuth } from "../../src/auth/index.js";
-import { Agent, callable, serve } from "../../src/index.js";
+import { BUILT_ENV } from "../config.js";
 import { benchKeySet } from "../tokens.js";
 import { attach, readConfig } from "./ipc.js";
+
+// `npm run bench` builds the package and runs its dist/, as an app does (`BUILT_ENV`); the
+// tests that start this server run the sources. Under tsx, every function the sources
+// define is named again at run time, work that no user's server does.
+const built = process.env[BUILT_ENV] === "1";
+const { Agent, callable, serve }: typeof import("../../src/index.js") = await import(
+  built ? "outpost" : "../../src/index.js"
+);
+const { tokenAuth }: typeof import("../../src/auth/index.js") = await import(
+  built ? "outpost/auth" : "../../src/auth/index.js"
+);
 
 /** The agent every client talks to: echo for round trips, bump for a broadcast. */
 export class Bench extends Agent<unknown, { n: number }> {
