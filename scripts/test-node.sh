@@ -5,7 +5,8 @@
 # Node builds CI can reach); better-sqlite3 is compiled for that version's ABI against the
 # headers the package ships. The compiled addon is cached per ABI, swapped into node_modules
 # for the run and swapped back afterwards, so the default Node keeps working.
-# The browser suite and the PostgreSQL/cluster suites run on the default Node only.
+# It runs vitest.config.ts's "parallel" project (two files at once); the "serial" project, the
+# browser and PostgreSQL/cluster suites, runs on the default Node only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 major="${1:?usage: test-node.sh <major version, e.g. 22>}"
@@ -50,8 +51,7 @@ restore() { mv -f "$installed.default" "$installed"; }
 trap restore EXIT
 cp "$addon" "$installed"
 
-echo "Running the suite on Node $version (browser and PostgreSQL suites excluded)..."
+echo "Running the suite on Node $version (the parallel project: browser and PostgreSQL suites excluded)..."
 # Child processes the tests spawn (the CLI, crash tests) use process.execPath or `node` on PATH:
 # both are the other version here.
-PATH="$node_dir/bin:$PATH" "$node_bin" node_modules/vitest/vitest.mjs run \
-  --exclude 'test/e2e/**' --exclude 'test/cluster/**' --exclude '**/*.pg.test.ts' "${@:2}"
+PATH="$node_dir/bin:$PATH" "$node_bin" node_modules/vitest/vitest.mjs run --project parallel "${@:2}"
