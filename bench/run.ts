@@ -533,7 +533,6 @@ function machine(): Record<string, unknown> {
   };
 }
 
-/** Run every selected workload, all rounds; the results as written to latest.json. */
 /**
  * Build the package: Outpost's servers run its dist/, as an app does, so what is measured
  * is the code users run and never a stale build.
@@ -548,6 +547,7 @@ function buildPackage(): void {
   process.env[BUILT_ENV] = "1";
 }
 
+/** Run every selected workload, all rounds; the results as written to latest.json. */
 async function measureAll(): Promise<Results> {
   buildPackage();
   keys = await createBenchKeys();
