@@ -4,7 +4,7 @@
  * opening DevTools.
  *
  *   npx tsx bench/profile.ts bench/results/profiles/outpost-EdDSA/CPU.*.0.001.cpuprofile \
- *     [--top=25] [--within=/src/]
+ *     [--top=25] [--within=/dist/]
  */
 import { readFileSync } from "node:fs";
 
