@@ -10,30 +10,17 @@
  * `react` import themselves. The condition sits under `"import"`: `require()` would refuse a
  * module with top-level await, so it keeps the plain entry.
  */
-import { createRequire } from "node:module";
+import { installedVersion, peerError } from "./peers.js";
 
 const REACT_MAJOR = 19;
 
-/** The installed React's version, or undefined when `react` cannot be found from here. */
-function installedReact(): string | undefined {
-  try {
-    return createRequire(import.meta.url)("react/package.json").version;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "MODULE_NOT_FOUND") return undefined;
-    throw error;
-  }
-}
-
-const version = installedReact();
+const version = installedVersion("react", import.meta.url);
 const major = version === undefined ? undefined : Number.parseInt(version, 10);
 if (major === undefined || !(major >= REACT_MAJOR)) {
   const found = version === undefined ? "react is not installed" : `react ${version} is installed`;
-  throw Object.assign(
-    new Error(
-      `outpost/react needs React ${REACT_MAJOR}, and ${found}: npm install react@${REACT_MAJOR} ` +
-        `(and react-dom@${REACT_MAJOR} to render in a browser)`,
-    ),
-    { code: "ERR_OUTPOST_REACT_MISSING" },
+  throw peerError(
+    `outpost/react needs React ${REACT_MAJOR}, and ${found}: npm install react@${REACT_MAJOR} ` +
+      `(and react-dom@${REACT_MAJOR} to render in a browser)`,
   );
 }
 
