@@ -3,11 +3,13 @@ import { createHash } from "node:crypto";
 import {
   existsSync,
   mkdirSync,
+  mkdtempSync,
   readdirSync,
   readFileSync,
   renameSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join, relative } from "node:path";
@@ -151,4 +153,54 @@ export async function runBlock(code: string, cwd: string, env: NodeJS.ProcessEnv
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
     throw new Error(`shell block failed:\n${code}\n--- output ---\n${stdout}${stderr}`);
   }
+}
+
+/** An app folder with the packed Outpost installed, for checking one of its entries under Node. */
+export interface PackedApp {
+  readonly dir: string;
+  /** A fresh terminal's environment for `npm install` in it (see `installEnv`). */
+  readonly env: NodeJS.ProcessEnv;
+  /**
+   * `node import-hook.mjs` in the folder: plain Node, no loader, that env. The script imports
+   * the entry as the app would and prints, as JSON, its export names (`node`) next to those
+   * of the plain entry (`plain`). Its exit code and output, never a rejection.
+   */
+  importEntry(): Promise<{ code: number; stdout: string; stderr: string }>;
+  remove(): void;
+}
+
+/** `npm init` and `npm install` of the packed Outpost in a fresh folder, for `specifier`. */
+export async function packedApp(
+  prefix: string,
+  specifier: string,
+  plainEntry: string,
+): Promise<PackedApp> {
+  const packed = await packOutpost();
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const env = installEnv(packed);
+  await runBlock('npm init -y > /dev/null && npm install "$OUTPOST_TGZ"', dir, env);
+  const script = [
+    `const hook = await import(${JSON.stringify(specifier)});`,
+    `const plain = await import(${JSON.stringify(`./node_modules/outpost/${plainEntry}`)});`,
+    "console.log(JSON.stringify({ node: Object.keys(hook).sort(), plain: Object.keys(plain).sort() }));",
+    "",
+  ].join("\n");
+  writeFileSync(join(dir, "import-hook.mjs"), script);
+  return {
+    dir,
+    env,
+    importEntry: async () => {
+      try {
+        const { stdout, stderr } = await exec(process.execPath, ["import-hook.mjs"], {
+          cwd: dir,
+          env,
+        });
+        return { code: 0, stdout, stderr };
+      } catch (error) {
+        const { code, stdout, stderr } = error as { code: number; stdout: string; stderr: string };
+        return { code, stdout, stderr };
+      }
+    },
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }

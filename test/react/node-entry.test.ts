@@ -1,32 +1,10 @@
-import { execFile } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { installEnv, type PackedOutpost, packOutpost, runBlock } from "../helpers/packed.js";
-import { tempDir } from "../helpers/server.js";
+import { type PackedApp, packedApp, runBlock } from "../helpers/packed.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
-const exec = promisify(execFile);
-
-/** An app's module that imports the hook and lists what it got, next to the browser entry's. */
-const IMPORT_HOOK = `
-const hook = await import("outpost/react");
-const plain = await import("./node_modules/outpost/dist/react/index.js");
-console.log(JSON.stringify({ node: Object.keys(hook).sort(), plain: Object.keys(plain).sort() }));
-`;
-
-/** `node import-hook.mjs` in the app's folder: plain Node, no loader, a fresh terminal's env. */
-async function importUnderNode(dir: string, env: NodeJS.ProcessEnv) {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, ["import-hook.mjs"], { cwd: dir, env });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const { code, stdout, stderr } = error as { code: number; stdout: string; stderr: string };
-    return { code, stdout, stderr };
-  }
-}
 
 /** A Vite production build of a page importing the hook, with Vite's default (browser) target. */
 async function viteBrowserBuild(dir: string): Promise<string> {
@@ -47,16 +25,10 @@ async function viteBrowserBuild(dir: string): Promise<string> {
 describe.skipIf(!existsSync(join(ROOT, "dist", "react", "index.js")))(
   "outpost/react installed from the packed package into an app",
   () => {
-    let packed: PackedOutpost;
-    let app: ReturnType<typeof tempDir>;
-    let env: NodeJS.ProcessEnv;
+    let app: PackedApp;
 
     beforeAll(async () => {
-      packed = await packOutpost();
-      app = tempDir("outpost-react-app-");
-      env = installEnv(packed);
-      await runBlock('npm init -y > /dev/null && npm install "$OUTPOST_TGZ"', app.dir, env);
-      writeFileSync(join(app.dir, "import-hook.mjs"), IMPORT_HOOK);
+      app = await packedApp("outpost-react-app-", "outpost/react", "dist/react/index.js");
       writeFileSync(
         join(app.dir, "index.html"),
         '<script type="module">import { useAgent } from "outpost/react"; console.log(useAgent);</script>\n',
@@ -66,7 +38,7 @@ describe.skipIf(!existsSync(join(ROOT, "dist", "react", "index.js")))(
     afterAll(() => app?.remove());
 
     it("without react, importing it under plain node says to install React 19 and exits non-zero", async () => {
-      const result = await importUnderNode(app.dir, env);
+      const result = await app.importEntry();
       expect(result.code).toBe(1);
       expect(result.stderr).toContain(
         "outpost/react needs React 19, and react is not installed: npm install react@19",
@@ -86,8 +58,8 @@ describe.skipIf(!existsSync(join(ROOT, "dist", "react", "index.js")))(
 
     it("with react 18, importing it under plain node names the installed version", async () => {
       // npm refuses react 18 against Outpost's peer range unless told to ignore peers.
-      await runBlock("npm install --legacy-peer-deps react@18", app.dir, env);
-      const result = await importUnderNode(app.dir, env);
+      await runBlock("npm install --legacy-peer-deps react@18", app.dir, app.env);
+      const result = await app.importEntry();
       expect(result.code).toBe(1);
       expect(result.stderr).toMatch(
         /outpost\/react needs React 19, and react 18\.\d+\.\d+ is installed: npm install react@19/,
@@ -95,8 +67,8 @@ describe.skipIf(!existsSync(join(ROOT, "dist", "react", "index.js")))(
     }, 60_000);
 
     it("with React 19, imports under plain node with the browser entry's exports", async () => {
-      await runBlock("npm install react@19", app.dir, env);
-      const result = await importUnderNode(app.dir, env);
+      await runBlock("npm install react@19", app.dir, app.env);
+      const result = await app.importEntry();
       expect(result.stderr).toBe("");
       expect(result.code).toBe(0);
       const { node, plain } = JSON.parse(result.stdout);
