@@ -4,6 +4,7 @@ import { CloseCode } from "../protocol/close-codes.js";
 import { FrameType, type ServerFrame } from "../protocol/frames.js";
 import type { ConnectionAuth } from "./connection-auth.js";
 import { type Expiring, expiryClock } from "./expiry-clock.js";
+import { isThenable } from "./shared.js";
 
 /** What a frame handler may be: synchronous or async. */
 type Task = () => unknown;
@@ -318,7 +319,7 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
       } catch (error) {
         this.#onTaskError(this as ServerConnection, error);
       }
-      if (isPromiseLike(result)) {
+      if (isThenable(result)) {
         this.#busy = true;
         // Closures made only for a task that waits: an idle connection holds none.
         result.then(
@@ -369,14 +370,6 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
     this.clearExpiry();
     this.#socket.terminate();
   }
-}
-
-function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
-  return (
-    value !== null &&
-    typeof value === "object" &&
-    typeof (value as PromiseLike<unknown>).then === "function"
-  );
 }
 
 /** Close reasons are limited to 123 bytes of UTF-8. */
