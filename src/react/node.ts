@@ -10,13 +10,10 @@
  * `react` import themselves. The condition sits under `"import"`: `require()` would refuse a
  * module with top-level await, so it keeps the plain entry.
  */
-import { installedVersion, peerError } from "./peers.js";
-
-const REACT_MAJOR = 19;
+import { installedVersion, peerError, REACT_MAJOR, supportedReact } from "./peers.js";
 
 const version = installedVersion("react", import.meta.url);
-const major = version === undefined ? undefined : Number.parseInt(version, 10);
-if (major === undefined || !(major >= REACT_MAJOR)) {
+if (version === undefined || !supportedReact(version)) {
   const found = version === undefined ? "react is not installed" : `react ${version} is installed`;
   throw peerError(
     `outpost/react needs React ${REACT_MAJOR}, and ${found}: npm install react@${REACT_MAJOR} ` +

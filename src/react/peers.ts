@@ -18,6 +18,14 @@ export function installedVersion(name: string, from: string): string | undefined
   }
 }
 
+/** The React major both hooks need. */
+export const REACT_MAJOR = 19;
+
+/** Whether an installed React `version` is one the hooks run on. */
+export function supportedReact(version: string): boolean {
+  return Number.parseInt(version, 10) >= REACT_MAJOR;
+}
+
 /** The error a hook's entry throws when what it needs is missing: one line, what to install. */
 export function peerError(message: string): Error {
   return Object.assign(new Error(message), { code: "ERR_OUTPOST_REACT_MISSING" });

@@ -5,9 +5,8 @@
  * every one that is missing, and a React older than 19, in one line with the command that
  * installs them, instead of Node's ERR_MODULE_NOT_FOUND for the first import it meets.
  */
-import { installedVersion, peerError } from "../../react/peers.js";
+import { installedVersion, peerError, REACT_MAJOR, supportedReact } from "../../react/peers.js";
 
-const REACT_MAJOR = 19;
 /** What the official hook needs besides React, with the version the app installs. */
 const CHAT_PACKAGES = [
   ["ai", "ai@6"],
@@ -26,7 +25,7 @@ if (missing.length > 0) {
     missing.length === 1 ? missing[0] : `${missing.slice(0, -1).join(", ")} and ${missing.at(-1)}`;
   problems.push(`${names} ${missing.length === 1 ? "is" : "are"} not installed`);
 }
-if (react !== undefined && !(Number.parseInt(react, 10) >= REACT_MAJOR)) {
+if (react !== undefined && !supportedReact(react)) {
   problems.push(`react ${react} is installed`);
 }
 if (problems.length > 0) {
