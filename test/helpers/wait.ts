@@ -23,3 +23,12 @@ export function within<T>(promise: Promise<T>, timeoutMs: number, what: string):
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Wait for the start of the next wall-clock second. A token's `iat` and `exp` are whole
+ * seconds, so a token with `ttl: n` issued just after this lives the full n seconds; issued
+ * at any other moment it may live as little as n - 1.
+ */
+export async function nextSecond(): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 1_000 - (Date.now() % 1_000) + 5));
+}

@@ -15,7 +15,7 @@ import {
   tokenAuth,
 } from "../../src/auth/index.js";
 import { assemble, claims, signRaw } from "../auth/forge.js";
-import { waitFor } from "../helpers/wait.js";
+import { nextSecond, waitFor } from "../helpers/wait.js";
 import { connect, RawClient, refused } from "../helpers/ws-client.js";
 import { Flaky, Ledger } from "./fixtures.js";
 import { startServer, wsUrl } from "./helpers.js";
@@ -340,6 +340,7 @@ describe("security claims (auth)", () => {
 
   it("an expiring token closes its connection 4001; refresh cannot switch identity", async () => {
     const from = address();
+    await nextSecond();
     const short = await token("exp", { ttl: 2 });
     const client = await connect(url("exp", short), from);
     const otherUser = await issueToken(keys, { sub: "mallory", agent: "ledger", name: "exp" });

@@ -6,7 +6,7 @@ import { createKeySet, issueToken, type KeySet, tokenAuth } from "../../src/auth
 import { Agent, type Connection, callable, getCurrentAgent } from "../../src/index.js";
 import { assemble, claims, signRaw } from "../auth/forge.js";
 import { startServer, type TestServer, wsUrl } from "../helpers/server.js";
-import { waitFor } from "../helpers/wait.js";
+import { nextSecond, waitFor } from "../helpers/wait.js";
 import { connect, RawClient, refused } from "../helpers/ws-client.js";
 
 /** Records what agent code saw of the caller's credentials. */
@@ -226,6 +226,7 @@ describe("authentication over a real socket", () => {
   });
 
   it("closes a connection 4001 when its token expires, unless it was refreshed in-band", async () => {
+    await nextSecond();
     const stale = await connect(url(await token({ ttl: 2 })));
     const fresh = await connect(url(await token({ ttl: 2 })));
     fresh.send({ type: "outpost_auth", token: await token({ ttl: 60 }) });

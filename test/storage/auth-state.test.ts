@@ -1,11 +1,14 @@
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
+import { decodeJwt } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 import { createKeySet, issueToken, REASONS, tokenAuth } from "../../src/auth/index.js";
 import { AUTH_STATE_FILE, openAuthStateStore } from "../../src/storage/auth-state.js";
 import { Counter } from "../fixtures/agents.js";
 import { type AuthChildServer, killChild, spawnAuthServer } from "../helpers/child.js";
 import { startServer, type TestServer, tempDir, wsUrl } from "../helpers/server.js";
+import { nextSecond } from "../helpers/wait.js";
 import { connect, refused } from "../helpers/ws-client.js";
 
 /** Property 12: revocations and spent tickets are kept in the data directory. */
@@ -152,14 +155,20 @@ describe("auth state survives a restart (property 12)", () => {
     data = tempDir();
     const keys = await createKeySet({ secret: SECRET });
     const auth = () =>
-      tokenAuth({ keys, singleUse: true, rateLimit: false, maxLifetime: 1, clockTolerance: 0 });
+      tokenAuth({ keys, singleUse: true, rateLimit: false, maxLifetime: 2, clockTolerance: 0 });
     server = await startServer({ Counter }, { dataDir: data.dir, auth: auth() });
-    const ticket = await issueToken(keys, { sub: "ada", ...ROOM, ttl: 1 });
+    // A full 2 s, so a slow connect on a loaded machine does not find it already expired.
+    await nextSecond();
+    const ticket = await issueToken(keys, { sub: "ada", ...ROOM, ttl: 2 });
+    const exp = Number(decodeJwt(ticket).exp);
     await (await connect(wsUrl(server, `/agents/counter/room?token=${ticket}`))).close();
+    const revokedAt = Date.now();
     await server.revoke({ sub: "mallory", jti: "some-id" });
     await server.stop();
     expect(rows(data.dir)).toEqual({ revocations: 2, tickets: 1 });
-    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    // Both the spent ticket (at `exp`) and the revocations (2 s, the maximum lifetime, after
+    // they were made) can be pruned once this has passed.
+    await sleep(Math.max(exp * 1_000, revokedAt + 2_000) - Date.now() + 100);
     server = await startServer({ Counter }, { dataDir: data.dir, auth: auth() });
     // The store is opened (and pruned) before the first request is served.
     await fetch(`http://127.0.0.1:${server.port}/healthz`);
