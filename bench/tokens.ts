@@ -26,11 +26,18 @@ export async function createBenchKeys(): Promise<BenchKeys> {
   };
 }
 
-/** The run's key for `algorithm` as an Outpost key set (private: it signs and verifies). */
-export function benchKeySet(keys: BenchKeys, algorithm: Algorithm): Promise<KeySet> {
+/**
+ * The run's key for `algorithm` as an Outpost key set (private: it signs and verifies), made
+ * by `make` (the bench's Outpost server passes the built package's own `createKeySet`).
+ */
+export function benchKeySet(
+  keys: BenchKeys,
+  algorithm: Algorithm,
+  make: typeof createKeySet = createKeySet,
+): Promise<KeySet> {
   return algorithm === "EdDSA"
-    ? createKeySet({ jwks: { keys: [keys.ed25519.privateJwk] } })
-    : createKeySet({ secret: base64url.decode(keys.hs256.secret), kid: keys.hs256.kid });
+    ? make({ jwks: { keys: [keys.ed25519.privateJwk] } })
+    : make({ secret: base64url.decode(keys.hs256.secret), kid: keys.hs256.kid });
 }
 
 /** Signs bench tokens for one algorithm with the run's key. */

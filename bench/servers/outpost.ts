@@ -18,7 +18,7 @@ const built = process.env[BUILT_ENV] === "1";
 const { Agent, callable, serve }: typeof import("../../src/index.js") = await import(
   built ? "outpost" : "../../src/index.js"
 );
-const { tokenAuth }: typeof import("../../src/auth/index.js") = await import(
+const { createKeySet, tokenAuth }: typeof import("../../src/auth/index.js") = await import(
   built ? "outpost/auth" : "../../src/auth/index.js"
 );
 
@@ -39,7 +39,8 @@ export class Bench extends Agent<unknown, { n: number }> {
 }
 
 const config = readConfig();
-const keys = await benchKeySet(config.keys, config.algorithm);
+// The key set from the same package as the server: its key lookup runs on every connect.
+const keys = await benchKeySet(config.keys, config.algorithm, createKeySet);
 const server = await serve({
   agents: { Bench },
   port: config.port ?? 0,

@@ -85,6 +85,12 @@ export class InstanceConnections {
   /** Take over an authenticated socket: onConnect, then identity and state. */
   attach(connection: ServerConnection, makeRequest: () => Request): void {
     this.#byId.set(connection.id, connection);
+    if (!runsConnectHooks(this.#instance.agent)) {
+      // No agent code runs while this socket joins, so there is no context to give it:
+      // `getCurrentAgent()`'s AsyncLocalStorage.run (and its hooks) is not paid for.
+      connection.enqueue(() => this.#connected(connection));
+      return;
+    }
     // Built on first read, here and for getCurrentAgent(): most agents never look at it.
     let request: Request | undefined;
     const ctx: ConnectionContext = {
@@ -218,10 +224,16 @@ export class InstanceConnections {
       const instance = this.#instance;
       // A destroyed instance is gone: its hooks do not run against deleted data.
       if (instance.closed) return;
+      const agent = instance.agent;
+      // The default onClose does nothing: no context to set up for it.
+      if (agent.onClose === Agent.prototype.onClose) {
+        instance.checkIdle();
+        return;
+      }
       let result: void | Promise<void>;
       try {
-        result = runWithAgent({ agent: instance.agent, connection }, () =>
-          instance.agent.onClose(connection, code, reason, code !== 1006),
+        result = runWithAgent({ agent, connection }, () =>
+          agent.onClose(connection, code, reason, code !== 1006),
         );
       } catch (error) {
         instance.reportError(connection, error);
@@ -239,4 +251,14 @@ export class InstanceConnections {
       instance.checkIdle();
     }, true);
   }
+}
+
+/** Does joining run agent code: `onConnect`, `shouldConnectionBeReadonly` or `getConnectionTags`? */
+function runsConnectHooks(agent: Agent<unknown, unknown>): boolean {
+  const base = Agent.prototype;
+  return (
+    agent.onConnect !== base.onConnect ||
+    agent.shouldConnectionBeReadonly !== base.shouldConnectionBeReadonly ||
+    agent.getConnectionTags !== base.getConnectionTags
+  );
 }

@@ -51,6 +51,28 @@ describe("upgrade", () => {
     expect(Lobby.uris[0]).not.toContain(token.split(".")[2]);
   });
 
+  it("connection.uri reads as the whole URL redacted whatever else the query holds", async () => {
+    const keys = await createKeySet({ secret: "upgrade-suite-secret-0123456789abcdefgh" });
+    const server = await startServer({ Lobby }, { auth: tokenAuth({ keys, rateLimit: false }) });
+    cleanups.push(() => server.stop());
+    const token = await issueToken(keys, { sub: "ada", agent: "lobby", name: "main" });
+    const queries = [
+      `token=${token}&room=7`,
+      `room=7&token=${token}`,
+      `token=${token}&`,
+      `tokenish=1&token=${token}`,
+      `%74oken=${token}`,
+    ];
+    Lobby.uris = [];
+    for (const query of queries) {
+      await (await connect(wsUrl(server, `/agents/lobby/main?${query}`))).close();
+    }
+    expect(Lobby.uris).toEqual(
+      queries.map((query) => redactUrl(`${server.url}/agents/lobby/main?${query}`)),
+    );
+    for (const uri of Lobby.uris) expect(uri).not.toContain(token.split(".")[2]);
+  });
+
   it("an idle authenticated connection keeps no copy of its token (nor of its upgrade URL) in the server's heap", {
     timeout: 120_000,
   }, async () => {
