@@ -8,6 +8,7 @@ import {
   getCurrentAgent,
 } from "../../src/index.js";
 import { httpUrl, startServer, type TestServer, wsUrl } from "../helpers/server.js";
+import { waitFor } from "../helpers/wait.js";
 import { connect } from "../helpers/ws-client.js";
 
 type Seen = Array<[string, unknown, string]>;
@@ -113,10 +114,46 @@ class Requester extends Agent {
   }
 }
 
+/** Overrides onClose alone: the only hook that runs for it is the one on leaving. */
+class Leaver extends Agent {
+  static left: Array<{ self: boolean; connection: boolean; afterAwait: boolean }> = [];
+  override async onClose(connection: Connection) {
+    const before = getCurrentAgent();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const after = getCurrentAgent();
+    Leaver.left.push({
+      self: before.agent === this,
+      connection: before.connection?.id === connection.id,
+      afterAwait: after.agent === this && after.connection?.id === connection.id,
+    });
+  }
+}
+
+/** Overrides shouldConnectionBeReadonly alone, and asks getCurrentAgent() in it. */
+class ReadonlyOnly extends Agent {
+  override shouldConnectionBeReadonly(connection: Connection): boolean {
+    const current = getCurrentAgent();
+    return current.agent === this && current.connection?.id === connection.id;
+  }
+  @callable()
+  isReadonly() {
+    return getCurrentAgent().connection?.readonly;
+  }
+}
+
 describe("agent hooks as in the SDK", () => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startServer({ Changed, Updated, Both, TwoArgs, OneArg, Requester });
+    server = await startServer({
+      Changed,
+      Updated,
+      Both,
+      TwoArgs,
+      OneArg,
+      Requester,
+      Leaver,
+      ReadonlyOnly,
+    });
   });
   afterAll(async () => {
     await server?.stop();
@@ -205,6 +242,20 @@ describe("agent hooks as in the SDK", () => {
       readonly: false,
     });
     expect(await client.rpc("inCall")).toBe(true);
+    client.ws.close();
+  });
+
+  it("gives an agent that overrides only onClose itself and the closing connection in getCurrentAgent(), also after an await", async () => {
+    Leaver.left = [];
+    const client = await connect(wsUrl(server, "/agents/leaver/a"));
+    client.ws.close();
+    await waitFor(() => Leaver.left.length === 1, "onClose");
+    expect(Leaver.left).toEqual([{ self: true, connection: true, afterAwait: true }]);
+  });
+
+  it("runs an agent's shouldConnectionBeReadonly alone, with getCurrentAgent() set", async () => {
+    const client = await connect(wsUrl(server, "/agents/readonly-only/a"));
+    expect(await client.rpc("isReadonly")).toBe(true);
     client.ws.close();
   });
 
