@@ -86,8 +86,8 @@ export class InstanceConnections {
   attach(connection: ServerConnection, makeRequest: () => Request): void {
     this.#byId.set(connection.id, connection);
     if (!runsConnectHooks(this.#instance.agent)) {
-      // No agent code runs while this socket joins, so there is no context to give it:
-      // `getCurrentAgent()`'s AsyncLocalStorage.run (and its hooks) is not paid for.
+      // No agent code runs while this socket joins, so there is no context to give it: no
+      // AsyncLocalStorage.run for `getCurrentAgent()`, no context objects, no getters.
       connection.enqueue(() => this.#connected(connection));
       return;
     }
