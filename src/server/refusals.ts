@@ -93,11 +93,17 @@ export class Refusals {
       rejectUpgrade(socket, refusal.status, refusal.reason, retryHeaders(refusal));
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.on("error", () => {});
-      ws.close(refusal.closeCode, truncateReason(refusal.reason));
-      // A client that never answers the close must not hold the socket.
-      setTimeout(() => ws.terminate(), 2000).unref();
-    });
+    // The 101 answer and the close frame in one write.
+    socket.cork();
+    try {
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.on("error", () => {});
+        ws.close(refusal.closeCode, truncateReason(refusal.reason));
+        // A client that never answers the close must not hold the socket.
+        setTimeout(() => ws.terminate(), 2000).unref();
+      });
+    } finally {
+      socket.uncork();
+    }
   }
 }

@@ -109,6 +109,10 @@ export class UpgradeHandler {
       // returns, the socket is attached and counted by its instance, or `ws` refused it.
       // Either way the slot admission reserved goes back now.
       const local = admitted;
+      // Corked until the socket is attached: the 101 answer and, when no connect hook has
+      // to be waited for, identity, state and the MCP list leave in one write (one system
+      // call and one TCP segment instead of two).
+      socket.cork();
       try {
         this.#wss.handleUpgrade(req, socket, head, (ws) => {
           // ws handles the socket's errors from here on.
@@ -116,6 +120,7 @@ export class UpgradeHandler {
           this.#attach(ws, req, local, transport);
         });
       } finally {
+        socket.uncork();
         local.release();
       }
     } catch (error) {
