@@ -137,7 +137,11 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
 
 /** Windows, counts and concurrency of every workload, by mode. */
 export interface Settings {
-  warmupMs: number;
+  /**
+   * Connects (accepted, then refused) each server takes before its connect and refusal
+   * windows, within `maxMs`: enough for the JIT to have compiled the path being timed.
+   */
+  warmup: { count: number; maxMs: number };
   /** Tries at a throughput window when another program took the cores during it. */
   attempts: number;
   /** No second tries after this many milliseconds into the run (keeps quick mode short). */
@@ -159,7 +163,7 @@ export interface Settings {
 export function settingsFor(options: Pick<BenchOptions, "quick">): Settings {
   const quick = options.quick;
   return {
-    warmupMs: quick ? 400 : 1_000,
+    warmup: { count: quick ? 1_500 : 8_000, maxMs: quick ? 3_000 : 30_000 },
     attempts: quick ? 2 : 3,
     retryUntilMs: quick ? 50_000 : 30 * 60_000,
     connects: {

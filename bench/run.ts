@@ -171,15 +171,17 @@ async function startServers(algorithm: Algorithm, round: number) {
       await ServerProcess.start(contender, { keys, algorithm, ...(profileDir && { profileDir }) }),
     );
   }
-  // Warm every server's JIT (and Outpost's agent instance) before anything is timed.
+  // Warm every server's JIT (and Outpost's agent instance) before anything is timed: by
+  // count, since after a second of connects the JIT is still compiling the connect path.
   for (const [contender, server] of servers) {
+    load.onProgress = (p) => status(`warming up ${algorithm} ${label(contender)} ${p}`, false);
     await load.run<ConnectsResult>({
       cmd: "connects",
       contender,
       port: server.port,
       algorithm,
-      durationMs: settings.warmupMs,
-      maxCount: 5_000,
+      durationMs: settings.warmup.maxMs,
+      maxCount: settings.warmup.count,
       concurrency: settings.connects.concurrency,
     });
   }
@@ -223,12 +225,14 @@ async function runRefused(servers: Map<Contender, ServerProcess>, round: number)
     const server = servers.get(contender)!;
     // The servers were warmed with accepted connects; the refusal path gets its own warm-up
     // (as RPC does), so the window measures a flood, not the JIT's first second of one.
+    load.onProgress = (p) => status(`warming up refusals ${label(contender)} ${p}`, false);
     await load.run<RefusedResult>({
       cmd: "refused",
       contender,
       port: server.port,
       ...settings.refused,
-      durationMs: settings.warmupMs,
+      durationMs: settings.warmup.maxMs,
+      maxCount: settings.warmup.count,
     });
     load.onProgress = (p) => status(`refused          ${label(contender)} ${p}`, false);
     const m = await measure(server, `refused ${contender}`, () =>

@@ -50,6 +50,11 @@ describe("bench arguments", () => {
       expect(s.fanout.clients).toBe(1_000);
     }
     expect(quick.connects.durationMs).toBeLessThan(full.connects.durationMs);
+    // A full run warms every server with thousands of connects (the JIT is still compiling
+    // the connect path after the first thousand), bounded in time like every window.
+    expect(full.warmup.count).toBeGreaterThanOrEqual(8_000);
+    expect(full.warmup.maxMs).toBeGreaterThan(0);
+    expect(quick.warmup.count).toBeLessThan(full.warmup.count);
     expect(quick.rpc.durationMs).toBeLessThan(full.rpc.durationMs);
   });
 });
