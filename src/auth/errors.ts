@@ -200,8 +200,8 @@ export class AuthError extends Error {
   readonly status: AuthStatus;
   /** Milliseconds the client should wait before trying again. */
   readonly retryAfterMs?: number;
-  /** Fingerprint of the token that was refused, when there was one. */
-  fingerprint?: string;
+  /** The refused token's fingerprint, or how to compute it when first read. */
+  #fingerprint: string | (() => string) | undefined;
   /** True when the refusal is not the client's fault (see `REASONS`). */
   readonly transient: boolean;
   /** True when the refusal counts against the client address (see `REASONS`). */
@@ -209,14 +209,37 @@ export class AuthError extends Error {
 
   constructor(code: AuthErrorCode, message?: string, options: AuthErrorOptions = {}) {
     const reason = REASONS[code];
+    // A refusal is an answer, not a fault: where it was made says nothing its code does not,
+    // and a flood of bad tokens would pay for a stack trace each (about 5 µs).
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? reason.message);
+    Error.stackTraceLimit = stackTraceLimit;
     this.code = code;
     this.closeCode = reason.closeCode;
     this.status = reason.status;
     if (options.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
-    if (options.fingerprint !== undefined) this.fingerprint = options.fingerprint;
+    this.#fingerprint = options.fingerprint;
     this.transient = reason.transient;
     this.counted = reason.counted;
+  }
+
+  /** Fingerprint of the token that was refused, when there was one. */
+  get fingerprint(): string | undefined {
+    if (typeof this.#fingerprint === "function") this.#fingerprint = this.#fingerprint();
+    return this.#fingerprint;
+  }
+
+  set fingerprint(value: string | undefined) {
+    this.#fingerprint = value;
+  }
+
+  /**
+   * The refused `token`, unless a fingerprint is already known: its fingerprint is computed
+   * when first read, since most refusals are counted and never logged.
+   */
+  presented(token: string): void {
+    this.#fingerprint ??= () => fingerprint(token);
   }
 
   /** The close reason (or HTTP error message): `message`, plus `; retry in Ns` when there is a wait. */
@@ -297,8 +320,10 @@ export function fromJoseError(error: unknown): AuthError {
  */
 export function toRefusal(error: unknown, token: string | undefined): AuthError {
   const refusal = isAuthError(error) ? error : fromJoseError(error);
-  if (typeof token === "string" && token !== "" && refusal.fingerprint === undefined) {
-    refusal.fingerprint = fingerprint(token);
+  if (typeof token === "string" && token !== "") {
+    // An AuthError of another copy of Outpost may predate `presented`.
+    if (typeof refusal.presented === "function") refusal.presented(token);
+    else refusal.fingerprint ??= fingerprint(token);
   }
   return refusal;
 }

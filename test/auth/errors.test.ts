@@ -1,9 +1,36 @@
 import { errors } from "jose";
 import { describe, expect, it } from "vitest";
-import { fromJoseError } from "../../src/auth/errors.js";
-import { AuthError, type AuthErrorCode, isAuthError, REASONS } from "../../src/auth/index.js";
+import { fromJoseError, toRefusal } from "../../src/auth/errors.js";
+import {
+  AuthError,
+  type AuthErrorCode,
+  fingerprint,
+  isAuthError,
+  REASONS,
+} from "../../src/auth/index.js";
 
 describe("AuthError", () => {
+  it("a refusal carries no stack trace: its code says where it comes from", () => {
+    const error = new AuthError("token_expired");
+    expect(error.stack).toBe("AuthError: token expired");
+    // Only the refusal goes without one: other errors keep theirs.
+    expect(new Error("x").stack).toMatch(/\n\s+at /);
+  });
+
+  it("a refused token's fingerprint reads as its SHA-256 prefix, whichever way the refusal was made", () => {
+    const token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJldmUifQ.c2lnbmF0dXJl";
+    const fromJose = toRefusal(new errors.JWSSignatureVerificationFailed(), token);
+    const fromOutpost = toRefusal(new AuthError("scope_mismatch"), token);
+    const given = toRefusal(new AuthError("token_revoked", undefined, { fingerprint: "f" }), token);
+    expect(fromJose.code).toBe("signature_invalid");
+    expect(fromJose.fingerprint).toBe(fingerprint(token));
+    expect(fromOutpost.fingerprint).toBe(fingerprint(token));
+    expect(given.fingerprint).toBe("f");
+    expect(toRefusal(new AuthError("token_missing"), undefined).fingerprint).toBeUndefined();
+    // Neither the token nor its fingerprint is part of what serializes.
+    expect(JSON.stringify(fromJose)).not.toContain(token.split(".")[2]);
+  });
+
   it("has a stable code, close code, status and a safe default message", () => {
     const error = new AuthError("too_many_attempts", undefined, {
       retryAfterMs: 1500,
