@@ -13,7 +13,7 @@ afterAll(async () => {
   await server.stop();
 });
 
-it("sends identity, state and an empty cf_agent_mcp_servers in that order, in one write to the network", async () => {
+it("sends identity, state and an empty cf_agent_mcp_servers in that order, in one write to the network with the 101 answer", async () => {
   // Writes by the server's end of a socket (its local port is the server's).
   const writes: string[] = [];
   const record = (kind: string) =>
@@ -44,8 +44,7 @@ it("sends identity, state and an empty cf_agent_mcp_servers in that order, in on
     type: "cf_agent_mcp_servers",
     mcp: { servers: {}, tools: [], prompts: [], resources: [] },
   });
-  // The 101 response is one write; the three frames the next one.
-  expect(writes).toHaveLength(2);
-  expect(writes[1]).toBe("writev");
+  // The 101 response and the three frames: one write, corked together.
+  expect(writes).toEqual(["writev"]);
   client.ws.close();
 });
