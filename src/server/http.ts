@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
+import type { WebSocket, WebSocketServer } from "ws";
 
 /** Headers of a Node request as a standard `Headers` object. */
 export function toHeaders(raw: IncomingMessage["headers"]): Headers {
@@ -97,6 +98,26 @@ export function rejectUpgrade(
   ];
   socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
   setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+/**
+ * Complete a WebSocket handshake with the socket corked until `onSocket` returns: the 101
+ * answer and whatever `onSocket` sends at once (the connect frames, or a refusal's close)
+ * leave in one write, one system call and one TCP segment.
+ */
+export function acceptUpgrade(
+  wss: WebSocketServer,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  onSocket: (ws: WebSocket) => void,
+): void {
+  socket.cork();
+  try {
+    wss.handleUpgrade(req, socket, head, onSocket);
+  } finally {
+    socket.uncork();
+  }
 }
 
 /** A JSON response. */

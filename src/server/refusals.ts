@@ -5,7 +5,7 @@ import type { WebSocketServer } from "ws";
 import { truncateReason } from "../agent/connection.js";
 import type { RefusalContext } from "../agent/connection-auth.js";
 import type { AuthError } from "../auth/errors.js";
-import { json, rejectUpgrade } from "./http.js";
+import { acceptUpgrade, json, rejectUpgrade } from "./http.js";
 import { redactUrl } from "./logger.js";
 
 /**
@@ -94,16 +94,11 @@ export class Refusals {
       return;
     }
     // The 101 answer and the close frame in one write.
-    socket.cork();
-    try {
-      wss.handleUpgrade(req, socket, head, (ws) => {
-        ws.on("error", () => {});
-        ws.close(refusal.closeCode, truncateReason(refusal.reason));
-        // A client that never answers the close must not hold the socket.
-        setTimeout(() => ws.terminate(), 2000).unref();
-      });
-    } finally {
-      socket.uncork();
-    }
+    acceptUpgrade(wss, req, socket, head, (ws) => {
+      ws.on("error", () => {});
+      ws.close(refusal.closeCode, truncateReason(refusal.reason));
+      // A client that never answers the close must not hold the socket.
+      setTimeout(() => ws.terminate(), 2000).unref();
+    });
   }
 }

@@ -10,7 +10,7 @@ import { AuthError, isAuthError } from "../auth/errors.js";
 import type { NodeLink } from "../cluster/node-link.js";
 import type { Admission, Admitted, LocalAdmission, RemoteAdmission } from "./admission.js";
 import { clientAddress } from "./client-address.js";
-import { headerReader, toHeaders } from "./http.js";
+import { acceptUpgrade, headerReader, toHeaders } from "./http.js";
 import { redactUrl } from "./logger.js";
 import type { Refusals } from "./refusals.js";
 import type { RemoteBridge } from "./remote.js";
@@ -109,18 +109,15 @@ export class UpgradeHandler {
       // returns, the socket is attached and counted by its instance, or `ws` refused it.
       // Either way the slot admission reserved goes back now.
       const local = admitted;
-      // Corked until the socket is attached: the 101 answer and, when no connect hook has
-      // to be waited for, identity, state and the MCP list leave in one write (one system
-      // call and one TCP segment instead of two).
-      socket.cork();
       try {
-        this.#wss.handleUpgrade(req, socket, head, (ws) => {
+        // When no connect hook has to be waited for, identity, state and the MCP list go
+        // out in the same write as the 101 answer.
+        acceptUpgrade(this.#wss, req, socket, head, (ws) => {
           // ws handles the socket's errors from here on.
           socket.off("error", destroyOnError);
           this.#attach(ws, req, local, transport);
         });
       } finally {
-        socket.uncork();
         local.release();
       }
     } catch (error) {

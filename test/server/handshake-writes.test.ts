@@ -1,8 +1,8 @@
-import { Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { createKeySet, issueToken, tokenAuth } from "../../src/auth/index.js";
 import { Agent } from "../../src/index.js";
 import { startServer, wsUrl } from "../helpers/server.js";
+import { recordServerWrites } from "../helpers/socket-writes.js";
 import { isFrame, RawClient, refused } from "../helpers/ws-client.js";
 
 class Counter extends Agent<unknown, { n: number }> {
@@ -10,32 +10,6 @@ class Counter extends Agent<unknown, { n: number }> {
 }
 
 const SECRET = "handshake-writes-secret-0123456789abcdef";
-
-type WriteFn = (this: Socket, ...args: unknown[]) => unknown;
-
-/**
- * Count the writes each server-side socket of `port` hands to the kernel (`_write` for one
- * chunk, `_writev` for a corked batch: one system call each).
- */
-function countServerWrites(port: number): { writes(): number[]; restore(): void } {
-  const counts = new Map<Socket, number>();
-  const proto = Socket.prototype as unknown as { _write: WriteFn; _writev: WriteFn };
-  const original = { write: proto._write, writev: proto._writev };
-  const counted = (fn: WriteFn): WriteFn =>
-    function (this: Socket, ...args: unknown[]) {
-      if (this.localPort === port) counts.set(this, (counts.get(this) ?? 0) + 1);
-      return fn.apply(this, args);
-    };
-  proto._write = counted(original.write);
-  proto._writev = counted(original.writev);
-  return {
-    writes: () => [...counts.values()],
-    restore() {
-      proto._write = original.write;
-      proto._writev = original.writev;
-    },
-  };
-}
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -50,7 +24,7 @@ describe("handshake writes", () => {
     const token = await issueToken(keys, { sub: "ada", agent: "counter", name: "one" });
     // A cold first connect (the instance starts) and warm ones after it.
     for (let i = 0; i < 3; i++) {
-      const spy = countServerWrites(server.port);
+      const spy = recordServerWrites(server.port);
       try {
         const client = new RawClient(wsUrl(server, `/agents/counter/one?token=${token}`));
         await client.waitFor((frame) => isFrame(frame) && frame.type === "cf_agent_mcp_servers");
@@ -60,7 +34,7 @@ describe("handshake writes", () => {
           "cf_agent_mcp_servers",
         ]);
         // Every frame is in, and the server has written to this socket once.
-        expect(spy.writes()).toEqual([1]);
+        expect(spy.writes).toEqual(["writev"]);
         await client.close();
       } finally {
         spy.restore();
@@ -74,13 +48,13 @@ describe("handshake writes", () => {
     const server = await startServer({ Counter }, { auth: tokenAuth({ keys, rateLimit: false }) });
     cleanups.push(() => server.stop());
     const forged = await issueToken(other, { sub: "eve", agent: "counter", name: "one" });
-    const spy = countServerWrites(server.port);
+    const spy = recordServerWrites(server.port);
     cleanups.push(() => spy.restore());
 
     const closed = await refused(wsUrl(server, `/agents/counter/one?token=${forged}`));
     expect(closed.code).toBe(4001);
     expect(closed.received).toEqual([]);
     // The client has answered the close, and the server wrote nothing more.
-    expect(spy.writes()).toEqual([1]);
+    expect(spy.writes).toEqual(["writev"]);
   });
 });
