@@ -58,6 +58,8 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
   readonly #live = new Map<string, AgentInstance>();
   readonly #starting = new Map<string, Promise<AgentInstance>>();
   readonly #idleTimers = new Map<string, NodeJS.Timeout>();
+  /** Instances being dropped: not handed out while they drain; `get` waits for the drop. */
+  readonly #dropping = new Map<string, Promise<void>>();
   readonly #wakeups: WakeupIndex;
   #wakeupTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -101,6 +103,7 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
   take(agent: string, name: string): AgentInstance | undefined {
     if (this.#closed) return undefined;
     const key = `${agent}/${name}`;
+    if (this.#dropping.has(key)) return undefined;
     const live = this.#live.get(key);
     if (live !== undefined) this.#cancelIdle(key);
     return live;
@@ -112,6 +115,10 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
     const live = this.take(agent, name);
     if (live !== undefined) return Promise.resolve(live);
     const key = `${agent}/${name}`;
+    // A connection arriving while its instance drains would be closed with the others:
+    // it gets the next activation instead.
+    const dropping = this.#dropping.get(key);
+    if (dropping !== undefined) return dropping.then(() => this.get(agent, name));
     let starting = this.#starting.get(key);
     if (starting === undefined) {
       if (!this.#makeRoom()) {
@@ -151,13 +158,27 @@ export class InstanceRegistry implements InstanceHost, AgentHost {
 
   /**
    * Stop serving `agent/name` now (cluster mode: this node lost it): close its connections
-   * with `code` and evict it, its output unsent.
+   * with `code` and evict it, its output unsent. While it drains, `take` finds nothing and
+   * `get` waits for the drop, then starts the instance afresh. Never rejects.
    */
-  async drop(agent: string, name: string, code: number, reason: string): Promise<void> {
-    const instance = this.#live.get(`${agent}/${name}`);
-    if (instance === undefined) return;
-    await instance.drain(code, reason, 1_000);
-    if (this.#live.get(instance.key) === instance) this.#evict(instance);
+  drop(agent: string, name: string, code: number, reason: string): Promise<void> {
+    const key = `${agent}/${name}`;
+    const instance = this.#live.get(key);
+    if (instance === undefined) return Promise.resolve();
+    let dropping = this.#dropping.get(key);
+    if (dropping === undefined) {
+      dropping = instance
+        .drain(code, reason, 1_000)
+        .then(() => {
+          if (this.#live.get(key) === instance) this.#evict(instance);
+        })
+        .catch((error: unknown) =>
+          this.logger.error({ err: error, agent, instance: name }, "agent not dropped cleanly"),
+        )
+        .finally(() => this.#dropping.delete(key));
+      this.#dropping.set(key, dropping);
+    }
+    return dropping;
   }
 
   #evict(instance: AgentInstance): void {

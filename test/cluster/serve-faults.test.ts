@@ -34,13 +34,20 @@ async function reconnectAndPost(
       const client = await within(open(at, name), 10_000, `a connection to ${name}`);
       const answer = await client.call("post", [text], 10_000);
       if (answer.success === true) return client;
+      last = new Error(`post answered ${JSON.stringify(answer)}`);
       client.terminate();
     } catch (error) {
       last = error;
       // Refused 1013 or closed while the instance moves: try again.
     }
-    if (Date.now() > deadline)
-      throw new Error(`${name} did not serve again through ${at.id}: ${String(last)}`);
+    if (Date.now() > deadline) {
+      const { exitCode, signalCode } = at.child;
+      const state =
+        exitCode === null && signalCode === null
+          ? "the node is running"
+          : `the node exited (${signalCode ?? `code ${exitCode}`})`;
+      throw new Error(`${name} did not serve again through ${at.id} (${state}): ${String(last)}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
