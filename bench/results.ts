@@ -160,7 +160,8 @@ export const TARGETS: readonly Target[] = [
 export type Samples = Record<string, Partial<Record<Contender, number[]>>>;
 
 export function addSample(samples: Samples, workload: string, contender: Contender, value: number) {
-  if (!Number.isFinite(value)) return;
+  // A failed measurement (NaN) keeps its place, so round k of every contender stays round k;
+  // it counts in no median and no ratio.
   samples[workload] ??= {};
   const row = samples[workload];
   row[contender] ??= [];
@@ -172,8 +173,8 @@ export type WorkloadResult = Partial<Record<Contender, number>> & {
   unit: string;
   label: string;
   better: Better;
-  /** Values of each round, to show the spread. */
-  rounds?: Partial<Record<Contender, number[]>>;
+  /** Values of each round, to show the spread and to pair rounds; null: that round failed. */
+  rounds?: Partial<Record<Contender, Array<number | null>>>;
 };
 
 export interface TargetResult {
@@ -213,7 +214,13 @@ function spec(key: string): WorkloadSpec {
   return found;
 }
 
-/** Outpost ÷ `against` for a workload, or null when either is missing. */
+/**
+ * Outpost ÷ `against` for a workload, or null when either is missing: the median of the
+ * rounds' own ratios. The contenders take turns within a round, so a round's ratio compares
+ * them on the machine as it was for that minute; a ratio of medians could pair Outpost's
+ * round on a fast minute with the floor's on a slow one. Without rounds to pair (one round,
+ * or results from before they were kept), the ratio of the medians.
+ */
 export function ratioOf(
   workloads: Record<string, WorkloadResult>,
   key: string,
@@ -223,7 +230,33 @@ export function ratioOf(
   const outpost = row?.outpost;
   const other = row?.[against];
   if (outpost === undefined || other === undefined || other === 0) return null;
+  const mine = row?.rounds?.outpost;
+  const theirs = row?.rounds?.[against];
+  if (mine !== undefined && theirs !== undefined && mine.length === theirs.length) {
+    const paired: number[] = [];
+    for (const [k, value] of mine.entries()) {
+      const base = theirs[k];
+      if (value !== null && base !== null && base !== undefined && base !== 0) {
+        paired.push(value / base);
+      }
+    }
+    if (paired.length > 1) return median(paired);
+  }
   return outpost / other;
+}
+
+/** Outpost ÷ each other contender, per workload (see `ratioOf`). */
+export function ratiosOf(workloads: Record<string, WorkloadResult>): Results["ratios"] {
+  const ratios: Results["ratios"] = {};
+  for (const key of Object.keys(workloads)) {
+    for (const against of ["bare", "socketio"] as const) {
+      const ratio = ratioOf(workloads, key, against);
+      if (ratio === null) continue;
+      ratios[key] ??= {};
+      ratios[key]![against] = round(ratio);
+    }
+  }
+  return ratios;
 }
 
 export function evaluateTargets(workloads: Record<string, WorkloadResult>): TargetResult[] {
@@ -279,34 +312,29 @@ export function shapeResults(
   notes: string[] = [],
 ): Results {
   const workloads: Record<string, WorkloadResult> = {};
-  const ratios: Results["ratios"] = {};
   for (const w of WORKLOADS) {
     const row = samples[w.key];
     if (row === undefined) continue;
     const result: WorkloadResult = { unit: w.unit, label: w.label, better: w.better };
-    const rounds: Partial<Record<Contender, number[]>> = {};
+    const rounds: Partial<Record<Contender, Array<number | null>>> = {};
     let multi = false;
     for (const contender of CONTENDERS) {
       const values = row[contender];
-      if (values === undefined || values.length === 0) continue;
-      result[contender] = round(median(values), 4);
-      rounds[contender] = values.map((v) => round(v, 4));
+      const measured = values?.filter((v) => Number.isFinite(v)) ?? [];
+      if (values === undefined || measured.length === 0) continue;
+      result[contender] = round(median(measured), 4);
+      rounds[contender] = values.map((v) => (Number.isFinite(v) ? round(v, 4) : null));
       if (values.length > 1) multi = true;
     }
+    if (Object.keys(rounds).length === 0) continue;
     if (multi) result.rounds = rounds;
     workloads[w.key] = result;
-    for (const against of ["bare", "socketio"] as const) {
-      const ratio = ratioOf(workloads, w.key, against);
-      if (ratio === null) continue;
-      ratios[w.key] ??= {};
-      ratios[w.key]![against] = round(ratio);
-    }
   }
   return {
     machine,
     settings,
     workloads,
-    ratios,
+    ratios: ratiosOf(workloads),
     targets: evaluateTargets(workloads),
     notes: condenseNotes(notes),
   };

@@ -39,6 +39,7 @@ import {
   condenseNotes,
   evaluateTargets,
   type Results,
+  ratiosOf,
   type Samples,
   type StormCurve,
   shapeResults,
@@ -646,6 +647,7 @@ if (options.render) {
   const previous = JSON.parse(readFileSync(join(outDir, "latest.json"), "utf8")) as Results;
   results = {
     ...previous,
+    ratios: ratiosOf(previous.workloads),
     targets: evaluateTargets(previous.workloads),
     notes: condenseNotes(previous.notes ?? []),
   };
