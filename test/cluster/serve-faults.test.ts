@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { waitFor, within } from "../helpers/wait.js";
-import { type Frame, type RawClient, refused } from "../helpers/ws-client.js";
+import { type Frame, isFrame, type RawClient, refused } from "../helpers/ws-client.js";
 import { type TestNode, testCluster } from "./cluster-nodes.js";
 import { POSTGRES_TARGET, POSTGRES_URL, viaPort } from "./postgres.js";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
@@ -193,6 +193,31 @@ describe("PostgreSQL out of reach", () => {
       expect(closedAt.get(watcher)).toBeLessThan(9_000);
     }, 120_000);
   }
+});
+
+describe("an instance let go while a call still runs", () => {
+  it("a client that connects while the instance drains reaches its next activation, not the one being let go (which would cut it off, 1006)", async () => {
+    const a = await node("drain-a");
+    const writer = await open(a, "drain");
+    await writer.rpc("post", ["before"]);
+    // A call that outlives the drop: the drain waits for it (1 s at most).
+    writer.sendCall("slowPost", ["slow", 3_000]);
+    await writer.waitFor((m) => isFrame(m) && m.type === "running", "the slow call to run");
+
+    // As if another node had claimed the instance: at its next renewal the node finds a
+    // newer epoch than its own, lets the instance go and closes its clients.
+    const { sql, schema } = cluster.schema;
+    await sql`
+      UPDATE ${sql(schema)}.owners SET epoch = epoch + 1 WHERE instance = 'room/drain'`;
+    expect(await writer.closed).toMatchObject({ code: 1013, reason: "agent moved" });
+
+    // Straight away, while the old activation still drains: the newcomer is served by the
+    // next one, and stays connected past the drain.
+    const newcomer = await open(a, "drain", "bob");
+    expect(await newcomer.rpc("post", ["after"], 10_000)).toBe(2);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(await newcomer.rpc<string[]>("texts")).toEqual(["before", "after"]);
+  }, 60_000);
 });
 
 describe("shared auth state", () => {
