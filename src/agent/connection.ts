@@ -104,7 +104,7 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
     id: string;
     socket: ConnectionSocket;
     /** The instance's output gate, in cluster mode. */
-    gate?: OutputGate;
+    gate?: OutputGate | undefined;
     /** The request URL with credentials redacted, computed when first read. */
     uri: () => string;
     remoteAddress: string;

@@ -138,8 +138,31 @@ export function verifyToken(
   token: string,
   options: VerifyTokenOptions,
 ): Promise<AuthClaims> {
-  // One promise on top of jose's: every await on the connect path costs a promise (and,
-  // with getCurrentAgent's AsyncLocalStorage active, a hook call for each).
+  return verifyTokenWith(keys, token, options, (claims) => claims);
+}
+
+/**
+ * @internal `verifyToken`, with what the caller makes of the claims (`accept`) and of a
+ * refusal (`refused`, before it is thrown) run in the same `then`: one promise on top of
+ * jose's. Every await on the connect path costs a promise (and, with `getCurrentAgent`'s
+ * AsyncLocalStorage active on Node 20, a hook call for each). What `accept` throws is a
+ * refusal too.
+ */
+export function verifyTokenWith<T>(
+  keys: VerificationKeys,
+  token: string,
+  options: VerifyTokenOptions,
+  accept: (claims: AuthClaims) => T,
+  refused?: (refusal: AuthError) => void,
+): Promise<T> {
+  const refusalOf = (error: unknown): AuthError => {
+    const refusal = toRefusal(error, token);
+    refused?.(refusal);
+    return refusal;
+  };
+  const refuse = (error: unknown): never => {
+    throw refusalOf(error);
+  };
   let verified: Promise<JWTVerifyResult>;
   try {
     verified = verifySignature(keys, token, {
@@ -148,26 +171,19 @@ export function verifyToken(
       clockTolerance: options.clockTolerance ?? 5,
     });
   } catch (error) {
-    return Promise.reject(toRefusal(error, token));
+    return Promise.reject(refusalOf(error));
   }
-  return verified.then(
-    ({ payload }) => {
-      let claims: AuthClaims | Promise<AuthClaims>;
-      try {
-        claims = checkClaims(payload, options);
-      } catch (error) {
-        throw toRefusal(error, token);
-      }
+  return verified.then(({ payload }) => {
+    let claims: AuthClaims | Promise<AuthClaims>;
+    try {
+      claims = checkClaims(payload, options);
       // A promise only when a single-use ticket is spent.
-      if (!(claims instanceof Promise)) return claims;
-      return claims.then(undefined, (error) => {
-        throw toRefusal(error, token);
-      });
-    },
-    (error) => {
-      throw toRefusal(error, token);
-    },
-  );
+      if (!(claims instanceof Promise)) return accept(claims);
+    } catch (error) {
+      return refuse(error);
+    }
+    return claims.then(accept).then(undefined, refuse);
+  }, refuse);
 }
 
 /** What `verifyToken` checks once jose has checked the signature and standard claims. */

@@ -65,6 +65,8 @@ const NOT_READY: unique symbol = Symbol("not ready");
 interface Pending {
   session: AuthSession;
   revoked: boolean;
+  /** Where it sits in `#pending`. */
+  slot: number;
 }
 
 /**
@@ -91,8 +93,12 @@ export class Admission {
   readonly #place: ((agent: string, name: string) => Promise<Placement>) | undefined;
   /** Connection slots taken by sockets being admitted, per instance. */
   readonly #reserved = new Map<string, number>();
-  /** Sessions between authentication and attach, so `revoke()` finds and counts them. */
-  readonly #pending = new Set<Pending>();
+  /**
+   * Sessions between authentication and attach, so `revoke()` finds and counts them. An
+   * array each entry knows its place in: adding and removing one hashes nothing (a Set's
+   * add and delete were among the costliest lines of a connect's admission, profiled).
+   */
+  readonly #pending: Pending[] = [];
   /** Unknown agent names already logged, so a misconfigured client logs its miss once. */
   readonly #missesLogged = new Set<string>();
   /** The auth policy once `auth()` has resolved. */
@@ -155,8 +161,8 @@ export class Admission {
         });
         // The scope for the action itself: watching over a socket, or an HTTP request.
         policy.authorize(session, request.websocket ? "connect" : "http");
-        pending = { session, revoked: false };
-        this.#pending.add(pending);
+        pending = { session, revoked: false, slot: this.#pending.length };
+        this.#pending.push(pending);
       }
       if (request.gone?.()) return null;
 
@@ -240,8 +246,16 @@ export class Admission {
       });
       throw refusal;
     } finally {
-      if (pending !== undefined) this.#pending.delete(pending);
+      if (pending !== undefined) this.#unpend(pending);
     }
+  }
+
+  /** Take `pending` out of `#pending`: the last entry moves into its place. */
+  #unpend(pending: Pending): void {
+    const last = this.#pending.pop()!;
+    if (last === pending) return;
+    this.#pending[pending.slot] = last;
+    last.slot = pending.slot;
   }
 
   /** Get or start the instance, as a refusal when it cannot run. */
@@ -277,10 +291,10 @@ export class Admission {
    */
   #reserve(agent: string, name: string): () => void {
     const key = `${agent}/${name}`;
-    const open =
-      (this.#registry.peek(agent, name)?.connectionCount ?? 0) + (this.#reserved.get(key) ?? 0);
+    const reserved = this.#reserved.get(key) ?? 0;
+    const open = (this.#registry.peek(agent, name)?.connectionCount ?? 0) + reserved;
     if (open >= this.#maxConnections) throw new AuthError("too_many_connections");
-    this.#reserved.set(key, (this.#reserved.get(key) ?? 0) + 1);
+    this.#reserved.set(key, reserved + 1);
     let released = false;
     return () => {
       if (released) return;

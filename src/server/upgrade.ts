@@ -68,62 +68,109 @@ export class UpgradeHandler {
 
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", destroyOnError);
-    // #upgrade handles its own failures: no promise is chained on it.
-    void this.#upgrade(req, socket, head);
+    let transport: Transport;
+    try {
+      transport = this.#checkTransport(req);
+    } catch (error) {
+      this.#refused(error, req, socket, head);
+      return;
+    }
+    // One `then` for both outcomes, each handling its own failures: every promise on the
+    // connect path costs (and, once `getCurrentAgent`'s AsyncLocalStorage is in use on
+    // Node 20, a hook call for each).
+    this.#ctx.admission
+      .admit({
+        url: transport.url,
+        headers: headerReader(req.headers),
+        remoteAddress: transport.remoteAddress,
+        websocket: true,
+        gone: () => socket.destroyed,
+      })
+      .then(
+        (admitted) => this.#admitted(admitted, req, socket, head, transport),
+        (error) => this.#refused(error, req, socket, head),
+      );
   }
 
   close(): void {
     this.#wss.close();
   }
 
-  async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  /** The road's answer: attach the socket here, or carry it to the instance's owner. */
+  #admitted(
+    admitted: Admitted | null,
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    transport: Transport,
+  ): void {
     try {
-      let transport: Transport;
-      let admitted: Admitted | null;
-      let link: NodeLink | undefined;
-      try {
-        transport = this.#checkTransport(req);
-        admitted = await this.#ctx.admission.admit({
-          url: transport.url,
-          headers: headerReader(req.headers),
-          remoteAddress: transport.remoteAddress,
-          websocket: true,
-          gone: () => socket.destroyed,
-        });
-        if (admitted?.kind === "remote") link = await this.#link(admitted, transport);
-      } catch (error) {
-        // Every refusal on the road is an AuthError, already counted and logged.
-        if (!isAuthError(error)) throw error;
-        this.#refuse(error, req, socket, head);
-        return;
-      }
+      // The client went away meanwhile: nobody to answer.
       if (admitted === null) return;
       if (admitted.session?.protocol !== undefined) {
         this.#protocolOf.set(req, admitted.session.protocol);
       }
       if (admitted.kind === "remote") {
-        this.#carry(req, socket, head, admitted, transport, link!);
+        void this.#remote(admitted, req, socket, head, transport);
         return;
       }
       // `ws` completes a handshake synchronously (no `verifyClient`): when `handleUpgrade`
       // returns, the socket is attached and counted by its instance, or `ws` refused it.
       // Either way the slot admission reserved goes back now.
-      const local = admitted;
       try {
         // When no connect hook has to be waited for, identity, state and the MCP list go
         // out in the same write as the 101 answer.
         acceptUpgrade(this.#wss, req, socket, head, (ws) => {
           // ws handles the socket's errors from here on.
           socket.off("error", destroyOnError);
-          this.#attach(ws, req, local, transport);
+          this.#attach(ws, req, admitted, transport);
         });
       } finally {
-        local.release();
+        admitted.release();
       }
     } catch (error) {
-      this.#ctx.logger.error({ err: error }, "upgrade failed");
-      if (!socket.destroyed) socket.destroy();
+      this.#failed(error, socket);
     }
+  }
+
+  /** Cluster mode: open the link to the owner, then carry the socket over it. */
+  async #remote(
+    admitted: RemoteAdmission,
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    transport: Transport,
+  ): Promise<void> {
+    let link: NodeLink;
+    try {
+      link = await this.#link(admitted, transport);
+    } catch (error) {
+      this.#refused(error, req, socket, head);
+      return;
+    }
+    try {
+      this.#carry(req, socket, head, admitted, transport, link);
+    } catch (error) {
+      this.#failed(error, socket);
+    }
+  }
+
+  /**
+   * Every refusal on the road is an AuthError, already counted and logged: answer it with
+   * its wire form. Anything else is a failure of ours.
+   */
+  #refused(error: unknown, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    try {
+      if (!isAuthError(error)) throw error;
+      this.#refuse(error, req, socket, head);
+    } catch (failure) {
+      this.#failed(failure, socket);
+    }
+  }
+
+  #failed(error: unknown, socket: Duplex): void {
+    this.#ctx.logger.error({ err: error }, "upgrade failed");
+    if (!socket.destroyed) socket.destroy();
   }
 
   /**
@@ -217,7 +264,9 @@ export class UpgradeHandler {
       remoteAddress: remoteAddress ?? "unknown",
       auth,
       limits: this.#ctx.limits,
-      ...(instance.gate !== undefined && { gate: instance.gate }),
+      // Not spread in: a literal that spreads before its last properties is built on V8's
+      // slow path, on every connect.
+      gate: instance.gate,
       onTaskError: instance.reportTaskError,
     });
     this.#ctx.connections.add(connection);
