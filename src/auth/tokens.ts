@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import {
   decodeProtectedHeader,
+  type JWSHeaderParameters,
   type JWTPayload,
   type JWTVerifyOptions,
   type JWTVerifyResult,
@@ -257,13 +258,7 @@ function verifySignature(
   // Before any parsing or crypto: a huge token costs nothing to refuse.
   if (token.length > MAX_TOKEN_LENGTH) throw new AuthError("token_malformed", "token too long");
   if (!COMPACT_JWS.test(token)) throw new AuthError("token_malformed");
-  let header: ReturnType<typeof decodeProtectedHeader>;
-  try {
-    header = decodeProtectedHeader(token);
-  } catch {
-    throw new AuthError("token_malformed");
-  }
-  const resolved = keys.resolveKey(header);
+  const resolved = keys.resolveKey(protectedHeader(token));
   // A local key set answers at once; only a remote one needs a turn to find the key.
   if (isPromiseLike(resolved)) {
     return Promise.resolve(resolved).then((key) =>
@@ -271,6 +266,33 @@ function verifySignature(
     );
   }
   return jwtVerify(token, resolved.key, joseOptions(claims, resolved.algorithm));
+}
+
+/** Headers decoded lately, by their base64url text: every token of one key has the same. */
+const decodedHeaders = new Map<string, JWSHeaderParameters>();
+/** Enough for every key of a few key sets; forged headers cannot grow it past this. */
+const MAX_DECODED_HEADERS = 64;
+
+/**
+ * The token's protected header, decoded, to pick the key with (`jose` decodes it again as
+ * it verifies). Tokens signed by one key share the same header text, so a decoded copy is
+ * kept for each of the last few: decoding is pure, and a copy is handed out, so that
+ * nothing a key resolver does to it reaches the next token.
+ */
+function protectedHeader(token: string): JWSHeaderParameters {
+  const text = token.slice(0, token.indexOf("."));
+  const known = decodedHeaders.get(text);
+  if (known !== undefined) return { ...known };
+  let header: JWSHeaderParameters;
+  try {
+    header = decodeProtectedHeader({ protected: text });
+  } catch {
+    throw new AuthError("token_malformed");
+  }
+  if (decodedHeaders.size >= MAX_DECODED_HEADERS) decodedHeaders.clear();
+  // Kept as a copy of its own: a slice would keep the whole token alive with it.
+  decodedHeaders.set(` ${text}`.slice(1), { ...header });
+  return header;
 }
 
 /**

@@ -370,6 +370,39 @@ describe("verifyToken refusal matrix", () => {
     expect(lookups).toBe(1);
   });
 
+  it("every token's key is picked from its own header, whatever a key resolver did to the previous one's", async () => {
+    const seen: unknown[] = [];
+    const meddling: VerificationKeys = {
+      algorithms: ed.algorithms,
+      resolveKey: (header) => {
+        seen.push({ ...header });
+        const resolved = ed.resolveKey(header);
+        // A resolver that spoils what it was given must not spoil the next token's header.
+        header.alg = "none";
+        delete header.kid;
+        return resolved;
+      },
+    };
+    const first = await issueToken(ed, { ...ROOM, sub: "u1" });
+    const second = await issueToken(ed, { ...ROOM, sub: "u2" });
+    expect(first.split(".")[0]).toBe(second.split(".")[0]);
+    expect((await verifyToken(meddling, first, ROOM)).sub).toBe("u1");
+    expect((await verifyToken(meddling, second, ROOM)).sub).toBe("u2");
+    const header = decodeProtectedHeader(first);
+    expect(seen).toEqual([header, header]);
+    expect(header.kid).toEqual(expect.any(String));
+  });
+
+  it("a flood of distinct forged headers is refused like any other and leaves real tokens verifying", async () => {
+    const token = await issueToken(ed, { ...ROOM, sub: "u" });
+    const [, payload, signature] = token.split(".");
+    for (let i = 0; i < 200; i++) {
+      const forged = `${b64url({ alg: "EdDSA", kid: `forged-${i}`, typ: "JWT" })}.${payload}.${signature}`;
+      await expectRefused(ed, forged, "unknown_key", 4001);
+    }
+    expect((await verifyToken(ed, token, ROOM)).sub).toBe("u");
+  });
+
   it("refuses an empty token as missing", async () => {
     await expectRefused(ed, "", "token_missing", 4001);
   });
