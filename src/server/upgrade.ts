@@ -160,9 +160,12 @@ export class UpgradeHandler {
    * its wire form. Anything else is a failure of ours.
    */
   #refused(error: unknown, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (!isAuthError(error)) {
+      this.#failed(error, socket);
+      return;
+    }
     try {
-      if (!isAuthError(error)) throw error;
-      this.#refuse(error, req, socket, head);
+      this.#ctx.refusals.upgrade(error, this.#wss, req, socket, head, this.#ctx.rejectWithHttp());
     } catch (failure) {
       this.#failed(failure, socket);
     }
@@ -199,11 +202,6 @@ export class UpgradeHandler {
       throw refusal;
     }
     return { url, remoteAddress };
-  }
-
-  /** Answer a refused upgrade with the refusal's wire form and nothing else. */
-  #refuse(refusal: AuthError, req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.#ctx.refusals.upgrade(refusal, this.#wss, req, socket, head, this.#ctx.rejectWithHttp());
   }
 
   /** Cluster mode: the instance lives on another node; open the link to it. */
