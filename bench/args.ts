@@ -146,9 +146,17 @@ export interface Settings {
   attempts: number;
   /** No second tries after this many milliseconds into the run (keeps quick mode short). */
   retryUntilMs: number;
-  connects: { durationMs: number; maxCount: number; concurrency: number };
-  refused: { durationMs: number; maxCount: number; concurrency: number };
-  rpc: { warmupMs: number; durationMs: number; maxCalls: number };
+  /**
+   * A connect or refusal window of `durationMs` per contender, taken in `slices` slices that
+   * alternate between the contenders (see `interleaved` in run.ts).
+   */
+  connects: { durationMs: number; slices: number; maxCount: number; concurrency: number };
+  refused: { durationMs: number; slices: number; maxCount: number; concurrency: number };
+  /**
+   * RPC windows of `durationMs` per contender in `slices` alternating slices; the first
+   * slice starts after `warmupMs`, the others after `resumeMs` (the loops' first calls).
+   */
+  rpc: { warmupMs: number; resumeMs: number; durationMs: number; slices: number; maxCalls: number };
   fanout: { clients: number; reps: number; timeoutMs: number };
   memory: { connections: number; concurrency: number };
   /**
@@ -170,6 +178,7 @@ export function settingsFor(options: Pick<BenchOptions, "quick">): Settings {
       // Ten seconds: a 3 s window let one minute's noise of this kind of machine swing a
       // round's ratio from 0.82x to 0.97x; over 30 s the same servers stayed within 3%.
       durationMs: quick ? 2_000 : 10_000,
+      slices: quick ? 1 : 5,
       maxCount: quick ? 12_000 : 40_000,
       concurrency: 64,
     },
@@ -177,12 +186,15 @@ export function settingsFor(options: Pick<BenchOptions, "quick">): Settings {
       // Ten seconds too: over 2.5 s the same code read 0.85x in a full run and 0.92x alone
       // right after.
       durationMs: quick ? 1_500 : 10_000,
+      slices: quick ? 1 : 5,
       maxCount: quick ? 12_000 : 40_000,
       concurrency: 64,
     },
     rpc: {
       warmupMs: quick ? 500 : 1_000,
-      durationMs: quick ? 2_000 : 3_000,
+      resumeMs: 250,
+      durationMs: quick ? 2_000 : 4_500,
+      slices: quick ? 1 : 3,
       maxCalls: quick ? 200_000 : 500_000,
     },
     fanout: { clients: 1_000, reps: quick ? 10 : 20, timeoutMs: 10_000 },

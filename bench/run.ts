@@ -25,6 +25,7 @@ import {
 } from "./config.js";
 import { LoadGenerator } from "./load/index.js";
 import type {
+  ClientLoad,
   ConnectsResult,
   FanoutResult,
   OpenResult,
@@ -45,7 +46,7 @@ import {
   shapeResults,
 } from "./results.js";
 import { ServerProcess } from "./servers/index.js";
-import { median } from "./stats.js";
+import { median, weightedMedian } from "./stats.js";
 import { createBenchKeys } from "./tokens.js";
 
 // The cluster benchmark is a run of its own (bench/cluster.ts), with its own workloads.
@@ -193,30 +194,88 @@ async function stopAll(servers: Map<Contender, ServerProcess>): Promise<void> {
   await Promise.all([...servers.values()].map((s) => s.stop()));
 }
 
+/**
+ * One throughput window per contender, cut into `slices` slices taken in turn (A B C A B
+ * C …, the order rotated every slice): the machine's speed drifts by 10% and more within a
+ * minute, and contenders measured one after the other would each get a different part of
+ * that drift. Returns every contender's slices, each measured as `measure` does.
+ */
+async function interleaved<T>(
+  servers: Map<Contender, ServerProcess>,
+  round: number,
+  slices: number,
+  what: string,
+  run: (contender: Contender, server: ServerProcess, slice: number) => Promise<T>,
+): Promise<Map<Contender, Measured<T>[]>> {
+  const measured = new Map<Contender, Measured<T>[]>();
+  for (let slice = 0; slice < slices; slice++) {
+    for (const contender of order(round + slice)) {
+      const server = servers.get(contender)!;
+      const m = await measure(server, `${what} ${contender}`, () => run(contender, server, slice));
+      measured.set(contender, [...(measured.get(contender) ?? []), m]);
+    }
+  }
+  return measured;
+}
+
+/** The slices of one window taken together: counts and CPU summed, busy weighted by time. */
+function combined<T extends { elapsedMs: number } & ClientLoad>(
+  parts: Measured<T>[],
+  count: (r: T) => number,
+): { count: number; ms: number; perSecond: number; cpu: number; busy: Measured<null> } {
+  let total = 0;
+  let ms = 0;
+  let cpu = 0;
+  let serverBusy = 0;
+  let clientBusy = 0;
+  for (const part of parts) {
+    total += count(part.result);
+    ms += part.result.elapsedMs;
+    cpu += part.cpu;
+    serverBusy += part.serverBusy * part.result.elapsedMs;
+    clientBusy += (part.clientBusy ?? 0) * part.result.elapsedMs;
+  }
+  return {
+    count: total,
+    ms,
+    perSecond: ms > 0 ? (total * 1000) / ms : 0,
+    cpu,
+    busy: { result: null, cpu, serverBusy: serverBusy / ms, clientBusy: clientBusy / ms },
+  };
+}
+
 async function runConnects(
   servers: Map<Contender, ServerProcess>,
   round: number,
   algorithm: Algorithm,
 ) {
   const key = algorithm === "EdDSA" ? "connects" : "connects_hs256";
+  const { slices, durationMs, maxCount, concurrency } = settings.connects;
+  const measured = await interleaved(servers, round, slices, key, (contender, server, slice) => {
+    load.onProgress = (p) =>
+      status(`connects ${algorithm}  ${label(contender)} slice ${slice + 1}/${slices} ${p}`, false);
+    return load.run<ConnectsResult>({
+      cmd: "connects",
+      contender,
+      port: server.port,
+      algorithm,
+      durationMs: durationMs / slices,
+      maxCount: Math.ceil(maxCount / slices),
+      concurrency,
+    });
+  });
   for (const contender of order(round)) {
-    const server = servers.get(contender)!;
-    load.onProgress = (p) => status(`connects ${algorithm}  ${label(contender)} ${p}`, false);
-    const m = await measure(server, `${key} ${contender}`, () =>
-      load.run<ConnectsResult>({
-        cmd: "connects",
-        contender,
-        port: server.port,
-        algorithm,
-        ...settings.connects,
-      }),
-    );
-    const { result: r, cpu } = m;
-    addSample(samples, key, contender, r.perSecond);
-    if (algorithm === "EdDSA") addSample(samples, "connects_cpu", contender, cpu / r.completed);
-    if (r.failed > 0) notes.push(`${key} ${contender}: ${r.failed} attempts failed`);
+    const parts = measured.get(contender)!;
+    const all = combined(parts, (r) => r.completed);
+    const p50 = weightedMedian(parts.map((m) => [m.result.p50Ms, m.result.completed]));
+    const failed = parts.reduce((sum, m) => sum + m.result.failed, 0);
+    addSample(samples, key, contender, all.perSecond);
+    if (algorithm === "EdDSA") {
+      addSample(samples, "connects_cpu", contender, all.cpu / Math.max(1, all.count));
+    }
+    if (failed > 0) notes.push(`${key} ${contender}: ${failed} attempts failed`);
     status(
-      `connects ${algorithm}  ${label(contender)} ${fmt(r.perSecond).padStart(7)} conn/s  p50 ${fmt(r.p50Ms, 1)} ms  server CPU ${fmt(cpu / r.completed)} µs/conn  ${busyText(m)}`,
+      `connects ${algorithm}  ${label(contender)} ${fmt(all.perSecond).padStart(7)} conn/s  p50 ${fmt(p50, 1)} ms  server CPU ${fmt(all.cpu / Math.max(1, all.count))} µs/conn  ${busyText(all.busy)}`,
     );
   }
 }
@@ -231,35 +290,57 @@ async function runRefused(servers: Map<Contender, ServerProcess>, round: number)
       cmd: "refused",
       contender,
       port: server.port,
-      ...settings.refused,
+      concurrency: settings.refused.concurrency,
       durationMs: settings.warmup.maxMs,
       maxCount: settings.warmup.count,
     });
-    load.onProgress = (p) => status(`refused          ${label(contender)} ${p}`, false);
-    const m = await measure(server, `refused ${contender}`, () =>
-      load.run<RefusedResult>({
+  }
+  const { slices, durationMs, maxCount, concurrency } = settings.refused;
+  const measured = await interleaved(
+    servers,
+    round,
+    slices,
+    "refused",
+    (contender, server, slice) => {
+      load.onProgress = (p) =>
+        status(`refused          ${label(contender)} slice ${slice + 1}/${slices} ${p}`, false);
+      return load.run<RefusedResult>({
         cmd: "refused",
         contender,
         port: server.port,
-        ...settings.refused,
-      }),
-    );
-    const { result: r, cpu } = m;
-    addSample(samples, "refused", contender, r.perSecond);
-    addSample(samples, "refused_cpu", contender, cpu / Math.max(1, r.refused + r.other));
-    const codes = Object.entries(r.codes)
+        durationMs: durationMs / slices,
+        maxCount: Math.ceil(maxCount / slices),
+        concurrency,
+      });
+    },
+  );
+  for (const contender of order(round)) {
+    const parts = measured.get(contender)!;
+    const all = combined(parts, (r) => r.refused + r.other);
+    const refused = parts.reduce((sum, m) => sum + m.result.refused, 0);
+    const other = parts.reduce((sum, m) => sum + m.result.other, 0);
+    const codes: Record<string, number> = {};
+    for (const m of parts) {
+      for (const [code, n] of Object.entries(m.result.codes)) codes[code] = (codes[code] ?? 0) + n;
+    }
+    const perSecond = all.ms > 0 ? (refused * 1000) / all.ms : 0;
+    addSample(samples, "refused", contender, perSecond);
+    addSample(samples, "refused_cpu", contender, all.cpu / Math.max(1, all.count));
+    const codeText = Object.entries(codes)
       .map(([code, n]) => `${code}×${n}`)
       .join(" ");
-    if (r.other > 0)
-      notes.push(`refused ${contender}: ${r.other} attempts not refused as 4001 (${codes})`);
+    if (other > 0)
+      notes.push(`refused ${contender}: ${other} attempts not refused as 4001 (${codeText})`);
     status(
-      `refused          ${label(contender)} ${fmt(r.perSecond).padStart(7)} conn/s  server CPU ${fmt(cpu / Math.max(1, r.refused))} µs/refusal  ${busyText(m)}  codes ${codes}`,
+      `refused          ${label(contender)} ${fmt(perSecond).padStart(7)} conn/s  server CPU ${fmt(all.cpu / Math.max(1, refused))} µs/refusal  ${busyText(all.busy)}  codes ${codeText}`,
     );
   }
 }
 
 async function runRpc(servers: Map<Contender, ServerProcess>, round: number, clients: number) {
   const suffix = clients === 100 ? "" : `_${clients}`;
+  const key = `rpc${suffix}`;
+  // Every contender's connections are held at once, so the calls can alternate.
   for (const contender of order(round)) {
     const server = servers.get(contender)!;
     load.onProgress = (p) =>
@@ -273,30 +354,49 @@ async function runRpc(servers: Map<Contender, ServerProcess>, round: number, cli
       concurrency: 100,
     });
     if (opened.opened < clients)
-      notes.push(
-        `rpc${suffix} ${contender}: only ${opened.opened} of ${clients} connections opened`,
-      );
-    status(`rpc ${String(clients).padEnd(5)}        ${label(contender)} calling`, false);
-    const m = await measure(server, `rpc${suffix} ${contender}`, () =>
-      load.run<RpcResult>({ cmd: "rpc", ...settings.rpc }),
-    );
-    const { result: r, cpu } = m;
-    // The CPU window includes the warm-up: divide by every call answered in it.
-    const callsInWindow = r.totalCalls;
-    addSample(samples, `rpc${suffix}`, contender, r.perSecond);
-    addSample(samples, `rpc${suffix}_p50`, contender, r.p50Ms);
-    addSample(samples, `rpc${suffix}_p99`, contender, r.p99Ms);
-    addSample(samples, `rpc${suffix}_cpu`, contender, cpu / Math.max(1, callsInWindow));
-    if (r.errors > 0)
-      notes.push(`rpc${suffix} ${contender}: ${r.errors} calls answered with an error`);
+      notes.push(`${key} ${contender}: only ${opened.opened} of ${clients} connections opened`);
+  }
+  const { slices, warmupMs, resumeMs, durationMs, maxCalls } = settings.rpc;
+  const measured = await interleaved(servers, round, slices, key, (contender, _server, slice) => {
     status(
-      `rpc ${String(clients).padEnd(5)}        ${label(contender)} ${fmt(r.perSecond).padStart(7)} calls/s  p50 ${fmt(r.p50Ms, 2)} ms  p99 ${fmt(r.p99Ms, 2)} ms  server CPU ${fmt(cpu / Math.max(1, callsInWindow), 1)} µs/call  ${busyText(m)}`,
+      `rpc ${String(clients).padEnd(5)}        ${label(contender)} calling, slice ${slice + 1}/${slices}`,
+      false,
     );
-    if (clients === settings.fanout.clients && options.workloads.includes("fanout")) {
+    return load.run<RpcResult>({
+      cmd: "rpc",
+      contender,
+      fresh: slice === 0,
+      warmupMs: slice === 0 ? warmupMs : resumeMs,
+      durationMs: durationMs / slices,
+      maxCalls,
+    });
+  });
+  for (const contender of order(round)) {
+    const parts = measured.get(contender)!;
+    const all = combined(parts, (r) => r.calls);
+    // p50 and p99 of the last slice are over every slice's calls.
+    const last = parts.at(-1)!.result;
+    // The CPU windows include the warm-ups: divide by every call answered in them.
+    const callsInWindows = parts.reduce((sum, m) => sum + m.result.totalCalls, 0);
+    const errors = parts.reduce((sum, m) => sum + m.result.errors, 0);
+    const cpuPerCall = all.cpu / Math.max(1, callsInWindows);
+    addSample(samples, key, contender, all.perSecond);
+    addSample(samples, `${key}_p50`, contender, last.p50Ms);
+    addSample(samples, `${key}_p99`, contender, last.p99Ms);
+    addSample(samples, `${key}_cpu`, contender, cpuPerCall);
+    if (errors > 0) notes.push(`${key} ${contender}: ${errors} calls answered with an error`);
+    status(
+      `rpc ${String(clients).padEnd(5)}        ${label(contender)} ${fmt(all.perSecond).padStart(7)} calls/s  p50 ${fmt(last.p50Ms, 2)} ms  p99 ${fmt(last.p99Ms, 2)} ms  server CPU ${fmt(cpuPerCall, 1)} µs/call  ${busyText(all.busy)}`,
+    );
+  }
+  if (clients === settings.fanout.clients && options.workloads.includes("fanout")) {
+    for (const contender of order(round)) {
+      const server = servers.get(contender)!;
       status(`fanout           ${label(contender)} ${settings.fanout.reps} state changes`, false);
       const { result: f, cpu: fanoutCpu } = await withCpu(server, () =>
         load.run<FanoutResult>({
           cmd: "fanout",
+          contender,
           reps: settings.fanout.reps,
           timeoutMs: settings.fanout.timeoutMs,
         }),
@@ -312,8 +412,8 @@ async function runRpc(servers: Map<Contender, ServerProcess>, round: number, cli
         `fanout ${fmt(f.clients).padEnd(9)} ${label(contender)} last ${fmt(median(f.lastMs), 2)} ms  first ${fmt(median(f.firstMs), 2)} ms  server CPU ${fmt(fanoutCpu / Math.max(1, f.lastMs.length))} µs/change  (median of ${f.lastMs.length})`,
       );
     }
-    await load.run({ cmd: "closeAll" });
   }
+  await load.run({ cmd: "closeAll" });
 }
 
 /** Outpost with its default per-address failure limit: the flood is cut off early (4008). */

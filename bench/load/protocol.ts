@@ -20,7 +20,10 @@ export type LoadCommand =
       concurrency: number;
     } & Target)
   | ({ cmd: "refused"; durationMs: number; maxCount: number; concurrency: number } & Target)
-  /** Open `count` authenticated connections and hold them for the next commands. */
+  /**
+   * Open `count` authenticated connections and hold them for the next commands, in a set of
+   * their contender's (every contender's set can be open at once, for interleaved windows).
+   */
   | ({
       cmd: "open";
       algorithm: Algorithm;
@@ -29,8 +32,20 @@ export type LoadCommand =
       /** First token of the pool to use, so held connections do not share tokens. */
       offset?: number;
     } & Target)
-  | { cmd: "rpc"; warmupMs: number; durationMs: number; maxCalls: number }
-  | { cmd: "fanout"; reps: number; timeoutMs: number }
+  /**
+   * Echo calls on `contender`'s held connections. Latencies add up over the slices of one
+   * window until a slice is `fresh` (the first of a window); p50 and p99 cover them all.
+   */
+  | {
+      cmd: "rpc";
+      contender: Contender;
+      fresh: boolean;
+      warmupMs: number;
+      durationMs: number;
+      maxCalls: number;
+    }
+  | { cmd: "fanout"; contender: Contender; reps: number; timeoutMs: number }
+  /** Close every held connection, of every contender. */
   | { cmd: "closeAll" }
   /** Reconnect storm: sign a token per client for its room (client i in room i mod rooms). */
   | { cmd: "stormTokens"; count: number; rooms: number }
@@ -86,12 +101,13 @@ export interface OpenResult {
 }
 
 export interface RpcResult extends ClientLoad {
-  /** Calls answered in the measured window. */
+  /** Calls answered in the measured window (this slice). */
   calls: number;
   /** Calls answered from the first send to the end, warm-up included (for CPU per call). */
   totalCalls: number;
   elapsedMs: number;
   perSecond: number;
+  /** Over every slice of the window so far. */
   p50Ms: number;
   p99Ms: number;
   errors: number;

@@ -3,7 +3,7 @@
  * command at a time over IPC and answers with the command's result.
  */
 import { performance } from "node:perf_hooks";
-import { type Algorithm, type BenchKeys, stormRoom } from "../config.js";
+import { type Algorithm, type BenchKeys, type Contender, stormRoom } from "../config.js";
 import { createSigner, forgedToken } from "../tokens.js";
 import type { LoadCommand, Reply, Request } from "./protocol.js";
 import { Storm } from "./storm.js";
@@ -12,7 +12,16 @@ import { connects, HeldConnections, refused } from "./workloads.js";
 let keys: BenchKeys | undefined;
 const tokens: Record<Algorithm, string[]> = { EdDSA: [], HS256: [] };
 let forged: string | undefined;
-const held = new HeldConnections();
+/** Held connections, a set per contender. */
+const held = new Map<Contender, HeldConnections>();
+function heldBy(contender: Contender): HeldConnections {
+  let set = held.get(contender);
+  if (set === undefined) {
+    set = new HeldConnections();
+    held.set(contender, set);
+  }
+  return set;
+}
 const storm = new Storm();
 let stormTokens: string[] = [];
 let stormRooms = 0;
@@ -59,18 +68,19 @@ async function run(command: LoadCommand): Promise<unknown> {
       if (forged === undefined) throw new Error("init first");
       return refused(command, forged, command, progress);
     case "open":
-      return held.open(
+      return heldBy(command.contender).open(
         command,
         tokens[command.algorithm].slice(command.offset ?? 0),
         command,
         progress,
       );
     case "rpc":
-      return held.rpc(command);
+      return heldBy(command.contender).rpc(command);
     case "fanout":
-      return held.fanout(command);
+      return heldBy(command.contender).fanout(command);
     case "closeAll":
-      await held.closeAll();
+      await Promise.all([...held.values()].map((set) => set.closeAll()));
+      held.clear();
       return null;
     case "stormTokens":
       stormTokens = [];

@@ -168,6 +168,9 @@ export async function refused(
 export class HeldConnections {
   sockets: BenchSocket[] = [];
   #handler: Partial<SocketEvents> = {};
+  /** RPC latencies of the current window, over its slices so far. */
+  #latencies = new Float64Array(0);
+  #measured = 0;
   readonly #events: SocketEvents = {
     onFrame: (s, f) => this.#handler.onFrame?.(s, f),
     onRefused: (s, c) => this.#handler.onRefused?.(s, c),
@@ -213,11 +216,22 @@ export class HeldConnections {
 
   /**
    * Workload 2: every held connection runs a closed loop of echo calls (one in flight
-   * each). Calls that finish during the warm-up are not counted.
+   * each). Calls that finish during the warm-up are not counted. A window may come in
+   * slices: p50 and p99 are over every call measured since the last `fresh` slice, up to
+   * `maxCalls` in all.
    */
-  rpc(options: { warmupMs: number; durationMs: number; maxCalls: number }): Promise<RpcResult> {
+  rpc(options: {
+    fresh: boolean;
+    warmupMs: number;
+    durationMs: number;
+    maxCalls: number;
+  }): Promise<RpcResult> {
     const sockets = this.sockets;
-    const latencies = new Float64Array(options.maxCalls);
+    if (options.fresh || this.#latencies.length !== options.maxCalls) {
+      this.#latencies = new Float64Array(options.maxCalls);
+      this.#measured = 0;
+    }
+    const latencies = this.#latencies;
     let calls = 0;
     let totalCalls = 0;
     let errors = 0;
@@ -226,7 +240,7 @@ export class HeldConnections {
     const start = now();
     const measureFrom = start + options.warmupMs;
     const deadline = measureFrom + options.durationMs;
-    let measureEnd = deadline;
+    let measureEnd = this.#measured === options.maxCalls ? measureFrom : deadline;
     return new Promise((resolve) => {
       let finished = false;
       const finish = () => {
@@ -240,8 +254,8 @@ export class HeldConnections {
           totalCalls,
           elapsedMs,
           perSecond: (calls / elapsedMs) * 1000,
-          p50Ms: quantile(latencies, 0.5, calls),
-          p99Ms: quantile(latencies, 0.99, calls),
+          p50Ms: quantile(latencies, 0.5, this.#measured),
+          p99Ms: quantile(latencies, 0.99, this.#measured),
           errors,
         });
       };
@@ -255,14 +269,15 @@ export class HeldConnections {
         if (active === 0) finish();
       };
       this.#handler = {
-        onFrame(s, frame) {
+        onFrame: (s, frame) => {
           if (frame.type !== "rpc") return;
           const t = now();
           totalCalls++;
           if (frame.success !== true) errors++;
-          else if (t >= measureFrom && t < deadline) {
-            if (calls < options.maxCalls) latencies[calls++] = t - s.sentAt;
-            if (calls === options.maxCalls) measureEnd = t;
+          else if (t >= measureFrom && t < measureEnd) {
+            calls++;
+            latencies[this.#measured++] = t - s.sentAt;
+            if (this.#measured === options.maxCalls) measureEnd = t;
           }
           if (t < measureEnd) send(s);
           else stop();
