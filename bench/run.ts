@@ -47,7 +47,7 @@ import {
 } from "./results.js";
 import { ServerProcess } from "./servers/index.js";
 import { median, weightedMedian } from "./stats.js";
-import { createBenchKeys } from "./tokens.js";
+import { createBenchKeys, TOKEN_TTL_SECONDS } from "./tokens.js";
 
 // The cluster benchmark is a run of its own (bench/cluster.ts), with its own workloads.
 if (process.argv.includes("--cluster")) {
@@ -334,6 +334,33 @@ async function runRefused(servers: Map<Contender, ServerProcess>, round: number)
     status(
       `refused          ${label(contender)} ${fmt(perSecond).padStart(7)} conn/s  server CPU ${fmt(all.cpu / Math.max(1, refused))} µs/refusal  ${busyText(all.busy)}  codes ${codeText}`,
     );
+  }
+}
+
+/** Sign every token the workloads use, in the load generator (a fresh set each time). */
+async function signTokens(w: readonly string[]): Promise<void> {
+  const edTokens = Math.max(
+    w.includes("connects") ? settings.connects.maxCount : 0,
+    w.includes("memory") ? settings.memory.connections + 1 : 0,
+    settings.fanout.clients,
+    5_000,
+  );
+  status(`signing ${fmt(edTokens)} EdDSA tokens`, false);
+  await load.run({ cmd: "tokens", algorithm: "EdDSA", count: edTokens });
+  if (w.includes("connects")) {
+    status(`signing ${fmt(settings.connects.maxCount)} HS256 tokens`, false);
+    await load.run({ cmd: "tokens", algorithm: "HS256", count: settings.connects.maxCount });
+  }
+  if (w.includes("storm") || w.includes("cluster-storm")) {
+    status(`signing ${fmt(settings.storm.clients)} EdDSA tokens for the storm's rooms`, false);
+    await load.run({
+      cmd: "stormTokens",
+      count: Math.max(
+        w.includes("storm") ? settings.storm.clients : 0,
+        w.includes("cluster-storm") ? settings.clusterStorm.clients : 0,
+      ),
+      rooms: settings.storm.rooms,
+    });
   }
 }
 
@@ -668,33 +695,19 @@ async function measureAll(): Promise<Results> {
     if (!canPin()) notes.push("taskset is missing: processes were not pinned to cores");
     await load.run({ cmd: "init", keys });
     const w = options.workloads;
-    const edTokens = Math.max(
-      w.includes("connects") ? settings.connects.maxCount : 0,
-      w.includes("memory") ? settings.memory.connections + 1 : 0,
-      settings.fanout.clients,
-      5_000,
-    );
-    status(`signing ${fmt(edTokens)} EdDSA tokens`, false);
-    await load.run({ cmd: "tokens", algorithm: "EdDSA", count: edTokens });
-    if (w.includes("connects")) {
-      status(`signing ${fmt(settings.connects.maxCount)} HS256 tokens`, false);
-      await load.run({ cmd: "tokens", algorithm: "HS256", count: settings.connects.maxCount });
-    }
-    if (w.includes("storm") || w.includes("cluster-storm")) {
-      status(`signing ${fmt(settings.storm.clients)} EdDSA tokens for the storm's rooms`, false);
-      await load.run({
-        cmd: "stormTokens",
-        count: Math.max(
-          w.includes("storm") ? settings.storm.clients : 0,
-          w.includes("cluster-storm") ? settings.clusterStorm.clients : 0,
-        ),
-        rooms: settings.storm.rooms,
-      });
-    }
+    await signTokens(w);
     status("tokens signed");
+    let signedAt = Date.now();
 
     for (let round = 0; round < options.rounds; round++) {
       if (options.rounds > 1) say(`— round ${round + 1} of ${options.rounds}`);
+      // A round takes minutes, a run can outlast the tokens: every round starts with at
+      // least half their lifetime left (Outpost closes a connection when its token expires).
+      if (Date.now() - signedAt > (TOKEN_TTL_SECONDS * 1000) / 2) {
+        await signTokens(w);
+        status("tokens signed again");
+        signedAt = Date.now();
+      }
       if (w.some((x) => x !== "memory" && x !== "storm" && x !== "cluster-storm")) {
         const servers = await startServers("EdDSA", round);
         try {

@@ -10,7 +10,10 @@ import { base64url, exportJWK, generateKeyPair } from "jose";
 import { createKeySet, issueToken, type KeySet } from "../src/auth/index.js";
 import { AGENT, type Algorithm, type BenchKeys, INSTANCE } from "./config.js";
 
-/** Lifetime of bench tokens: longer than a full run, within the default maximum (1 h). */
+/**
+ * Lifetime of bench tokens, within the default maximum (1 h). A full run can take longer:
+ * `bench/run.ts` signs a fresh set when a round would start with less than half of it left.
+ */
 export const TOKEN_TTL_SECONDS = 30 * 60;
 
 export async function createBenchKeys(): Promise<BenchKeys> {

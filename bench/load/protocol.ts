@@ -10,7 +10,7 @@ export interface Target {
 
 export type LoadCommand =
   | { cmd: "init"; keys: BenchKeys }
-  /** Sign `count` tokens per algorithm ahead of the timed windows. */
+  /** Sign `count` tokens of an algorithm ahead of the timed windows, replacing any before. */
   | { cmd: "tokens"; algorithm: Algorithm; count: number }
   | ({
       cmd: "connects";

@@ -61,6 +61,7 @@ async function run(command: LoadCommand): Promise<unknown> {
       forged = await forgedToken(keys);
       return null;
     case "tokens":
+      tokens[command.algorithm] = [];
       return signTokens(command.algorithm, command.count);
     case "connects":
       return connects(command, tokens[command.algorithm], command, progress);
