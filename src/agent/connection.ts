@@ -2,7 +2,9 @@ import { AuthError } from "../auth/errors.js";
 import type { AuthAction, AuthClaims, AuthSession } from "../auth/policy.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { FrameType, type ServerFrame } from "../protocol/frames.js";
+import type { Agent } from "./agent.js";
 import type { ConnectionAuth } from "./connection-auth.js";
+import { AgentScope } from "./context.js";
 import { type Expiring, expiryClock } from "./expiry-clock.js";
 import { isThenable } from "./shared.js";
 
@@ -98,6 +100,8 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
   #awaitingPong = false;
   /** The expiry clock's tick this connection waits for, when armed. */
   #expiryTick: number | undefined;
+  /** Made at this connection's first frame: an idle connection holds none. */
+  #frameScope: AgentScope | undefined;
   readonly #onTaskError: (connection: ServerConnection, error: unknown) => void;
 
   constructor(options: {
@@ -291,6 +295,12 @@ export class ServerConnection<State = unknown> implements Connection<State>, Exp
     if (this.#expiryTick === undefined) return;
     expiryClock.cancel(this.#expiryTick, this);
     this.#expiryTick = undefined;
+  }
+
+  /** @internal What this connection's frames run in: `agent` and this connection current. */
+  frameScope(agent: Agent<unknown, unknown>): AgentScope {
+    this.#frameScope ??= new AgentScope({ agent, connection: this });
+    return this.#frameScope;
   }
 
   /**

@@ -1,4 +1,4 @@
-import { AsyncLocalStorage } from "node:async_hooks";
+import { AsyncLocalStorage, AsyncResource } from "node:async_hooks";
 import type { Agent } from "./agent.js";
 import type { Connection } from "./connection.js";
 import { processWide } from "./shared.js";
@@ -21,6 +21,28 @@ const storage = processWide("currentAgent", () => new AsyncLocalStorage<CurrentA
 /** @internal Run `work` with `current` visible to `getCurrentAgent()`. */
 export function runWithAgent<T>(current: CurrentAgent, work: () => T): T {
   return storage.run(current, work);
+}
+
+/**
+ * @internal `runWithAgent` for work that runs many times with the same `current` (the frames
+ * of one connection). The context is captured once; entering it again is a switch to that
+ * captured context. Where AsyncLocalStorage rides on async context frames (Node 24), each
+ * `run` builds a new frame: ~400 ns against ~35 ns for this, measured; on Node 20 both cost
+ * about the same.
+ */
+export class AgentScope {
+  readonly #resource: AsyncResource;
+
+  constructor(current: CurrentAgent) {
+    this.#resource = storage.run(
+      current,
+      () => new AsyncResource("outpost.agent", { requireManualDestroy: true }),
+    );
+  }
+
+  run<T>(work: () => T): T {
+    return this.#resource.runInAsyncScope(work);
+  }
 }
 
 /**

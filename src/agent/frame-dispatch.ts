@@ -2,7 +2,6 @@ import { CloseCode } from "../protocol/close-codes.js";
 import { FrameType, parseClientFrame, type RpcRequestFrame } from "../protocol/frames.js";
 import { findCallable } from "./callable.js";
 import type { ServerConnection } from "./connection.js";
-import { runWithAgent } from "./context.js";
 import type { AgentInstance } from "./instance.js";
 import { isThenable, publicMessage } from "./shared.js";
 import { StreamingResponse } from "./streaming-response.js";
@@ -20,9 +19,9 @@ export function receiveFrame(
   isBinary: boolean,
 ): void {
   connection.enqueue(() =>
-    runWithAgent({ agent: instance.agent, connection }, () =>
-      handleFrame(instance, connection, data, isBinary),
-    ),
+    connection
+      .frameScope(instance.agent)
+      .run(() => handleFrame(instance, connection, data, isBinary)),
   );
 }
 

@@ -141,6 +141,23 @@ class ReadonlyOnly extends Agent {
   }
 }
 
+/** Callables that ask getCurrentAgent() after waiting, while other connections' frames run. */
+class Waiter extends Agent {
+  static later: Array<{ asked: string; seen: string | undefined }> = [];
+  @callable()
+  async idAfter(ms: number) {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return getCurrentAgent().connection?.id;
+  }
+  @callable()
+  idNow() {
+    const asked = getCurrentAgent().connection?.id ?? "";
+    // A callback left behind by a synchronous callable keeps its caller, too.
+    setTimeout(() => Waiter.later.push({ asked, seen: getCurrentAgent().connection?.id }), 10);
+    return asked;
+  }
+}
+
 describe("agent hooks as in the SDK", () => {
   let server: TestServer;
   beforeAll(async () => {
@@ -153,6 +170,7 @@ describe("agent hooks as in the SDK", () => {
       Requester,
       Leaver,
       ReadonlyOnly,
+      Waiter,
     });
   });
   afterAll(async () => {
@@ -251,6 +269,26 @@ describe("agent hooks as in the SDK", () => {
     client.ws.close();
     await waitFor(() => Leaver.left.length === 1, "onClose");
     expect(Leaver.left).toEqual([{ self: true, connection: true, afterAwait: true }]);
+  });
+
+  it("keeps each caller's connection in getCurrentAgent() after an await and in callbacks, while other connections' frames run", async () => {
+    Waiter.later = [];
+    const a = await connect(wsUrl(server, "/agents/waiter/a"));
+    const b = await connect(wsUrl(server, "/agents/waiter/a"));
+    const idA = await a.rpc<string>("idNow");
+    const idB = await b.rpc<string>("idNow");
+    expect(idA).not.toBe(idB);
+    // a waits longest: b's frames, each with its own connection current, run meanwhile.
+    const [afterA, afterB, nowB] = await Promise.all([
+      a.rpc<string>("idAfter", [40]),
+      b.rpc<string>("idAfter", [5]),
+      b.rpc<string>("idNow"),
+    ]);
+    expect([afterA, afterB, nowB]).toEqual([idA, idB, idB]);
+    await waitFor(() => Waiter.later.length === 3, "the callbacks");
+    for (const { asked, seen } of Waiter.later) expect(seen).toBe(asked);
+    a.ws.close();
+    b.ws.close();
   });
 
   it("runs an agent's shouldConnectionBeReadonly alone, with getCurrentAgent() set", async () => {
